@@ -1,0 +1,73 @@
+# modelrollout: every target installs or builds what it needs, and each is safe to run again.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_VENV := .venv-model-server
+export PATH := $(CURDIR)/.cache/bin/current:$(CURDIR)/$(VENV)/bin:$(PATH)
+export KUBECONFIG := $(CURDIR)/.localcluster/kubeconfig
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------ set-up
+
+.PHONY: system-deps
+system-deps: ## Debian packages: openssl, Prometheus (installed once, skipped when present)
+	@missing=""; for pkg in openssl prometheus; do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## the operator's virtual environment (.venv)
+
+.PHONY: model-server-env
+model-server-env: ## the model server's own virtual environment (.venv-model-server)
+	bash model_server/setup-env.sh
+
+.PHONY: controlplane
+controlplane: ## build (or reuse) kube-apiserver, etcd and kubectl from the Go module proxy
+	bash localcluster/build-controlplane.sh >/dev/null
+
+# ------------------------------------------------------------------ local cluster
+
+.PHONY: cluster-up
+cluster-up: system-deps venv controlplane ## start etcd + kube-apiserver on loopback, apply the CRDs
+	$(PY) -m localcluster.controlplane up
+	kubectl apply --server-side -f crds/ -f localcluster/fixtures/ >/dev/null
+	kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+	@echo "cluster up: export KUBECONFIG=$(KUBECONFIG)"
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster's processes and forget its data
+	@if [ -x $(PY) ]; then $(PY) -m localcluster.controlplane down; \
+	 else $(PYTHON_BOOTSTRAP) -m localcluster.controlplane down; fi
+
+# ------------------------------------------------------------------ the two commands
+
+.PHONY: demo
+demo: cluster-up ## the main job: a ModelRollout on the local cluster, with live progress
+	$(PY) -m localcluster.demo
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: system-deps venv controlplane lint ## everything: set-up, lint, unit, integration and end-to-end tests
+	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/model_server

@@ -1,0 +1,293 @@
+"""The ModelRollout API: typed views of spec and status, parsing, defaults and durations.
+
+The CRD schema (crds/) rejects malformed objects before the operator sees them; this module turns what
+got through into plain dataclasses, applies the same defaults and raises ``SpecError`` (naming the
+field) for anything the schema could not catch, so the rest of the code never reads raw dicts.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUP = "modelrollout.dev"
+VERSION = "v1alpha1"
+PLURAL = "modelrollouts"
+TEMPLATE_PLURAL = "analysistemplates"
+KIND = "ModelRollout"
+
+SELDON_GROUP = "machinelearning.seldon.io"
+SELDON_VERSION = "v1"
+SELDON_PLURAL = "seldondeployments"
+
+BUILTIN_TEMPLATES = (
+    "request-success-rate",
+    "request-duration-p50",
+    "request-duration-p90",
+    "request-duration-p99",
+    "request-count",
+)
+
+DEFAULT_INTERVAL = "30s"
+DEFAULT_FAILURE_LIMIT = 2
+DEFAULT_INCONCLUSIVE_LIMIT = 4
+DEFAULT_MIN_REQUESTS = 50
+CANDIDATE_SUFFIX = "-candidate"
+HISTORY_LIMIT = 10
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_FULL = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A spec the schema let through but the operator cannot act on; names the offending field."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field_path = field_path
+        self.message = message
+
+
+class Phase(enum.StrEnum):
+    IDLE = "Idle"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED})
+
+
+def parse_duration(text: str, field_path: str = "duration") -> float:
+    """Seconds in a Go-style duration such as "30s", "1m30s" or "250ms" (no sign: negative is invalid)."""
+    if not isinstance(text, str) or not _DURATION_FULL.match(text):
+        raise SpecError(field_path, f"{text!r} is not a duration like 30s, 1m30s or 250ms")
+    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest PromQL-compatible duration for a number of seconds (whole seconds, at least 1s)."""
+    total = max(1, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value]
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    kind: str
+    name: str
+    api_version: str = f"{SELDON_GROUP}/{SELDON_VERSION}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model_uri: str
+    version: str
+    predictor_name: str
+
+
+class StepKind(enum.StrEnum):
+    SET_WEIGHT = "setWeight"
+    PAUSE = "pause"
+    ANALYSIS = "analysis"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    weight: int | None = None  # setWeight
+    duration_s: float | None = None  # pause; None = until resumed
+    metrics: tuple[str, ...] = ()  # analysis; empty = all metrics
+
+    def describe(self) -> str:
+        if self.kind is StepKind.SET_WEIGHT:
+            return f"set candidate weight to {self.weight}%"
+        if self.kind is StepKind.PAUSE:
+            return "pause until resumed" if self.duration_s is None else f"pause for {self.duration_s:g}s"
+        return f"analysis of {', '.join(self.metrics) or 'all metrics'}"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    template: str | None = None  # builtin
+    template_ref: str | None = None  # AnalysisTemplate name
+    query: str | None = None  # custom PromQL
+    window_s: float | None = None  # None = analysis interval
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    interval_s: float = 30.0
+    failure_limit: int = DEFAULT_FAILURE_LIMIT
+    inconclusive_limit: int = DEFAULT_INCONCLUSIVE_LIMIT
+    min_requests: int = DEFAULT_MIN_REQUESTS
+    prometheus_address: str | None = None
+    metrics: tuple[Metric, ...] = ()
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    target: TargetRef
+    stable_predictor: str
+    candidate: Candidate
+    steps: tuple[Step, ...]
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> RolloutSpec:
+        """Parse a ModelRollout ``spec``; raise SpecError naming the field when it cannot be used."""
+        target_raw = _mapping(spec, "targetRef", "spec.targetRef", required=True)
+        target = TargetRef(
+            kind=_str(target_raw, "kind", "spec.targetRef.kind"),
+            name=_str(target_raw, "name", "spec.targetRef.name"),
+            api_version=str(target_raw.get("apiVersion") or f"{SELDON_GROUP}/{SELDON_VERSION}"),
+        )
+        if target.kind != "SeldonDeployment":
+            raise SpecError("spec.targetRef.kind", f"unsupported kind {target.kind!r}; supported: SeldonDeployment")
+        stable = _str(spec, "stablePredictor", "spec.stablePredictor")
+        _dns_label(stable, "spec.stablePredictor")
+        cand_raw = _mapping(spec, "candidate", "spec.candidate", required=True)
+        predictor_name = str(cand_raw.get("predictorName") or f"{stable}{CANDIDATE_SUFFIX}"[:63].rstrip("-"))
+        _dns_label(predictor_name, "spec.candidate.predictorName")
+        if predictor_name == stable:
+            raise SpecError("spec.candidate.predictorName", "must differ from stablePredictor")
+        candidate = Candidate(
+            model_uri=_str(cand_raw, "modelUri", "spec.candidate.modelUri"),
+            version=_str(cand_raw, "version", "spec.candidate.version"),
+            predictor_name=predictor_name,
+        )
+        strategy = _mapping(spec, "strategy", "spec.strategy", required=True)
+        unknown = sorted(set(strategy) - {"canary"})
+        if unknown:
+            raise SpecError("spec.strategy", f"unknown strategy {unknown[0]!r}; supported: canary")
+        canary = _mapping(strategy, "canary", "spec.strategy.canary", required=True)
+        steps_raw = canary.get("steps")
+        if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
+            raise SpecError("spec.strategy.canary.steps", "needs at least one step")
+        steps = tuple(_parse_step(raw, f"spec.strategy.canary.steps[{i}]") for i, raw in enumerate(steps_raw))
+        analysis = _parse_analysis(spec.get("analysis") or {})
+        for i, step in enumerate(steps):
+            for name in step.metrics:
+                if analysis.metric(name) is None:
+                    raise SpecError(f"spec.strategy.canary.steps[{i}].analysis.metrics",
+                                    f"names metric {name!r}, which spec.analysis.metrics does not define")
+            if step.kind is StepKind.ANALYSIS and not analysis.metrics:
+                raise SpecError(f"spec.strategy.canary.steps[{i}].analysis",
+                                "an analysis step needs spec.analysis.metrics")
+        return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis)
+
+
+def _parse_step(raw: Any, path: str) -> Step:
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, "must be an object")
+    present = [key for key in ("setWeight", "pause", "analysis") if key in raw]
+    if len(present) != 1:
+        raise SpecError(path, "sets exactly one of setWeight, pause, analysis")
+    if present[0] == "setWeight":
+        weight = raw["setWeight"]
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
+            raise SpecError(f"{path}.setWeight", f"{weight!r} is not an integer from 0 to 100")
+        return Step(StepKind.SET_WEIGHT, weight=weight)
+    if present[0] == "pause":
+        pause = raw["pause"] or {}
+        duration = pause.get("duration") if isinstance(pause, Mapping) else None
+        seconds = None if duration is None else parse_duration(duration, f"{path}.pause.duration")
+        return Step(StepKind.PAUSE, duration_s=seconds)
+    analysis = raw["analysis"] or {}
+    names = tuple(str(n) for n in (analysis.get("metrics") or ())) if isinstance(analysis, Mapping) else ()
+    return Step(StepKind.ANALYSIS, metrics=names)
+
+
+def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
+    interval = parse_duration(str(raw.get("interval", DEFAULT_INTERVAL)), "spec.analysis.interval")
+    if interval < 1:
+        raise SpecError("spec.analysis.interval", "must be at least 1s")
+    metrics: list[Metric] = []
+    seen: set[str] = set()
+    for i, m in enumerate(raw.get("metrics") or ()):
+        path = f"spec.analysis.metrics[{i}]"
+        name = _str(m, "name", f"{path}.name")
+        if name in seen:
+            raise SpecError(f"{path}.name", f"duplicate metric name {name!r}")
+        seen.add(name)
+        sources = [key for key in ("template", "templateRef", "query") if m.get(key)]
+        if len(sources) != 1:
+            raise SpecError(path, "sets exactly one of template, templateRef, query")
+        template = m.get("template")
+        if template is not None and template not in BUILTIN_TEMPLATES:
+            raise SpecError(f"{path}.template", f"unknown builtin {template!r}; one of {', '.join(BUILTIN_TEMPLATES)}")
+        low, high = _number(m, "min", path), _number(m, "max", path)
+        if low is None and high is None:
+            raise SpecError(path, "sets min, max or both")
+        if low is not None and high is not None and low > high:
+            raise SpecError(path, f"min {low:g} exceeds max {high:g}")
+        ref = m.get("templateRef")
+        metrics.append(Metric(
+            name=name,
+            template=template,
+            template_ref=str(ref["name"]) if isinstance(ref, Mapping) and ref.get("name") else None,
+            query=m.get("query"),
+            window_s=parse_duration(m["window"], f"{path}.window") if m.get("window") else None,
+            min=low,
+            max=high,
+        ))
+    prometheus = raw.get("prometheus") or {}
+    return AnalysisSpec(
+        interval_s=interval,
+        failure_limit=int(raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
+        inconclusive_limit=int(raw.get("inconclusiveLimit", DEFAULT_INCONCLUSIVE_LIMIT)),
+        min_requests=int(raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
+        prometheus_address=prometheus.get("address") if isinstance(prometheus, Mapping) else None,
+        metrics=tuple(metrics),
+    )
+
+
+def _mapping(obj: Mapping[str, Any], key: str, path: str, required: bool = False) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(path, "is required" if value is None else "must be an object")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, path: str) -> str:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    if not isinstance(value, str) or not value:
+        raise SpecError(path, "is required")
+    return value
+
+
+def _number(obj: Mapping[str, Any], key: str, path: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{path}.{key}", f"{value!r} is not a number")
+    return float(value)
+
+
+def _dns_label(value: str, path: str) -> None:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise SpecError(path, f"{value!r} is not a DNS label (lowercase letters, digits and '-')")

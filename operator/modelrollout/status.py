@@ -1,0 +1,223 @@
+"""The ModelRollout status: everything the operator must remember, so a restart resumes exactly.
+
+``RolloutStatus.from_dict`` reads what is on the object (tolerating absent fields), ``to_dict`` writes the
+shape the CRD schema declares. Conditions follow the Kubernetes API conventions: a transition time
+changes only when the condition's status does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .api import HISTORY_LIMIT, Phase
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def format_time(value: dt.datetime | None) -> str | None:
+    return None if value is None else utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return utc(value)
+    return utc(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+class Verdict(enum.StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class ConditionType(enum.StrEnum):
+    PROGRESSING = "Progressing"  # True while a rollout moves; False when it ended or is blocked
+    HEALTHY = "AnalysisHealthy"  # last analysis passed (True), failed (False) or had no data (Unknown)
+    SPEC_VALID = "SpecValid"  # the spec and its target can be acted on
+    COMPLETED = "Completed"  # True once the current revision reached a terminal phase
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+    last_transition_time: dt.datetime | None = None
+    observed_generation: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "status": self.status, "reason": self.reason,
+                               "message": self.message,
+                               "lastTransitionTime": format_time(self.last_transition_time)}
+        if self.observed_generation is not None:
+            out["observedGeneration"] = self.observed_generation
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Condition:
+        return cls(type=str(raw.get("type", "")), status=str(raw.get("status", "Unknown")),
+                   reason=str(raw.get("reason", "")), message=str(raw.get("message", "")),
+                   last_transition_time=parse_time(raw.get("lastTransitionTime")),
+                   observed_generation=raw.get("observedGeneration"))
+
+
+def set_condition(conditions: tuple[Condition, ...], new: Condition, now: dt.datetime) -> tuple[Condition, ...]:
+    """Replace the condition of new.type; keep its transition time unless the status changed."""
+    old = next((c for c in conditions if c.type == new.type), None)
+    when = old.last_transition_time if old is not None and old.status == new.status else now
+    merged = replace(new, last_transition_time=when or now)
+    kept = tuple(c for c in conditions if c.type != new.type)
+    return (*kept, merged)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    metric: str
+    verdict: Verdict
+    value: float | None
+    message: str
+    query: str = ""
+    window: str = ""
+    min: float | None = None
+    max: float | None = None
+    at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "verdict": str(self.verdict), "value": self.value,
+                               "message": self.message, "query": self.query, "window": self.window,
+                               "at": format_time(self.at)}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CheckRecord:
+        value = raw.get("value")
+        return cls(metric=str(raw.get("metric", "")), verdict=Verdict(raw.get("verdict", "Inconclusive")),
+                   value=None if value is None else float(value), message=str(raw.get("message", "")),
+                   query=str(raw.get("query", "")), window=str(raw.get("window", "")),
+                   min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")))
+
+
+@dataclass(frozen=True)
+class AnalysisStatus:
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    last_run_at: dt.datetime | None = None
+    last_checks: tuple[CheckRecord, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"consecutiveFailures": self.consecutive_failures,
+                "consecutiveInconclusive": self.consecutive_inconclusive,
+                "lastRunAt": format_time(self.last_run_at),
+                "lastChecks": [c.to_dict() for c in self.last_checks]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AnalysisStatus:
+        return cls(consecutive_failures=int(raw.get("consecutiveFailures") or 0),
+                   consecutive_inconclusive=int(raw.get("consecutiveInconclusive") or 0),
+                   last_run_at=parse_time(raw.get("lastRunAt")),
+                   last_checks=tuple(CheckRecord.from_dict(c) for c in raw.get("lastChecks") or ()))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    revision: int
+    version: str
+    model_uri: str
+    result: str
+    reason: str = ""
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "version": self.version, "modelUri": self.model_uri,
+                "result": self.result, "reason": self.reason, "startedAt": format_time(self.started_at),
+                "finishedAt": format_time(self.finished_at)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> HistoryEntry:
+        return cls(revision=int(raw.get("revision") or 0), version=str(raw.get("version", "")),
+                   model_uri=str(raw.get("modelUri", "")), result=str(raw.get("result", "")),
+                   reason=str(raw.get("reason", "")), started_at=parse_time(raw.get("startedAt")),
+                   finished_at=parse_time(raw.get("finishedAt")))
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    phase: Phase | None = None  # None: the operator has not seen the object yet
+    message: str = ""
+    observed_generation: int = 0
+    revision: int = 0
+    candidate_version: str = ""
+    candidate_model_uri: str = ""
+    stable_version: str = ""
+    step_index: int = 0
+    step_started_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    candidate_weight: int = 0
+    last_handled_action: str = ""
+    analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
+    conditions: tuple[Condition, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def with_history(self, entry: HistoryEntry) -> RolloutStatus:
+        return replace(self, history=(*self.history, entry)[-HISTORY_LIMIT:])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": None if self.phase is None else str(self.phase),
+            "message": self.message,
+            "observedGeneration": self.observed_generation,
+            "revision": self.revision,
+            "candidateVersion": self.candidate_version,
+            "candidateModelUri": self.candidate_model_uri,
+            "stableVersion": self.stable_version,
+            "stepIndex": self.step_index,
+            "stepStartedAt": format_time(self.step_started_at),
+            "startedAt": format_time(self.started_at),
+            "finishedAt": format_time(self.finished_at),
+            "candidateWeight": self.candidate_weight,
+            "lastHandledAction": self.last_handled_action,
+            "analysis": self.analysis.to_dict(),
+            "conditions": [c.to_dict() for c in self.conditions],
+            "history": [h.to_dict() for h in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> RolloutStatus:
+        raw = raw or {}
+        phase = raw.get("phase")
+        return cls(
+            phase=Phase(phase) if isinstance(phase, str) and phase in Phase._value2member_map_ else None,
+            message=str(raw.get("message") or ""),
+            observed_generation=int(raw.get("observedGeneration") or 0),
+            revision=int(raw.get("revision") or 0),
+            candidate_version=str(raw.get("candidateVersion") or ""),
+            candidate_model_uri=str(raw.get("candidateModelUri") or ""),
+            stable_version=str(raw.get("stableVersion") or ""),
+            step_index=int(raw.get("stepIndex") or 0),
+            step_started_at=parse_time(raw.get("stepStartedAt")),
+            started_at=parse_time(raw.get("startedAt")),
+            finished_at=parse_time(raw.get("finishedAt")),
+            candidate_weight=int(raw.get("candidateWeight") or 0),
+            last_handled_action=str(raw.get("lastHandledAction") or ""),
+            analysis=AnalysisStatus.from_dict(raw.get("analysis") or {}),
+            conditions=tuple(Condition.from_dict(c) for c in raw.get("conditions") or ()),
+            history=tuple(HistoryEntry.from_dict(h) for h in raw.get("history") or ()),
+        )

@@ -1,0 +1,124 @@
+"""The CRD schema and CEL rules on a real kube-apiserver: valid specs in, invalid ones out with a clear message."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import Kube
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
+
+
+def rollout(mutate: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    obj = copy.deepcopy(EXAMPLE)
+    obj["metadata"] = {"name": f"r-{uuid.uuid4().hex[:6]}"}
+    if mutate:
+        mutate(obj["spec"])
+    return obj
+
+
+def steps(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return spec["strategy"]["canary"]["steps"]  # type: ignore[no-any-return]
+
+
+def metric(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["analysis"]["metrics"][0]  # type: ignore[no-any-return]
+
+
+# (case id, mutation, substrings the API server's message must contain: the field, then the reason)
+INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
+    ("weight-above-100", lambda s: steps(s)[0].update(setWeight=150),
+     ("spec.strategy.canary.steps[0].setWeight", "less than or equal to 100")),
+    ("weight-negative", lambda s: steps(s)[0].update(setWeight=-5),
+     ("spec.strategy.canary.steps[0].setWeight", "greater than or equal to 0")),
+    ("duration-negative", lambda s: steps(s)[1].update(pause={"duration": "-5s"}),
+     ("spec.strategy.canary.steps[1].pause.duration", "should match")),
+    ("duration-malformed", lambda s: steps(s)[1].update(pause={"duration": "five minutes"}),
+     ("spec.strategy.canary.steps[1].pause.duration", "should match")),
+    ("no-steps", lambda s: s["strategy"]["canary"].update(steps=[]),
+     ("spec.strategy.canary.steps", "should have at least 1 items")),
+    ("step-with-two-actions", lambda s: steps(s)[0].update(pause={}),
+     ("spec.strategy.canary.steps[0]", "exactly one of setWeight, pause, analysis")),
+    ("metric-without-source", lambda s: metric(s).pop("template"),
+     ("spec.analysis.metrics[0]", "exactly one of template (builtin), templateRef (AnalysisTemplate) or query")),
+    ("metric-with-two-sources", lambda s: metric(s).update(query="vector(1)"),
+     ("spec.analysis.metrics[0]", "exactly one of template")),
+    ("metric-without-thresholds", lambda s: metric(s).pop("min"),
+     ("spec.analysis.metrics[0]", "a metric sets min, max or both")),
+    ("min-above-max", lambda s: metric(s).update(max=0.5),
+     ("spec.analysis.metrics[0]", "min must not exceed max")),
+    ("unknown-builtin-template", lambda s: metric(s).update(template="request-magic"),
+     ("spec.analysis.metrics[0].template", "Unsupported value")),
+    ("duplicate-metric-names", lambda s: s["analysis"]["metrics"][1].update(name="success-rate"),
+     ("spec.analysis.metrics[1]", "Duplicate value")),
+    ("unknown-strategy", lambda s: s.update(strategy={"blueGreen": {"steps": [{"setWeight": 10}]}}),
+     ("spec.strategy", "blueGreen")),
+    ("missing-targetRef", lambda s: s.pop("targetRef"),
+     ("spec.targetRef", "Required value")),
+    ("unsupported-target-kind", lambda s: s["targetRef"].update(kind="Deployment"),
+     ("spec.targetRef.kind", "Unsupported value")),
+    ("candidate-named-like-stable", lambda s: s["candidate"].update(predictorName="main"),
+     ("spec.candidate.predictorName", "must differ from stablePredictor")),
+    ("candidate-without-version", lambda s: s["candidate"].pop("version"),
+     ("spec.candidate.version", "Required value")),
+    ("model-uri-not-a-uri", lambda s: s["candidate"].update(modelUri="models/digits"),
+     ("spec.candidate.modelUri", "should match")),
+    ("stable-not-a-dns-label", lambda s: s.update(stablePredictor="Main_1"),
+     ("spec.stablePredictor", "should match")),
+    ("interval-malformed", lambda s: s["analysis"].update(interval="15"),
+     ("spec.analysis.interval", "should match")),
+    ("failure-limit-zero", lambda s: s["analysis"].update(failureLimit=0),
+     ("spec.analysis.failureLimit", "greater than or equal to 1")),
+]
+
+
+def test_valid_rollout_is_accepted_with_defaults(cluster: Kube, namespace: str) -> None:
+    obj = rollout(lambda s: s.pop("analysis"))
+    cluster.create(obj, namespace)
+    stored = cluster.get("mro", obj["metadata"]["name"], namespace)
+    assert stored["spec"]["analysis"] == {"interval": "30s", "failureLimit": 2, "inconclusiveLimit": 4,
+                                          "minRequests": 50}
+    assert stored["spec"]["targetRef"]["apiVersion"] == "machinelearning.seldon.io/v1"
+
+
+def test_example_files_are_accepted(cluster: Kube, namespace: str) -> None:
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        result = cluster.run("apply", "-n", namespace, "-f", str(path))
+        assert "created" in result.stdout or "configured" in result.stdout, path
+
+
+@pytest.mark.parametrize(("mutation", "expected"), [pytest.param(m, e, id=i) for i, m, e in INVALID])
+def test_invalid_rollout_is_rejected_naming_the_field(
+    cluster: Kube, namespace: str, mutation: Callable[[dict[str, Any]], None], expected: tuple[str, ...]
+) -> None:
+    result = cluster.create(rollout(mutation), namespace, check=False)
+    assert result.returncode != 0, "the API server accepted an invalid ModelRollout"
+    for text in expected:
+        assert text in result.stderr, f"{text!r} not in the API server's message: {result.stderr}"
+    assert "mro" not in cluster.run("get", "mro", "-n", namespace, "-o", "name").stdout
+
+
+def test_invalid_cases_are_distinct() -> None:
+    assert len({case for case, _, _ in INVALID}) == len(INVALID) >= 12
+    specs = [yaml.safe_dump(rollout(m)["spec"]) for _, m, _ in INVALID]
+    assert len(set(specs)) == len(specs)
+
+
+def test_analysis_template_crd(cluster: Kube, namespace: str) -> None:
+    good = {"apiVersion": "modelrollout.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "errors"},
+            "spec": {"query": "sum(rate(x[{{interval}}]))"}}
+    cluster.create(good, namespace)
+    assert cluster.get("analysistemplate", "errors", namespace)["spec"]["provider"] == {"type": "prometheus"}
+    bad = copy.deepcopy(good)
+    bad["metadata"]["name"] = "no-query"
+    bad["spec"] = {"description": "forgot the query"}
+    result = cluster.create(bad, namespace, check=False)
+    assert result.returncode != 0 and "spec.query" in result.stderr and "Required value" in result.stderr

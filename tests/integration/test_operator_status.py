@@ -1,0 +1,77 @@
+"""The operator as a real process against the real kube-apiserver: it writes the initial status."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import Kube, OperatorProcess, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
+
+
+@pytest.fixture
+def operator(cluster: Kube, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", extra_args=("--namespace", namespace)).start()
+    yield proc
+    proc.stop()
+
+
+def new_rollout(**spec_changes: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(EXAMPLE)
+    obj["metadata"] = {"name": f"r-{uuid.uuid4().hex[:6]}"}
+    obj["spec"].update(spec_changes)
+    return obj
+
+
+def test_operator_initialises_status(cluster: Kube, namespace: str, operator: OperatorProcess) -> None:
+    obj = new_rollout()
+    name = obj["metadata"]["name"]
+    cluster.create(obj, namespace)
+    status = wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase") and
+                      cluster.get("mro", name, namespace)["status"], "initial status", timeout=60)
+    assert status["observedGeneration"] == 1
+    assert status["candidateVersion"] == "2.0.0"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["SpecValid"]["status"] == "True"
+    assert conditions["SpecValid"]["lastTransitionTime"]
+
+
+def test_spec_the_schema_cannot_judge_is_reported_not_crashed(
+    cluster: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    # An analysis step naming a metric that spec.analysis does not define: valid YAML, unusable spec.
+    obj = new_rollout()
+    obj["spec"]["strategy"]["canary"]["steps"].append({"analysis": {"metrics": ["accuracy"]}})
+    name = obj["metadata"]["name"]
+    cluster.create(obj, namespace)
+    status = wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase") == "Failed" and
+                      cluster.get("mro", name, namespace)["status"], "Failed phase", timeout=60)
+    spec_valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert spec_valid["status"] == "False" and spec_valid["reason"] == "InvalidSpec"
+    assert "steps[6].analysis.metrics" in spec_valid["message"] and "accuracy" in spec_valid["message"]
+    events = wait_for(lambda: [e for e in cluster.events(name, namespace) if e["reason"] == "InvalidSpec"],
+                      "an InvalidSpec event")
+    assert events[0]["type"] == "Warning" and "accuracy" in events[0]["message"]
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator died:\n" + operator.log()
+
+
+def test_printer_columns(cluster: Kube, namespace: str, operator: OperatorProcess) -> None:
+    obj = new_rollout()
+    name = obj["metadata"]["name"]
+    cluster.create(obj, namespace)
+    wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase"), "status", timeout=60)
+    table = cluster.run("get", "mro", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "WEIGHT", "STEP", "CANDIDATE", "AGE"]
+    row = next(line.split() for line in table[1:] if line.startswith(name))
+    assert row[4] == "2.0.0" and row[1] in {"Idle", "Progressing", "Failed"}
+    wide = cluster.run("get", "mro", name, "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
+    assert "STABLE" in wide and "MESSAGE" in wide
+    assert name in cluster.run("get", "rollouts", "-n", namespace).stdout  # the category
