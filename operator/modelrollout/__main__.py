@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="liveness endpoint served by Kopf; empty disables it")
     parser.add_argument("--peering", default=os.environ.get("MODELROLLOUT_PEERING", ""),
                         help="Kopf peering name for high availability; empty runs standalone")
+    parser.add_argument("--concurrency", type=int, default=16, help="rollouts that may tick at the same time")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers.CONFIG.prometheus_url = args.prometheus_url
     handlers.CONFIG.metrics_port = args.metrics_port
+    handlers.CONFIG.concurrency = args.concurrency
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,

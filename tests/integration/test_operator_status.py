@@ -40,8 +40,15 @@ def test_operator_initialises_status(cluster: Kube, namespace: str, operator: Op
     assert status["observedGeneration"] == 1
     assert status["candidateVersion"] == "2.0.0"
     conditions = {c["type"]: c for c in status["conditions"]}
-    assert conditions["SpecValid"]["status"] == "True"
-    assert conditions["SpecValid"]["lastTransitionTime"]
+    # No SeldonDeployment "digits" exists in this namespace: reported, and no traffic is touched.
+    assert conditions["Progressing"]["status"] == "False"
+    assert conditions["Progressing"]["reason"] == "TargetNotFound"
+    assert "SeldonDeployment digits not found" in conditions["Progressing"]["message"]
+    assert all(c["lastTransitionTime"] for c in conditions.values())
+    assert status["candidateWeight"] == 0
+    events = wait_for(lambda: [e for e in cluster.events(name, namespace) if e["reason"] == "TargetNotFound"],
+                      "a TargetNotFound event")
+    assert events[0]["type"] == "Warning"
 
 
 def test_spec_the_schema_cannot_judge_is_reported_not_crashed(

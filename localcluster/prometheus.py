@@ -1,0 +1,109 @@
+"""A Prometheus server (Debian's package) as a plain process on loopback, with a generated config.
+
+Used by the local cluster and by the tests: scrape the given targets at a short interval, keep the
+data in a folder of ours, wait for readiness with a deadline, stop only our own process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ScrapeJob:
+    name: str
+    targets: Sequence[str]  # host:port
+    metrics_path: str = "/metrics"
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def render_config(jobs: Sequence[ScrapeJob], scrape_interval: str) -> str:
+    return yaml.safe_dump({
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {"job_name": job.name, "metrics_path": job.metrics_path,
+             "static_configs": [{"targets": list(job.targets), "labels": dict(job.labels)}]}
+            for job in jobs
+        ],
+    }, sort_keys=False)
+
+
+class PrometheusServer:
+    def __init__(self, workdir: Path, jobs: Sequence[ScrapeJob], scrape_interval: str = "1s",
+                 port: int | None = None, binary: str | None = None) -> None:
+        self.workdir = workdir
+        self.jobs = list(jobs)
+        self.scrape_interval = scrape_interval
+        self.port = port or _free_port()
+        self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_deadline_s: float = 60.0) -> PrometheusServer:
+        if not Path(self.binary).exists():
+            raise PrometheusError(f"prometheus not found at {self.binary}; `make system-deps` installs it")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "prometheus.yml"
+        config.write_text(render_config(self.jobs, self.scrape_interval))
+        with open(self.workdir / "prometheus.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                 "--storage.tsdb.retention.time=2h"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + ready_deadline_s
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise PrometheusError(f"prometheus exited with {self.proc.returncode}; see {self.workdir}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise PrometheusError(f"prometheus not ready after {ready_deadline_s:.0f}s")
+            time.sleep(0.2)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return list(json.loads(resp.read())["data"]["result"])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)

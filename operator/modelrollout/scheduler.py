@@ -1,0 +1,95 @@
+"""When each rollout ticks next: one small scheduler for every rollout the operator watches.
+
+Kopf's daemons and timers would give each rollout its own task, but they put a finalizer on every
+object, so a ModelRollout could not be deleted while the operator is down. This scheduler needs no
+finalizer: the watch (``notify``/``forget``) tells it what exists, each tick says when it wants the
+next one, and a bounded number of ticks run at once however many rollouts there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+Key = tuple[str, str]  # (namespace, name)
+TickFn = Callable[[str, str], Awaitable[float | None]]  # seconds until the next tick; None: the object is gone
+
+log = logging.getLogger(__name__)
+
+
+class TickScheduler:
+    def __init__(self, tick: TickFn, *, concurrency: int = 16, error_backoff_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._tick = tick
+        self._clock = clock
+        self._error_backoff_s = error_backoff_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._due: dict[Key, float] = {}
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()  # changed while its tick ran: tick once more right after
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def scheduled(self) -> int:
+        return len(self._due) + len(self._running)
+
+    def notify(self, namespace: str, name: str) -> None:
+        """The object exists and may have changed: tick it as soon as possible."""
+        key = (namespace, name)
+        if key in self._running:
+            self._again.add(key)
+        else:
+            self._due[key] = self._clock()
+        self._changed.set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The object was deleted: stop ticking it (a tick under way finds it gone by itself)."""
+        key = (namespace, name)
+        self._due.pop(key, None)
+        self._again.discard(key)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start due ticks until stop is set; then wait for the ticks under way."""
+        while not stop.is_set():
+            now = self._clock()
+            for key in [k for k, at in self._due.items() if at <= now and k not in self._running]:
+                del self._due[key]
+                self._running.add(key)
+                task = asyncio.create_task(self._run_one(key))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._changed.clear()
+            wait_s = max(0.0, min(self._due.values(), default=now + 60.0) - now)
+            await _first_of(self._changed, stop, timeout=wait_s)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run_one(self, key: Key) -> None:
+        delay: float | None
+        async with self._slots:
+            try:
+                delay = await self._tick(*key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one rollout's failure must not stop the others
+                log.exception("tick of %s/%s failed; retrying in %.0fs", *key, self._error_backoff_s)
+                delay = self._error_backoff_s
+        self._running.discard(key)
+        if key in self._again:
+            self._again.discard(key)
+            delay = 0.0
+        if delay is not None:
+            self._due[key] = self._clock() + delay
+        self._changed.set()
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,192 @@
+"""Whole rollouts against the real kube-apiserver and a real Prometheus scraping a controlled exporter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from localcluster.prometheus import PrometheusServer
+from tests.integration.conftest import RolloutWatch, rollout_spec
+from tests.integration.executor_exporter import ExecutorExporter, Traffic
+from tests.support import Kube, OperatorProcess, wait_for
+
+Start = Callable[[dict[str, Any]], RolloutWatch]
+GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
+STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 60}, {"analysis": {}},
+         {"setWeight": 100}]
+
+
+def candidate_serves(exporter: ExecutorExporter, namespace: str, traffic: Traffic) -> None:
+    exporter.set(namespace, "digits", "main-candidate", traffic)
+    exporter.set(namespace, "digits", "main", GOOD)
+
+
+def test_good_candidate_is_promoted(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
+                                    operator: OperatorProcess, start_rollout: Start, cluster: Kube) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec(STEPS))
+    rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
+    assert rollout.traffic() == {"main": 80, "main-candidate": 20}
+    status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["stableVersion"] == "2.0.0" and status["candidateWeight"] == 0
+    assert rollout.traffic() == {"main": 100}
+    sdep = cluster.get("sdep", "digits", namespace)
+    assert sdep["spec"]["predictors"][0]["graph"]["modelUri"] == "file:///models/digits/2.0.0"
+    checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
+    assert checks["success-rate"]["verdict"] == "Pass" and checks["success-rate"]["value"] >= 0.95
+    assert status["history"][-1]["result"] == "Succeeded"
+    assert rollout.events("Promoted") or rollout.events("Succeeded")
+
+
+def test_failing_success_rate_rolls_back_within_failure_limit(
+        exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, Traffic(rps=40, error_ratio=0.3, latency_s=0.02))
+    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
+    shifted = time.monotonic()
+    status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
+    took = time.monotonic() - shifted
+    assert status["phase"] == "RolledBack"
+    # failureLimit (2) failed checks, one interval (2s) apart, plus one interval of slack for data to arrive.
+    assert took <= (2 + 1) * 2 + 4, f"rollback took {took:.1f}s"
+    assert rollout.traffic() == {"main": 100}
+    failed = [c for c in status["analysis"]["lastChecks"] if c["verdict"] == "Fail"]
+    assert failed and failed[0]["metric"] == "success-rate"
+    assert "below min 0.95" in failed[0]["message"] and "4s" in failed[0]["message"]
+    events = rollout.events("RolledBack")
+    assert events and "success-rate" in events[-1]["message"] and events[-1]["type"] == "Warning"
+
+
+def test_no_data_rolls_back_after_inconclusive_limit(
+        namespace: str, deployment: dict[str, Any], operator: OperatorProcess, start_rollout: Start) -> None:
+    # The exporter has no series for this namespace's candidate: every check is inconclusive.
+    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
+    assert status["phase"] == "RolledBack"
+    assert status["analysis"]["consecutiveInconclusive"] >= 3
+    assert all(c["verdict"] == "Inconclusive" for c in status["analysis"]["lastChecks"])
+    assert "never a pass" in " ".join(c["message"] for c in status["analysis"]["lastChecks"]) or \
+        "inconclusive" in status["message"].lower()
+    assert rollout.traffic() == {"main": 100}
+
+
+def test_manual_pause_resume_promote(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
+                                     operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+                                          {"setWeight": 100}]))
+    rollout.wait_phase("Paused")
+    assert rollout.status()["candidateWeight"] == 20
+    rollout.annotate("resume")
+    rollout.wait(lambda s: s.get("candidateWeight") == 50 and s.get("phase") == "Paused", "paused at 50%")
+    assert rollout.traffic() == {"main": 50, "main-candidate": 50}
+    rollout.wait(lambda s: any(c["verdict"] == "Pass" for c in s["analysis"].get("lastChecks", [])),
+                 "a passing analysis")
+    rollout.annotate("promote")
+    status = rollout.wait_phase("Succeeded", "RolledBack", "Aborted")
+    assert status["phase"] == "Succeeded" and rollout.traffic() == {"main": 100}
+    annotations = rollout.kube.get("mro", rollout.name, namespace)["metadata"].get("annotations") or {}
+    assert "modelrollout.dev/action" not in annotations  # handled and cleared
+
+
+def test_manual_pause_then_abort(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
+                                 operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 30}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]))
+    rollout.wait(lambda s: s.get("candidateWeight") == 30, "candidate at 30%")
+    rollout.annotate("pause")
+    rollout.wait_phase("Paused")
+    assert rollout.traffic() == {"main": 70, "main-candidate": 30}
+    rollout.annotate("abort")
+    status = rollout.wait_phase("Aborted")
+    assert status["candidateWeight"] == 0 and rollout.traffic() == {"main": 100}
+    assert rollout.events("Aborted") or status["history"][-1]["result"] == "Aborted"
+
+
+def test_operator_killed_mid_rollout_continues_from_status(
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
+        prometheus: PrometheusServer, operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50},
+                                          {"pause": {"duration": "6s"}}, {"setWeight": 100}]))
+    before = rollout.wait(lambda s: s.get("candidateWeight") == 50, "candidate at 50%")
+    operator.kill()
+    assert rollout.traffic() == {"main": 50, "main-candidate": 50}  # nothing moves while it is down
+    operator.start()
+    seen_steps = [before["stepIndex"]]
+    status = rollout.wait(lambda s: (seen_steps.append(s.get("stepIndex", 0)) or True) and
+                          s.get("phase") in {"Succeeded", "RolledBack"}, "the restarted operator to finish",
+                          timeout=60)
+    assert status["phase"] == "Succeeded", status
+    assert status["revision"] == before["revision"]  # the same rollout continued, not a new one
+    assert seen_steps == sorted(seen_steps), f"went back a step after the restart: {seen_steps}"
+
+
+def test_concurrent_edit_of_the_deployment_is_kept(
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
+        operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    rollout.wait_phase("Paused")
+    # Someone else edits the deployment while the rollout owns its traffic.
+    cluster.run("patch", "sdep", "digits", "-n", namespace, "--type=json", "-p",
+                '[{"op": "add", "path": "/spec/annotations", "value": {"team": "vision"}},'
+                ' {"op": "replace", "path": "/spec/predictors/0/replicas", "value": 3}]')
+    rollout.annotate("resume")
+    status = rollout.wait_phase("Succeeded", "RolledBack")
+    assert status["phase"] == "Succeeded"
+    sdep = cluster.get("sdep", "digits", namespace)
+    assert sdep["spec"]["annotations"] == {"team": "vision"}
+    assert sdep["spec"]["predictors"][0]["replicas"] == 3
+    assert sdep["spec"]["predictors"][0]["graph"]["modelUri"] == "file:///models/digits/2.0.0"
+
+
+def test_prometheus_unreachable_never_moves_traffic_further(
+        exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    obj = rollout_spec([{"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}],
+                       prometheus={"address": "http://127.0.0.1:9"}, inconclusiveLimit=3)
+    rollout = start_rollout(obj)
+    status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
+    assert status["phase"] == "RolledBack"
+    assert max(10, status["candidateWeight"]) == 10 and rollout.traffic() == {"main": 100}
+    messages = " ".join(c["message"] for c in status["analysis"]["lastChecks"])
+    assert "unreachable" in messages and "127.0.0.1:9" in messages
+
+
+def test_bad_query_and_missing_template_are_reported(
+        exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    obj = rollout_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], metrics=[
+        {"name": "broken", "query": 'sum(rate(x{predictor_name="{{candidate}}"}[{{interval}}])', "max": 1},
+        {"name": "shared", "templateRef": {"name": "does-not-exist"}, "max": 1}])
+    rollout = start_rollout(obj)
+    status = rollout.wait(lambda s: len(s.get("analysis", {}).get("lastChecks", [])) == 2, "two checks")
+    checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
+    assert checks["broken"]["verdict"] == "Inconclusive" and "PromQL" in checks["broken"]["message"]
+    assert checks["shared"]["verdict"] == "Inconclusive" and "does-not-exist" in checks["shared"]["message"]
+    final = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
+    assert final["phase"] == "RolledBack"
+
+
+def test_stable_predictor_missing_and_candidate_equal_to_stable(
+        cluster: Kube, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        start_rollout: Start) -> None:
+    missing = rollout_spec([{"setWeight": 10}])
+    missing["spec"]["stablePredictor"] = "blue"
+    rollout = start_rollout(missing)
+    status = rollout.wait(lambda s: any(c["reason"] == "StablePredictorNotFound" for c in s.get("conditions", [])),
+                          "StablePredictorNotFound")
+    assert status["candidateWeight"] == 0 and rollout.traffic() == {"main": 100}
+    same = rollout_spec([{"setWeight": 10}])
+    same["spec"]["candidate"]["modelUri"] = "file:///models/digits/1.0.0"
+    same_rollout = start_rollout(same)
+    failed = same_rollout.wait_phase("Failed")
+    assert any(c["reason"] == "CandidateIsStable" for c in failed["conditions"])
+    assert rollout.traffic() == {"main": 100}
+    wait_for(lambda: same_rollout.events("CandidateIsStable"), "a CandidateIsStable event")

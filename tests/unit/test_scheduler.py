@@ -1,0 +1,119 @@
+"""The tick scheduler: due times, re-runs on change, forgetting, bounded concurrency, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from modelrollout.scheduler import TickScheduler
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+@asynccontextmanager
+async def running(scheduler: TickScheduler) -> AsyncIterator[TickScheduler]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    try:
+        yield scheduler
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 3)
+
+
+@pytest.mark.asyncio
+async def test_ticks_when_notified_and_again_when_due() -> None:
+    calls: list[tuple[str, str]] = []
+
+    async def tick(namespace: str, name: str) -> float | None:
+        calls.append((namespace, name))
+        return 0.05
+
+    async with running(TickScheduler(tick)) as scheduler:
+        scheduler.notify("ns", "a")
+        await until(lambda: len(calls) >= 3)
+    assert set(calls) == {("ns", "a")}
+
+
+@pytest.mark.asyncio
+async def test_none_means_gone_and_forget_stops_ticks() -> None:
+    calls: list[str] = []
+
+    async def tick(namespace: str, name: str) -> float | None:
+        calls.append(name)
+        return None if name == "gone" else 0.02
+
+    async with running(TickScheduler(tick)) as scheduler:
+        scheduler.notify("ns", "gone")
+        scheduler.notify("ns", "kept")
+        await until(lambda: calls.count("kept") >= 3)
+        scheduler.forget("ns", "kept")
+        await asyncio.sleep(0)  # let a tick already under way finish
+        settled = len(calls)
+        await asyncio.sleep(0.1)
+        assert scheduler.scheduled == 0
+    assert calls.count("gone") == 1
+    assert len(calls) <= settled + 1
+
+
+@pytest.mark.asyncio
+async def test_change_during_a_tick_ticks_again_right_after() -> None:
+    release = asyncio.Event()
+    calls = 0
+
+    async def tick(namespace: str, name: str) -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await release.wait()
+        return 60.0
+
+    async with running(TickScheduler(tick)) as scheduler:
+        scheduler.notify("ns", "a")
+        await until(lambda: calls == 1)
+        scheduler.notify("ns", "a")  # while the first tick is still running
+        release.set()
+        await until(lambda: calls == 2)
+
+
+@pytest.mark.asyncio
+async def test_concurrency_is_bounded() -> None:
+    active = peak = done = 0
+
+    async def tick(namespace: str, name: str) -> float | None:
+        nonlocal active, peak, done
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        done += 1
+        return None
+
+    async with running(TickScheduler(tick, concurrency=3)) as scheduler:
+        for i in range(12):
+            scheduler.notify("ns", f"r{i}")
+        await until(lambda: done == 12)
+    assert peak == 3
+
+
+@pytest.mark.asyncio
+async def test_a_failing_tick_is_retried_after_backoff() -> None:
+    calls = 0
+
+    async def tick(namespace: str, name: str) -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return None
+
+    async with running(TickScheduler(tick, error_backoff_s=0.05)) as scheduler:
+        scheduler.notify("ns", "a")
+        await until(lambda: calls == 2)
