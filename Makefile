@@ -39,6 +39,10 @@ venv: $(VENV)/.stamp ## the operator's virtual environment (.venv)
 model-server-env: ## the model server's own virtual environment (.venv-model-server)
 	bash model_server/setup-env.sh
 
+.PHONY: models
+models: model-server-env ## train the digits model versions into models/ (reproducible, seconds)
+	$(MODEL_VENV)/bin/python -m modelserver.train --out models
+
 .PHONY: controlplane
 controlplane: ## build (or reuse) kube-apiserver, etcd and kubectl from the Go module proxy
 	bash localcluster/build-controlplane.sh >/dev/null
@@ -68,6 +72,16 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+.PHONY: test-model-server
+test-model-server: model-server-env ## the model server's suite, in its own environment
+	$(MODEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/model_server
+
+.PHONY: bench
+bench: cluster-up model-server-env ## benchmarks that print figures: operator reaction, one model server
+	$(PY) -m loadtests.bench_reaction
+	bash loadtests/bench_model_server.sh
+
 .PHONY: test
-test: system-deps venv controlplane lint ## everything: set-up, lint, unit, integration and end-to-end tests
+test: system-deps venv model-server-env controlplane lint ## everything: set-up, lint, unit, integration, e2e
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/model_server
+	$(MODEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/model_server

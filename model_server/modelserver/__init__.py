@@ -1,0 +1,1 @@
+"""Digits classifier: training, model cards and the Seldon Core microservice."""

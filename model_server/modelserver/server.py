@@ -1,0 +1,359 @@
+"""Seldon Core v1 Python microservice serving a digits classifier artifact.
+
+    seldon-core-microservice modelserver.server.DigitsClassifier --service-type MODEL
+
+Configuration (environment, or seldon `parameters` of the same lower-case name):
+  MODEL_URI / model_uri                 file:///models/digits/2.0.0 or a plain path (required)
+  MODEL_VERSION / model_version         overrides the version read from the model card
+  MODEL_MAX_BATCH_SIZE / max_batch_size rows per request, default 1000
+plus the fault knobs and admin API settings in modelserver.faults.
+
+REST (seldon protocol, port PREDICTIVE_UNIT_HTTP_SERVICE_PORT, default 9000):
+  POST /api/v1.0/predictions  {"data": {"ndarray": [[64 pixel values 0..16], ...]}}
+       answers {"data": {"names": ["class"], "ndarray": [label, ...]}}; with
+       {"meta": {"tags": {"return_proba": true}}} it answers per-class probabilities
+       (names "0".."9") instead.
+  POST /api/v1.0/feedback     {"request": ..., "response": ..., "reward": r, "truth": {"data": ...}}
+  GET  /health/status         503 until the model is loaded, then the model's identity
+Metrics: port PREDICTIVE_UNIT_METRICS_SERVICE_PORT (default 6000), path
+PREDICTIVE_UNIT_METRICS_ENDPOINT (default /metrics; Seldon's operator sets /prometheus).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import joblib
+import numpy as np
+from google.protobuf import json_format
+from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.proto import prediction_pb2
+
+from modelserver import faults
+from modelserver.modelcard import ModelCardError, read_model_card, sha256_file
+from modelserver.uri import resolve_model_uri
+from modelserver.validation import InvalidInput, parse_features, parse_labels
+
+logger = logging.getLogger(__name__)
+
+N_FEATURES = 64
+N_CLASSES = 10
+PIXEL_RANGE = (0.0, 16.0)
+DEFAULT_MAX_BATCH_SIZE = 1000
+
+# Metric names (Prometheus). Seldon adds the labels method, worker_id, model_name, model_version, ...
+# Its own model_version label comes from the container image tag and overrides a custom tag of that
+# name, so the artifact's version travels as `artifact_version`.
+PREDICTIONS = "predictions_total"
+INVALID_REQUESTS = "invalid_requests_total"
+INJECTED_ERRORS = "injected_errors_total"
+FEEDBACK = "feedback_total"
+FEEDBACK_REWARD = "feedback_reward_total"
+FEEDBACK_OUTCOMES = "feedback_outcomes_total"
+INFERENCE_TIME = "inference_seconds"
+FAULT_LATENCY = "fault_latency_ms"
+FAULT_JITTER = "fault_latency_jitter_ms"
+FAULT_ERROR_RATE = "fault_error_rate"
+MODEL_INFO = "model_artifact_info"
+
+BAD_DATA_REASON = "MICROSERVICE_BAD_DATA"
+
+
+def _setting(given: Any, env_name: str, environ: Mapping[str, str]) -> str | None:
+    """A seldon parameter when given, else the environment variable."""
+    if given is not None and given != "":
+        return str(given)
+    value = environ.get(env_name, "").strip()
+    return value or None
+
+
+class DigitsClassifier:
+    """The user model class seldon-core instantiates once, before it forks its server processes."""
+
+    def __init__(
+        self,
+        model_uri: str | None = None,
+        model_version: str | None = None,
+        max_batch_size: int | None = None,
+    ) -> None:
+        env = os.environ
+        uri = _setting(model_uri, "MODEL_URI", env)
+        if uri is None:
+            raise ValueError("no model: set MODEL_URI or the model_uri parameter (file:///path or a path)")
+        # Resolve and read the card now, so a bad URI fails at start rather than in every worker.
+        self.location = resolve_model_uri(uri)
+        try:
+            self.card: dict[str, Any] | None = read_model_card(self.location.version_dir)
+        except ModelCardError as exc:
+            logger.warning("serving without a model card: %s", exc)
+            self.card = None
+        self.version = (
+            _setting(model_version, "MODEL_VERSION", env)
+            or (self.card or {}).get("version")
+            or self.location.version_dir.name
+        )
+        batch_setting = _setting(max_batch_size, "MODEL_MAX_BATCH_SIZE", env)
+        self.max_batch_size = int(batch_setting) if batch_setting else DEFAULT_MAX_BATCH_SIZE
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+
+        # Shared memory must exist before seldon-core forks, so every process sees one fault config.
+        self.fault_config = faults.SharedFaultConfig(faults.FaultConfig.from_env())
+        self.fault_seed = faults.seed_from_env()
+        self.admin_settings = faults.AdminSettings.from_env()
+        self._injector: faults.FaultInjector | None = None
+
+        self.model: Any = None
+        self.artifact_sha256: str | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        logger.info(
+            "model %s version %s from %s (max batch %d, faults %s)",
+            (self.card or {}).get("model", "digits"),
+            self.version,
+            self.location.artifact_path,
+            self.max_batch_size,
+            self.fault_config.get(),
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Called by seldon-core in each server process after the fork."""
+        sha256 = sha256_file(self.location.artifact_path)
+        expected = (self.card or {}).get("artifact", {}).get("sha256")
+        if expected is not None and sha256 != expected:
+            # A runtime error, not AttributeError: seldon-core silently swallows those from load().
+            raise RuntimeError(
+                f"artifact {self.location.artifact_path} has sha256 {sha256}, its model card says {expected}"
+            )
+        model = joblib.load(self.location.artifact_path)
+        n_features = getattr(model, "n_features_in_", N_FEATURES)
+        if n_features != N_FEATURES:
+            raise RuntimeError(f"model expects {n_features} features, this server validates for {N_FEATURES}")
+        # A fresh RNG per process: forked workers must not share one dice sequence.
+        seed = None if self.fault_seed is None else self.fault_seed + os.getpid()
+        self._injector = faults.FaultInjector(self.fault_config, seed)
+        self.artifact_sha256 = sha256
+        self.model = model
+        logger.info("loaded %s (sha256 %s) in pid %d", self.version, sha256[:12], os.getpid())
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def health_status(self) -> dict[str, Any]:
+        if not self.ready:
+            raise SeldonMicroserviceException(
+                "model not loaded yet", status_code=503, reason="MICROSERVICE_NOT_READY"
+            )
+        return self.identity()
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "status": "ready" if self.ready else "loading",
+            "model": (self.card or {}).get("model", "digits"),
+            "version": self.version,
+            "artifact_sha256": self.artifact_sha256,
+            "model_uri": self.location.uri,
+            "pid": os.getpid(),
+        }
+
+    def init_metadata(self) -> dict[str, Any]:
+        return {
+            "name": (self.card or {}).get("model", "digits"),
+            "versions": [self.version],
+            "platform": "seldon",
+            "inputs": [{"name": "pixels", "datatype": "FP64", "shape": [-1, N_FEATURES]}],
+            "outputs": [{"name": "class", "datatype": "INT64", "shape": [-1]}],
+            "custom": {"metrics_version_label": "artifact_version"},
+        }
+
+    def custom_service(self) -> None:
+        """seldon-core runs this in its own process: the fault admin API."""
+        faults.serve_admin_forever(self.fault_config, self.admin_settings)
+
+    # --- predictions -----------------------------------------------------------------------------
+
+    def predict_raw(self, request: Any) -> Any:
+        """Whole Seldon message in, whole message out, so malformed payloads get a 400 from us.
+
+        REST hands over the decoded JSON; gRPC a SeldonMessage, answered in kind.
+        """
+        if isinstance(request, prediction_pb2.SeldonMessage):
+            response = self._predict_message(json_format.MessageToDict(request))
+            return json_format.ParseDict(response, prediction_pb2.SeldonMessage())
+        return self._predict_message(request)
+
+    def _predict_message(self, request: Any) -> dict[str, Any]:
+        self._require_ready()
+        self._apply_faults()
+        try:
+            features = parse_features(request, N_FEATURES, self.max_batch_size, PIXEL_RANGE)
+            return_proba = self._wants_proba(request)
+        except InvalidInput as exc:
+            self._count_invalid(exc)
+            raise SeldonMicroserviceException(exc.message, status_code=400, reason=BAD_DATA_REASON) from exc
+
+        started = time.perf_counter()
+        probabilities = self.model.predict_proba(features)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        classes = np.asarray(self.model.classes_)
+        labels = classes[probabilities.argmax(axis=1)]
+
+        self._record_predictions(labels, elapsed_ms)
+        if return_proba:
+            data = {"names": [str(c) for c in classes], "ndarray": np.round(probabilities, 6).tolist()}
+        else:
+            data = {"names": ["class"], "ndarray": [int(label) for label in labels]}
+        meta: dict[str, Any] = {"tags": {"model_version": self.version}, "metrics": self.metrics()}
+        if isinstance(request, dict) and isinstance(request.get("meta"), dict) and "puid" in request["meta"]:
+            meta["puid"] = request["meta"]["puid"]
+        return {"data": data, "meta": meta}
+
+    def predict(self, X: np.ndarray, features_names: Any = None, **kwargs: Any) -> np.ndarray:
+        """In-process convenience (and seldon's non-raw fallback): class labels for a 2-D array."""
+        self._require_ready()
+        rows = np.asarray(X).tolist()
+        features = parse_features({"data": {"ndarray": rows}}, N_FEATURES, self.max_batch_size, PIXEL_RANGE)
+        return np.asarray(self.model.predict(features))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._require_ready()
+        rows = np.asarray(X).tolist()
+        features = parse_features({"data": {"ndarray": rows}}, N_FEATURES, self.max_batch_size, PIXEL_RANGE)
+        return np.asarray(self.model.predict_proba(features))
+
+    @staticmethod
+    def _wants_proba(request: dict[str, Any]) -> bool:
+        meta = request.get("meta")
+        tags = meta.get("tags") if isinstance(meta, dict) else None
+        if not isinstance(tags, dict) or "return_proba" not in tags:
+            return False
+        flag = tags["return_proba"]
+        if not isinstance(flag, bool):
+            raise InvalidInput("bad_meta", f"meta.tags.return_proba must be true or false, got {flag!r}")
+        return flag
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise SeldonMicroserviceException(
+                "model not loaded yet", status_code=503, reason="MICROSERVICE_NOT_READY"
+            )
+
+    def _apply_faults(self) -> None:
+        assert self._injector is not None
+        try:
+            self._injector.apply()
+        except faults.InjectedFault as fault:
+            self._queue_metrics([self._counter(INJECTED_ERRORS, 1, status=str(fault.status))])
+            raise SeldonMicroserviceException(
+                str(fault), status_code=fault.status, reason="INJECTED_FAULT"
+            ) from fault
+
+    # --- feedback --------------------------------------------------------------------------------
+
+    def send_feedback_raw(self, feedback: prediction_pb2.Feedback) -> prediction_pb2.SeldonMessage:
+        """Count feedback and, given the truth, whether the served predictions were right.
+
+        The predictions compared are the feedback's `response` when it has one, else this model's
+        answer for the feedback's `request`.
+        """
+        self._require_ready()
+        message = json_format.MessageToDict(feedback)
+        try:
+            correct, incorrect = self._score_feedback(message)
+        except InvalidInput as exc:
+            self._count_invalid(exc)
+            raise SeldonMicroserviceException(exc.message, status_code=400, reason=BAD_DATA_REASON) from exc
+        reward = float(feedback.reward)
+        queued = [self._counter(FEEDBACK, 1), self._counter(FEEDBACK_REWARD, reward)]
+        if correct:
+            queued.append(self._counter(FEEDBACK_OUTCOMES, correct, outcome="correct"))
+        if incorrect:
+            queued.append(self._counter(FEEDBACK_OUTCOMES, incorrect, outcome="incorrect"))
+        self._queue_metrics(queued)
+        answer = {
+            "jsonData": {"accepted": True, "reward": reward, "correct": correct, "incorrect": incorrect},
+            # Protobuf drops zero values and seldon-core then fails on the missing field: send none.
+            "meta": {"tags": {"model_version": self.version}, "metrics": self._drain_nonzero()},
+        }
+        return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
+
+    def _score_feedback(self, message: dict[str, Any]) -> tuple[int, int]:
+        if "truth" not in message:
+            return 0, 0
+        truth = parse_labels(message["truth"], "truth", N_CLASSES)
+        if "response" in message and "data" in message["response"]:
+            predicted = parse_labels(message["response"], "response", N_CLASSES)
+        elif "request" in message:
+            try:
+                features = parse_features(message["request"], N_FEATURES, self.max_batch_size, PIXEL_RANGE)
+            except InvalidInput as exc:
+                raise InvalidInput(exc.reason, f"feedback request: {exc.message}") from exc
+            predicted = np.asarray(self.model.predict(features), dtype=np.int64)
+        else:
+            raise InvalidInput("bad_feedback", "feedback has a truth but neither a request nor a response")
+        if len(predicted) != len(truth):
+            raise InvalidInput(
+                "bad_feedback", f"truth has {len(truth)} labels but there are {len(predicted)} predictions"
+            )
+        correct = int(np.sum(predicted == truth))
+        return correct, len(truth) - correct
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """seldon-core's custom-metrics hook: pending counters plus the current gauges.
+
+        seldon-core calls it after health checks; the raw predict path calls it itself and
+        returns the result in meta.metrics, where seldon-core picks it up.
+        """
+        config = self.fault_config.get()
+        gauges = [
+            self._gauge(FAULT_LATENCY, config.latency_ms),
+            self._gauge(FAULT_JITTER, config.latency_jitter_ms),
+            self._gauge(FAULT_ERROR_RATE, config.error_rate),
+            self._gauge(MODEL_INFO, 1.0, artifact_sha256=self.artifact_sha256 or "unknown"),
+        ]
+        return self._drain() + gauges
+
+    def _record_predictions(self, labels: np.ndarray, elapsed_ms: float) -> None:
+        values, counts = np.unique(labels, return_counts=True)
+        queued = [
+            self._counter(PREDICTIONS, int(n), **{"class": str(v)})
+            for v, n in zip(values, counts, strict=True)
+        ]
+        queued.append({"type": "TIMER", "key": INFERENCE_TIME, "value": elapsed_ms, "tags": self._tags()})
+        self._queue_metrics(queued)
+
+    def _count_invalid(self, exc: InvalidInput) -> None:
+        logger.info("rejected request (%s): %s", exc.reason, exc.message)
+        self._queue_metrics([self._counter(INVALID_REQUESTS, 1, reason=exc.reason)])
+
+    def _queue_metrics(self, metrics: list[dict[str, Any]]) -> None:
+        # Metrics reach seldon-core only with a successful answer, so errors wait for the next one.
+        with self._pending_lock:
+            self._pending.extend(metrics)
+
+    def _drain(self) -> list[dict[str, Any]]:
+        with self._pending_lock:
+            drained, self._pending = self._pending, []
+        return drained
+
+    def _drain_nonzero(self) -> list[dict[str, Any]]:
+        return [m for m in self._drain() if m["value"] != 0]
+
+    def _tags(self, **extra: str) -> dict[str, str]:
+        return {"artifact_version": self.version, **extra}
+
+    def _counter(self, key: str, value: float, **tags: str) -> dict[str, Any]:
+        return {"type": "COUNTER", "key": key, "value": value, "tags": self._tags(**tags)}
+
+    def _gauge(self, key: str, value: float, **tags: str) -> dict[str, Any]:
+        return {"type": "GAUGE", "key": key, "value": value, "tags": self._tags(**tags)}
