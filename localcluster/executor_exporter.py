@@ -1,4 +1,7 @@
-"""A test exporter of Seldon executor request metrics whose traffic the test controls.
+"""Synthetic Seldon executor request metrics, with traffic set by the caller.
+
+Used by the integration tests, the reaction benchmark and (until real model servers serve behind the
+local ingress) the demo: it stands in for the executor's metrics endpoint, nothing else.
 
 It serves ``seldon_api_executor_server_requests_seconds_{bucket,count,sum}`` with the executor's labels,
 as if each predictor received ``rps`` requests per second with a share ``error_ratio`` of 500s, all

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.executor_exporter import ExecutorExporter
 from localcluster.prometheus import PrometheusServer, ScrapeJob
-from tests.integration.executor_exporter import ExecutorExporter
 from tests.support import Kube, OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from localcluster.executor_exporter import ExecutorExporter, Traffic
 from localcluster.prometheus import PrometheusServer
 from tests.integration.conftest import RolloutWatch, rollout_spec
-from tests.integration.executor_exporter import ExecutorExporter, Traffic
 from tests.support import Kube, OperatorProcess, wait_for
 
 Start = Callable[[dict[str, Any]], RolloutWatch]
@@ -68,8 +68,9 @@ def test_no_data_rolls_back_after_inconclusive_limit(
     assert status["phase"] == "RolledBack"
     assert status["analysis"]["consecutiveInconclusive"] >= 3
     assert all(c["verdict"] == "Inconclusive" for c in status["analysis"]["lastChecks"])
-    assert "never a pass" in " ".join(c["message"] for c in status["analysis"]["lastChecks"]) or \
-        "inconclusive" in status["message"].lower()
+    assert "no data is never a pass" in status["message"]
+    events = rollout.events("AnalysisInconclusive")
+    assert events and events[-1]["type"] == "Warning"
     assert rollout.traffic() == {"main": 100}
 
 
