@@ -73,7 +73,7 @@ TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED, 
 
 def parse_duration(text: str, field_path: str = "duration") -> float:
     """Seconds in a Go-style duration such as "30s", "1m30s" or "250ms" (no sign: negative is invalid)."""
-    if not isinstance(text, str) or not _DURATION_FULL.match(text):
+    if not isinstance(text, str) or not _DURATION_FULL.fullmatch(text):
         raise SpecError(field_path, f"{text!r} is not a duration like 30s, 1m30s or 250ms")
     return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
 
@@ -289,5 +289,5 @@ def _number(obj: Mapping[str, Any], key: str, path: str) -> float | None:
 
 
 def _dns_label(value: str, path: str) -> None:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise SpecError(path, f"{value!r} is not a DNS label (lowercase letters, digits and '-')")

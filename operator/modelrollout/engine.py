@@ -1,9 +1,14 @@
 """The rollout state machine: one pure function from (spec, status, observations, clock) to a Plan.
 
-The handler observes the SeldonDeployment, runs the metrics ``metrics_due`` names, calls ``decide`` and
-carries out the Plan: apply the traffic change, patch the status, post the events, requeue. Everything the
-engine needs to remember lives in the status it returns, so replaying a tick from a persisted status gives
-the same Plan, and an operator restart resumes exactly where it was.
+A tick, as the handler runs it:
+1. observe the SeldonDeployment (``TargetObservation``) and read the action annotation;
+2. run the metrics ``metrics_due(spec, status, now)`` names (``analysis.run_checks``), if any;
+3. ``plan = decide(spec, generation, status, observations, now)``;
+4. apply ``plan.traffic`` (if any), patch ``plan.status``, post ``plan.events``, remove the action
+   annotation if ``plan.clear_action``, and come back after ``plan.requeue_after`` seconds.
+Everything the engine needs to remember lives in the status it returns, so replaying a tick from a
+persisted status gives the same Plan, and an operator restart resumes exactly where it was. A traffic
+change that was lost (crash, conflict) is simply asked for again: steps complete on observation only.
 
 Choices worth knowing:
 - A setWeight step completes when the *observed* candidate weight equals the step's weight; until then
@@ -20,8 +25,9 @@ Choices worth knowing:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from .analysis.result import CheckResult
 from .api import Metric, Phase, RolloutSpec, SpecError, Step, StepKind
@@ -179,8 +185,8 @@ class _Tick:
                         observed_generation=self.generation)
         self.status = replace(self.status, conditions=set_condition(self.status.conditions, new, self.now))
 
-    def update(self, **changes: object) -> None:
-        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+    def update(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
 
     def wake_within(self, seconds: float) -> None:
         self.requeue_after = min(self.requeue_after, max(MIN_REQUEUE_S, seconds))
@@ -221,7 +227,7 @@ def _whole_seconds(now: dt.datetime) -> dt.datetime:
 
 def _restart_cause(spec: RolloutSpec, status: RolloutStatus) -> str:
     """Why this tick starts a new revision ("" when it does not)."""
-    if status.phase is None:
+    if status.phase is None or status.phase is Phase.IDLE:
         return "new rollout"
     spec_valid = status.condition(ConditionType.SPEC_VALID)
     if status.phase is Phase.FAILED and spec_valid is not None and spec_valid.reason == "InvalidSpec":
@@ -297,6 +303,8 @@ def _roll_back(tick: _Tick, phase: Phase, reason: str, message: str) -> None:
     if tick.obs.target.ready:
         tick.traffic = TrafficChange("rollback")
         tick.requeue_after = APPLY_REQUEUE_S
+        # The handler writes this status only once the rollback is applied: the candidate then has 0%.
+        tick.status = replace(tick.status, candidate_weight=0)
     tick.emit("Warning", str(phase), message)
 
 
@@ -306,7 +314,7 @@ def _fail_candidate_is_stable(tick: _Tick, spec: RolloutSpec) -> None:
     _finish(tick, Phase.FAILED, "CandidateIsStable", message)
     tick.condition(ConditionType.SPEC_VALID, "False", "CandidateIsStable", message)
     tick.emit("Warning", "CandidateIsStable", message)
-    if tick.obs.target.candidate_present:
+    if tick.obs.target.ready and tick.obs.target.candidate_present:
         tick.traffic = TrafficChange("rollback")
 
 
@@ -319,7 +327,7 @@ def _invalid_spec(tick: _Tick, error: SpecError) -> None:
         tick.emit("Warning", "InvalidSpec", message)
     if status.phase in ACTIVE_PHASES and status.revision > 0:
         _finish(tick, Phase.FAILED, "InvalidSpec", message)
-    elif status.phase is None or status.phase in ACTIVE_PHASES:
+    elif status.phase in (None, Phase.IDLE, *ACTIVE_PHASES):
         tick.update(phase=Phase.FAILED, message=message)
         tick.condition(ConditionType.PROGRESSING, "False", "InvalidSpec", message)
         tick.condition(ConditionType.COMPLETED, "True", "Failed", message)
@@ -342,6 +350,8 @@ def _assert_end_state(tick: _Tick, spec: RolloutSpec) -> None:
     """Keep a finished rollout finished: a candidate that reappears after a rollback is removed again."""
     tick.requeue_after = TERMINAL_REQUEUE_S
     target = tick.obs.target
+    if target.ready and tick.status.phase is not Phase.SUCCEEDED:
+        tick.status = replace(tick.status, candidate_weight=0)  # what the rollback below makes true
     if tick.status.phase is not Phase.SUCCEEDED and target.ready and target.candidate_present:
         tick.traffic = TrafficChange("rollback")
         tick.requeue_after = ACTIVE_REQUEUE_CAP_S
@@ -373,53 +383,68 @@ def _reject_action(tick: _Tick, action: str, why: str) -> None:
 
 
 def _active_action(tick: _Tick, spec: RolloutSpec, action: str) -> None:
-    phase = tick.status.phase
-    if action == "pause":
-        if phase is not Phase.PROGRESSING:
-            _reject_action(tick, action, f"the rollout is {phase}")
-            return
-        tick.update(phase=Phase.PAUSED)
-        tick.emit("Normal", "Paused", f"Paused the rollout of {spec.candidate.version} at step "
-                  f"{_step_label(spec, tick.status.step_index)} on request; traffic stays as it is.")
-    elif action == "resume":
-        if phase is not Phase.PAUSED:
-            _reject_action(tick, action, f"the rollout is {phase}, not Paused")
-            return
-        tick.update(phase=Phase.PROGRESSING)
-        tick.emit("Normal", "Resumed", f"Resumed the rollout of {spec.candidate.version} on request.")
-        tick.condition(ConditionType.PROGRESSING, "True", "Resumed", "Resumed on request.")
-        step = _current_step(spec, tick.status)
-        if step is not None and step.kind is StepKind.PAUSE and step.duration_s is None:
-            _advance(tick, spec)
-    elif action == "promote":
-        if phase is Phase.PROMOTING:
-            _reject_action(tick, action, "the candidate is already being promoted")
-            return
-        if _gate_blocked(tick.status.analysis):
-            _reject_action(tick, action, f"the latest analysis did not pass ({_gate_summary(tick.status)})")
-            return
-        tick.update(last_handled_action=action)
-        tick.clear_action = True
-        skipped = len(spec.steps) - tick.status.step_index
-        tick.emit("Normal", "PromotionRequested",
-                  f"Promoting {spec.candidate.version} on request, skipping {skipped} remaining step(s).")
-        _begin_promotion(tick, spec)
-        return
-    elif action == "abort":
-        if phase is Phase.PROMOTING:
-            _reject_action(tick, action, "the promotion is already under way and cannot be undone")
-            return
-        tick.update(last_handled_action=action)
-        tick.clear_action = True
-        _roll_back(tick, Phase.ABORTED, "Aborted",
-                   f"Aborted the rollout of {spec.candidate.version} on request; stable "
-                   f"predictor {spec.stable_predictor} takes all traffic.")
-        return
-    else:
-        _reject_action(tick, action, f"the rollout is {phase}")
+    """Act on a manual action while the rollout runs, or reject it with a Warning; either way clear it."""
+    handler = _ACTION_HANDLERS.get(action)
+    refusal = handler(tick, spec) if handler else f"the rollout is {tick.status.phase}"
+    if refusal:
+        _reject_action(tick, action, refusal)
         return
     tick.update(last_handled_action=action)
     tick.clear_action = True
+
+
+def _pause_action(tick: _Tick, spec: RolloutSpec) -> str:
+    if tick.status.phase is not Phase.PROGRESSING:
+        return f"the rollout is {tick.status.phase}"
+    tick.update(phase=Phase.PAUSED)
+    tick.emit("Normal", "Paused", f"Paused the rollout of {spec.candidate.version} at step "
+              f"{_step_label(spec, tick.status.step_index)} on request; traffic stays as it is.")
+    return ""
+
+
+def _resume_action(tick: _Tick, spec: RolloutSpec) -> str:
+    if tick.status.phase is not Phase.PAUSED:
+        return f"the rollout is {tick.status.phase}, not Paused"
+    tick.update(phase=Phase.PROGRESSING)
+    tick.emit("Normal", "Resumed", f"Resumed the rollout of {spec.candidate.version} on request.")
+    tick.condition(ConditionType.PROGRESSING, "True", "Resumed", "Resumed on request.")
+    step = _current_step(spec, tick.status)
+    if step is not None and step.kind is StepKind.PAUSE and step.duration_s is None:
+        _advance(tick, spec)  # resuming is what ends a pause step without a duration
+    return ""
+
+
+def _promote_action(tick: _Tick, spec: RolloutSpec) -> str:
+    if tick.status.phase is Phase.PROMOTING:
+        return "the candidate is already being promoted"
+    if _gate_blocked(tick.status.analysis):
+        return f"the latest analysis did not pass ({_gate_summary(tick.status)})"
+    skipped = len(spec.steps) - tick.status.step_index
+    tick.emit("Normal", "PromotionRequested",
+              f"Promoting {spec.candidate.version} on request, skipping {skipped} remaining step(s).")
+    _begin_promotion(tick, spec)
+    return ""
+
+
+def _abort_action(tick: _Tick, spec: RolloutSpec) -> str:
+    if tick.status.phase is Phase.PROMOTING:
+        return "the promotion is already under way and cannot be undone"
+    _roll_back(tick, Phase.ABORTED, "Aborted", f"Aborted the rollout of {spec.candidate.version} on request; "
+               f"stable predictor {spec.stable_predictor} takes all traffic.")
+    return ""
+
+
+def _retry_action(tick: _Tick, spec: RolloutSpec) -> str:
+    return f"the rollout is still {tick.status.phase}; retry applies after RolledBack, Aborted or Failed"
+
+
+_ACTION_HANDLERS: dict[str, Callable[[_Tick, RolloutSpec], str]] = {
+    "pause": _pause_action,
+    "resume": _resume_action,
+    "promote": _promote_action,
+    "abort": _abort_action,
+    "retry": _retry_action,
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -482,6 +507,8 @@ def _target_available(tick: _Tick, spec: RolloutSpec) -> None:
                   f"continuing at step {_step_label(spec, tick.status.step_index)}.")
         tick.condition(ConditionType.PROGRESSING, "True", "TargetFound", "The target is available again.")
     tick.condition(ConditionType.SPEC_VALID, "True", "SpecAccepted", "The spec is valid.")
+    if not tick.status.stable_version and tick.obs.target.stable_version:
+        tick.update(stable_version=tick.obs.target.stable_version)  # the target was missing at the start
 
 
 def _wake_for_analysis(tick: _Tick, spec: RolloutSpec) -> None:

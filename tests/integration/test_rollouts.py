@@ -49,7 +49,7 @@ def test_failing_success_rate_rolls_back_within_failure_limit(
     shifted = time.monotonic()
     status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
     took = time.monotonic() - shifted
-    assert status["phase"] == "RolledBack"
+    assert status["phase"] == "RolledBack" and status["candidateWeight"] == 0
     # failureLimit (2) failed checks, one interval (2s) apart, plus one interval of slack for data to arrive.
     assert took <= (2 + 1) * 2 + 4, f"rollback took {took:.1f}s"
     assert rollout.traffic() == {"main": 100}

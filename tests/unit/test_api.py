@@ -34,7 +34,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "-5s", "5", "5 s", "s", "1d", "five minutes", "1m-2s"])
+@pytest.mark.parametrize("text", ["", "-5s", "5", "5 s", "s", "1d", "five minutes", "1m-2s", "5s\n"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(SpecError, match="is not a duration"):
         parse_duration(text, "spec.x")
@@ -68,6 +68,7 @@ def test_indefinite_pause() -> None:
     ({"targetRef": None}, "spec.targetRef"),
     ({"targetRef": {"kind": "Deployment", "name": "x"}}, "spec.targetRef.kind"),
     ({"stablePredictor": "Main"}, "spec.stablePredictor"),
+    ({"stablePredictor": "main\n"}, "spec.stablePredictor"),
     ({"candidate": {"modelUri": "file:///m", "version": "2", "predictorName": "main"}},
      "spec.candidate.predictorName"),
     ({"strategy": {"blueGreen": {}}}, "spec.strategy"),

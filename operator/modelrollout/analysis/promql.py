@@ -76,7 +76,7 @@ class QueryVariables:
 
 def _check(value: str, pattern: re.Pattern[str], name: str, what: str) -> None:
     limit = 253 if pattern is _DNS_SUBDOMAIN else 63
-    if not isinstance(value, str) or len(value) > limit or not pattern.match(value):
+    if not isinstance(value, str) or len(value) > limit or not pattern.fullmatch(value):
         raise QueryError(f"{{{{{name}}}}} value {value!r} is not {what}; refusing to put it into PromQL")
 
 

@@ -69,6 +69,7 @@ def provider_error(results: tuple[CheckResult, ...]) -> str:
 
 def format_number(value: float) -> str:
     """Compact human form: 0.931, 12, 12345, 0.000123, 1.5e+20."""
+    value = float(value)
     if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.4g}"

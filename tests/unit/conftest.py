@@ -1,0 +1,127 @@
+"""Helpers for engine tests: specs, check results, and a small simulated SeldonDeployment.
+
+``Run`` drives ``decide`` tick by tick against ``World`` and persists the status through
+``to_dict``/``from_dict`` between ticks, the way the operator keeps it on the object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelrollout.analysis import CheckResult
+from modelrollout.api import Metric, RolloutSpec
+from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
+from modelrollout.status import RolloutStatus, Verdict
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+STABLE_URI = "file:///models/iris/1.0.0"
+CANDIDATE_URI = "file:///models/iris/2.0.0"
+
+
+def spec_dict(steps: list[dict[str, Any]] | None = None, metrics: list[dict[str, Any]] | None = None,
+              version: str = "2.0.0", model_uri: str = CANDIDATE_URI, **analysis: Any) -> dict[str, Any]:
+    return {
+        "targetRef": {"kind": "SeldonDeployment", "name": "iris"},
+        "stablePredictor": "main",
+        "candidate": {"modelUri": model_uri, "version": version},
+        "strategy": {"canary": {"steps": steps if steps is not None else [{"setWeight": 10}, {"setWeight": 50}]}},
+        "analysis": {"interval": "30s", "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 0,
+                     "metrics": metrics if metrics is not None else [], **analysis},
+    }
+
+
+def make_spec(steps: list[dict[str, Any]] | None = None, metrics: list[dict[str, Any]] | None = None,
+              **kwargs: Any) -> RolloutSpec:
+    return RolloutSpec.parse(spec_dict(steps, metrics, **kwargs))
+
+
+SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
+LATENCY = {"name": "latency-p99", "template": "request-duration-p99", "max": 0.25}
+
+
+def check(metric: str, verdict: Verdict, value: float | None = None, message: str = "") -> CheckResult:
+    if value is None and verdict is Verdict.PASS:
+        value = 1.0
+    return CheckResult(metric=metric, verdict=verdict, value=value,
+                       message=message or f"{metric} {verdict.lower()} over 30s", window="30s")
+
+
+def checks_for(metrics: tuple[Metric, ...], verdict: Verdict) -> tuple[CheckResult, ...]:
+    return tuple(check(m.name, verdict) for m in metrics)
+
+
+@dataclass
+class World:
+    """A SeldonDeployment as far as the engine can see it; applies TrafficChanges like the backend."""
+
+    exists: bool = True
+    stable_present: bool = True
+    stable_uri: str = STABLE_URI
+    candidate_present: bool = False
+    candidate_weight: int = 0
+    candidate_uri: str = ""
+    applied: list[TrafficChange] = field(default_factory=list)
+
+    def observe(self) -> TargetObservation:
+        return TargetObservation(exists=self.exists, stable_present=self.exists and self.stable_present,
+                                 stable_model_uri=self.stable_uri if self.exists else "",
+                                 stable_version=self.stable_uri.rsplit("/", 1)[-1] if self.exists else "",
+                                 candidate_present=self.exists and self.candidate_present,
+                                 candidate_weight=self.candidate_weight if self.exists else 0,
+                                 candidate_model_uri=self.candidate_uri if self.candidate_present else "")
+
+    def apply(self, change: TrafficChange | None, spec: RolloutSpec) -> None:
+        if change is None or not (self.exists and self.stable_present):
+            return
+        self.applied.append(change)
+        if change.kind == "weight":
+            self.candidate_present, self.candidate_weight = True, change.candidate_weight
+            self.candidate_uri = spec.candidate.model_uri
+        elif change.kind == "promote":
+            self.stable_uri = spec.candidate.model_uri
+            self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
+        else:
+            self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
+
+
+class Run:
+    """One ModelRollout driven through decide; the world follows each Plan unless told otherwise."""
+
+    def __init__(self, spec: RolloutSpec, world: World | None = None, generation: int = 1) -> None:
+        self.spec: RolloutSpec | Any = spec
+        self.world = world or World()
+        self.generation = generation
+        self.status = RolloutStatus()
+        self.now = T0
+        self.plans: list[Plan] = []
+
+    def tick(self, *, after: float = 0.0, checks: tuple[CheckResult, ...] | None = None,
+             action: str | None = None, provider_error: str = "", apply: bool = True) -> Plan:
+        self.now += dt.timedelta(seconds=after)
+        obs = Observations(target=self.world.observe(), checks=checks, action=action,
+                           provider_error=provider_error)
+        plan = decide(self.spec, self.generation, self.status, obs, self.now)
+        if apply and isinstance(self.spec, RolloutSpec):
+            self.world.apply(plan.traffic, self.spec)
+        self.status = RolloutStatus.from_dict(plan.status.to_dict())  # persisted on the object
+        self.plans.append(plan)
+        return plan
+
+    def due(self) -> tuple[Metric, ...]:
+        assert isinstance(self.spec, RolloutSpec)
+        return metrics_due(self.spec, self.status, self.now)
+
+    def analysed_tick(self, verdict: Verdict, *, after: float = 0.0, action: str | None = None) -> Plan:
+        """A tick in which the handler runs whatever is due and every metric gets ``verdict``."""
+        self.now += dt.timedelta(seconds=after)
+        due = self.due()
+        return self.tick(checks=checks_for(due, verdict) if due else None, action=action)
+
+    def until(self, predicate: Any, limit: int = 50, after: float = 1.0) -> Plan:
+        for _ in range(limit):
+            plan = self.tick(after=after)
+            if predicate(plan):
+                return plan
+        raise AssertionError(f"condition not reached; status: {self.status}")

@@ -1,0 +1,501 @@
+"""Analysis: query rendering, builtin templates, the threshold judge, the Prometheus provider, run_checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from modelrollout.analysis import (
+    BUILTIN_QUERIES,
+    REQUEST_COUNT_QUERY,
+    AnalysisContext,
+    CheckResult,
+    PrometheusProvider,
+    QueryError,
+    QueryOutcome,
+    QueryVariables,
+    StaticTemplates,
+    ThresholdJudge,
+    parse_result,
+    provider_error,
+    render_query,
+    run_checks,
+)
+from modelrollout.api import BUILTIN_TEMPLATES, Metric
+from modelrollout.status import Verdict
+from prometheus_api_client.exceptions import PrometheusApiClientException
+
+from tests.unit.conftest import T0
+
+VARS = QueryVariables(namespace="models", target="iris", stable="main", candidate="main-candidate", interval="30s")
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def test_render_substitutes_every_variable() -> None:
+    template = "{{namespace}}|{{target}}|{{stable}}|{{candidate}}|{{interval}}|{{ candidate }}"
+    assert render_query(template, VARS) == "models|iris|main|main-candidate|30s|main-candidate"
+
+
+def test_render_leaves_a_query_without_variables_alone() -> None:
+    assert render_query('sum(up{job="x"})', VARS) == 'sum(up{job="x"})'
+
+
+def test_render_names_an_unknown_variable() -> None:
+    with pytest.raises(QueryError, match=r"unknown variable \{\{model\}\}.*\{\{namespace\}\}"):
+        render_query("rate(x{m='{{model}}'}[{{interval}}])", VARS)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("candidate", 'x"}) or vector(1)'),
+    ("candidate", "Main"),
+    ("candidate", "a" * 64),
+    ("stable", "main\n"),
+    ("namespace", "models.prod"),  # a namespace is a DNS label, no dots
+    ("target", 'iris",x="'),
+    ("target", ""),
+    ("interval", "30s]) or vector(1"),
+    ("interval", "-5m"),
+    ("interval", "30"),
+])
+def test_values_that_could_inject_promql_are_refused(field: str, value: str) -> None:
+    fields = {"namespace": "models", "target": "iris", "stable": "main", "candidate": "main-candidate",
+              "interval": "30s", field: value}
+    with pytest.raises(QueryError, match=field):
+        QueryVariables(**fields)
+
+
+def test_dns_subdomain_targets_and_compound_intervals_are_accepted() -> None:
+    variables = QueryVariables(namespace="models", target="iris.v1", stable="main", candidate="c",
+                               interval="1m30s")
+    assert render_query("{{target}}/{{interval}}", variables) == "iris.v1/1m30s"
+
+
+def test_window_seconds_become_a_promql_duration() -> None:
+    assert QueryVariables.for_window("models", "iris", "main", "c", 90).interval == "1m30s"
+
+
+# --------------------------------------------------------------------------------------------------
+# Builtin templates
+
+
+def test_every_builtin_template_has_a_query() -> None:
+    assert set(BUILTIN_QUERIES) == set(BUILTIN_TEMPLATES)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_QUERIES))
+def test_builtin_queries_select_the_candidate_of_this_deployment(name: str) -> None:
+    query = render_query(BUILTIN_QUERIES[name], VARS)
+    assert 'namespace="models"' in query
+    assert 'deployment_name="iris"' in query
+    assert 'predictor_name="main-candidate"' in query
+    assert "[30s]" in query
+    assert "{{" not in query
+
+
+def test_success_rate_is_the_share_of_non_5xx_requests() -> None:
+    query = render_query(BUILTIN_QUERIES["request-success-rate"], VARS)
+    numerator, denominator = query.split(" / ")
+    assert "seldon_api_executor_server_requests_seconds_count{" in numerator
+    assert 'code!~"5.."' in numerator
+    assert "code" not in denominator
+    assert numerator.startswith("sum(rate(") and denominator.startswith("sum(rate(")
+
+
+@pytest.mark.parametrize(("name", "quantile"), [("request-duration-p50", "0.5"), ("request-duration-p90", "0.9"),
+                                                ("request-duration-p99", "0.99")])
+def test_duration_quantiles_come_from_the_histogram_buckets(name: str, quantile: str) -> None:
+    query = render_query(BUILTIN_QUERIES[name], VARS)
+    assert query.startswith(f"histogram_quantile({quantile}, sum by (le) (rate(")
+    assert "seldon_api_executor_server_requests_seconds_bucket{" in query
+
+
+def test_request_count_is_the_increase_over_the_window() -> None:
+    query = render_query(REQUEST_COUNT_QUERY, VARS)
+    assert query == ('sum(increase(seldon_api_executor_server_requests_seconds_count{namespace="models",'
+                     'deployment_name="iris",predictor_name="main-candidate"}[30s]))')
+    assert BUILTIN_QUERIES["request-count"] == REQUEST_COUNT_QUERY
+
+
+# --------------------------------------------------------------------------------------------------
+# Threshold judge
+
+SUCCESS = Metric(name="success-rate", template="request-success-rate", min=0.99)
+LATENCY = Metric(name="latency-p99", template="request-duration-p99", max=0.25)
+BAND = Metric(name="accuracy", query="x", min=0.5, max=0.9)
+
+
+@pytest.mark.parametrize(("metric", "value", "verdict", "message"), [
+    (SUCCESS, 0.931, Verdict.FAIL, "success-rate = 0.931 is below min 0.99 over 30s"),
+    (SUCCESS, 0.99, Verdict.PASS, "success-rate = 0.99 is within min 0.99 over 30s"),
+    (SUCCESS, 1.0, Verdict.PASS, "success-rate = 1 is within min 0.99 over 30s"),
+    (LATENCY, 0.412, Verdict.FAIL, "latency-p99 = 0.412 is above max 0.25 over 30s"),
+    (LATENCY, 0.1, Verdict.PASS, "latency-p99 = 0.1 is within max 0.25 over 30s"),
+    (BAND, 0.4, Verdict.FAIL, "accuracy = 0.4 is below min 0.5 over 30s"),
+    (BAND, 0.95, Verdict.FAIL, "accuracy = 0.95 is above max 0.9 over 30s"),
+    (BAND, 0.7, Verdict.PASS, "accuracy = 0.7 is within min 0.5 and max 0.9 over 30s"),
+])
+def test_threshold_judge(metric: Metric, value: float, verdict: Verdict, message: str) -> None:
+    assert ThresholdJudge().judge(metric, value, window="30s") == (verdict, message)
+
+
+def test_no_value_is_inconclusive_never_a_pass() -> None:
+    verdict, message = ThresholdJudge().judge(LATENCY, None, window="1m")
+    assert verdict is Verdict.INCONCLUSIVE
+    assert message == "latency-p99: no data over 1m — inconclusive, never a pass"
+
+
+# --------------------------------------------------------------------------------------------------
+# Prometheus provider: result mapping
+
+
+def vector(*values: str) -> list[dict[str, Any]]:
+    return [{"metric": {"predictor_name": f"p{i}"}, "value": [1700000000.0, v]} for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (vector("0.998"), QueryOutcome(value=0.998)),
+    ([1700000000.0, "42"], QueryOutcome(value=42.0)),  # a scalar result
+    (vector(), QueryOutcome(no_data_reason="query returned an empty result")),
+])
+def test_results_map_to_one_number_or_no_data(raw: Any, expected: QueryOutcome) -> None:
+    assert parse_result(raw) == expected
+
+
+@pytest.mark.parametrize("text", ["NaN", "+Inf", "-Inf"])
+def test_nan_and_infinities_are_no_data(text: str) -> None:
+    outcome = parse_result(vector(text))
+    assert outcome.value is None
+    assert outcome.error == ""
+    assert outcome.no_data_reason
+
+
+def test_several_series_are_an_error() -> None:
+    outcome = parse_result(vector("1", "2", "3"))
+    assert outcome.value is None
+    assert outcome.error.startswith("query returned 3 series; it must return one number")
+
+
+def test_a_range_vector_or_a_string_is_an_error() -> None:
+    assert "range vector" in parse_result([{"metric": {}, "values": [[1, "1"]]}]).error
+    assert "not a number" in parse_result(vector("abc")).error
+
+
+class FakeClient:
+    """Stands in for PrometheusConnect: answers (or raises) from a script, one entry per call."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.queries: list[str] = []
+        self.timeouts: list[Any] = []
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None, timeout: Any = None) -> Any:
+        self.queries.append(query)
+        self.timeouts.append(timeout)
+        answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def provider(client: FakeClient, sleeps: Sleeps | None = None, retries: int = 2) -> PrometheusProvider:
+    return PrometheusProvider("http://prometheus:9090/", client=client, retries=retries, backoff_s=0.5,
+                              timeout_s=3.0, sleep=sleeps or Sleeps())
+
+
+def api_error(code: int, body: dict[str, Any]) -> PrometheusApiClientException:
+    # Exactly how prometheus-api-client words a non-200 answer.
+    return PrometheusApiClientException(f"HTTP Status Code {code} ({json.dumps(body).encode()!r})")
+
+
+def test_a_value_comes_back_with_the_request_timeout_applied() -> None:
+    client = FakeClient(vector("0.5"))
+    outcome = asyncio.run(provider(client).query("up"))
+    assert outcome == QueryOutcome(value=0.5)
+    assert client.queries == ["up"]
+    assert client.timeouts == [3.0]
+
+
+def test_a_promql_syntax_error_is_reported_as_such_and_not_retried() -> None:
+    error = api_error(400, {"status": "error", "errorType": "bad_data",
+                            "error": 'invalid parameter "query": 1:5: parse error: unexpected "}"'})
+    client, sleeps = FakeClient(error), Sleeps()
+    outcome = asyncio.run(provider(client, sleeps).query("sum(}"))
+    assert outcome.value is None
+    assert outcome.error.startswith("Prometheus rejected the query as invalid PromQL (bad_data):")
+    assert 'parse error: unexpected "}"' in outcome.error
+    assert len(client.queries) == 1
+    assert sleeps.calls == []
+
+
+def test_an_unreachable_prometheus_is_retried_a_bounded_number_of_times() -> None:
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='prometheus', port=9090): Max retries exceeded with url: /api/v1/query "
+        "(Caused by NewConnectionError('<urllib3.connection.HTTPConnection object>: Failed to establish a "
+        "new connection: [Errno 111] Connection refused'))")
+    client, sleeps = FakeClient(refused), Sleeps()
+    outcome = asyncio.run(provider(client, sleeps, retries=2).query("up"))
+    assert outcome.error == "Prometheus unreachable at http://prometheus:9090: [Errno 111] Connection refused"
+    assert len(client.queries) == 3
+    assert sleeps.calls == [0.5, 1.0]
+
+
+def test_a_transient_error_followed_by_an_answer_gives_the_answer() -> None:
+    client = FakeClient(api_error(503, {"status": "error", "errorType": "unavailable", "error": "busy"}),
+                        requests.Timeout("read timed out"), vector("7"))
+    outcome = asyncio.run(provider(client).query("up"))
+    assert outcome == QueryOutcome(value=7.0)
+    assert len(client.queries) == 3
+
+
+def test_a_timeout_says_how_long_it_waited() -> None:
+    outcome = asyncio.run(provider(FakeClient(requests.Timeout("slow")), retries=0).query("up"))
+    assert outcome.error == "Prometheus at http://prometheus:9090 did not answer within 3s"
+
+
+def test_other_http_errors_are_reported_with_their_code() -> None:
+    client = FakeClient(api_error(403, {"status": "error", "errorType": "forbidden", "error": "no access"}))
+    outcome = asyncio.run(provider(client).query("up"))
+    assert outcome.error == "Prometheus at http://prometheus:9090 answered HTTP 403: no access"
+    assert len(client.queries) == 1
+
+
+def test_an_unexpected_exception_becomes_an_error() -> None:
+    outcome = asyncio.run(provider(FakeClient(KeyError("data"))).query("up"))
+    assert outcome.error.startswith("unexpected answer from Prometheus at http://prometheus:9090: KeyError")
+
+
+# The real client against a local HTTP server: proves the error wording the provider parses.
+
+
+class _PrometheusStub(BaseHTTPRequestHandler):
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
+        code, body = self.answers.get(query, (200, {"status": "success",
+                                                    "data": {"resultType": "vector", "result": []}}))
+        payload = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_prometheus() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _PrometheusStub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_real_client_maps_values_and_syntax_errors(stub_prometheus: str) -> None:
+    _PrometheusStub.answers = {
+        "one": (200, {"status": "success", "data": {"resultType": "vector", "result": vector("0.25")}}),
+        "bad": (400, {"status": "error", "errorType": "bad_data", "error": "1:4: parse error: unexpected end"}),
+    }
+    prom = PrometheusProvider(stub_prometheus, timeout_s=2.0, retries=0)
+    assert asyncio.run(prom.query("one")) == QueryOutcome(value=0.25)
+    assert asyncio.run(prom.query("none")).no_data_reason == "query returned an empty result"
+    assert asyncio.run(prom.query("bad")).error == (
+        "Prometheus rejected the query as invalid PromQL (bad_data): 1:4: parse error: unexpected end")
+
+
+def test_the_real_client_reports_a_refused_connection() -> None:
+    with HTTPServer(("127.0.0.1", 0), _PrometheusStub) as probe:
+        port = probe.server_port  # bound, then closed: nothing listens there any more
+    prom = PrometheusProvider(f"http://127.0.0.1:{port}", timeout_s=2.0, retries=1, sleep=Sleeps())
+    outcome = asyncio.run(prom.query("up"))
+    assert outcome.error.startswith(f"Prometheus unreachable at http://127.0.0.1:{port}:")
+    assert "refused" in outcome.error.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# run_checks
+
+CONTEXT = AnalysisContext(namespace="models", target="iris", stable="main", candidate="main-candidate",
+                          interval_s=30)
+
+
+class FakeProvider:
+    """Answers by substring of the query; records every query it was asked."""
+
+    def __init__(self, answers: dict[str, QueryOutcome], default: QueryOutcome | None = None) -> None:
+        self.answers = answers
+        self.default = default or QueryOutcome.no_data("query returned an empty result")
+        self.queries: list[str] = []
+
+    async def query(self, promql: str) -> QueryOutcome:
+        self.queries.append(promql)
+        return next((o for key, o in self.answers.items() if key in promql), self.default)
+
+
+COUNT = "increase("
+
+
+def checks(metrics: list[Metric], fake: FakeProvider, templates: StaticTemplates | None = None,
+           min_requests: int = 50) -> tuple[CheckResult, ...]:
+    return asyncio.run(run_checks(metrics, CONTEXT, fake, templates or StaticTemplates(), ThresholdJudge(),
+                                  min_requests))
+
+
+def test_run_checks_judges_every_metric_with_its_rendered_query() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code!~"5.."': QueryOutcome(value=0.931),
+                         "histogram_quantile(0.99": QueryOutcome(value=0.1)})
+    results = checks([SUCCESS, LATENCY], fake)
+    assert [(r.metric, r.verdict, r.value) for r in results] == [
+        ("success-rate", Verdict.FAIL, 0.931), ("latency-p99", Verdict.PASS, 0.1)]
+    assert results[0].message == "success-rate = 0.931 is below min 0.99 over 30s"
+    assert results[0].query == render_query(BUILTIN_QUERIES["request-success-rate"], VARS)
+    assert results[0].window == "30s"
+    assert results[0].min == 0.99 and results[1].max == 0.25
+    assert fake.queries[0] == render_query(REQUEST_COUNT_QUERY, VARS)  # the request gate goes first
+    assert provider_error(results) == ""
+
+
+def test_too_few_requests_make_every_metric_inconclusive_without_querying_them() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=12)}, default=QueryOutcome(value=1.0))
+    results = checks([SUCCESS, LATENCY], fake, min_requests=50)
+    assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE]
+    assert results[0].message == ("success-rate: only 12 requests to predictor main-candidate over 30s "
+                                  "(minRequests 50) — inconclusive")
+    assert len(fake.queries) == 1
+    assert provider_error(results) == ""  # thin traffic is not a configuration problem
+
+
+def test_no_request_data_at_all_counts_as_zero_requests() -> None:
+    results = checks([SUCCESS], FakeProvider({}))
+    assert results[0].verdict is Verdict.INCONCLUSIVE
+    assert "only 0 requests" in results[0].message
+
+
+def test_a_failing_request_count_makes_every_metric_inconclusive_and_is_a_provider_error() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome.failed("Prometheus unreachable at http://p:9090: refused")})
+    results = checks([SUCCESS, LATENCY], fake)
+    assert {r.verdict for r in results} == {Verdict.INCONCLUSIVE}
+    assert "cannot count candidate requests: Prometheus unreachable" in results[1].message
+    assert provider_error(results) == "Prometheus unreachable at http://p:9090: refused"
+
+
+def test_min_requests_zero_skips_the_gate() -> None:
+    fake = FakeProvider({}, default=QueryOutcome(value=0.995))
+    results = checks([SUCCESS], fake, min_requests=0)
+    assert results[0].verdict is Verdict.PASS
+    assert fake.queries == [results[0].query]
+
+
+def test_no_data_is_inconclusive_and_says_for_which_predictor() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=100)})
+    results = checks([LATENCY], fake)
+    assert results[0].verdict is Verdict.INCONCLUSIVE
+    assert results[0].message == ("latency-p99: no data for predictor main-candidate over 30s (query returned an "
+                                  "empty result) — inconclusive, never a pass")
+    assert results[0].error == ""
+
+
+def test_custom_queries_are_rendered_with_their_own_window() -> None:
+    custom = Metric(name="custom", query='sum(rate(my_metric{predictor_name="{{candidate}}"}[{{interval}}]))',
+                    window_s=120, max=5)
+    fake = FakeProvider({COUNT: QueryOutcome(value=100), "my_metric": QueryOutcome(value=7)})
+    result = checks([custom], fake)[0]
+    assert result.query == 'sum(rate(my_metric{predictor_name="main-candidate"}[2m]))'
+    assert result.window == "2m"
+    assert result.verdict is Verdict.FAIL
+    assert result.message == "custom = 7 is above max 5 over 2m"
+
+
+def test_an_unknown_variable_is_an_inconclusive_configuration_error() -> None:
+    custom = Metric(name="custom", query="sum(x{m='{{model}}'})", max=1)
+    result = checks([custom], FakeProvider({COUNT: QueryOutcome(value=100)}))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "unknown variable {{model}}" in result.message
+    assert "unknown variable {{model}}" in provider_error((result,))
+
+
+def test_analysis_templates_are_looked_up_in_the_rollouts_namespace() -> None:
+    ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
+    templates = StaticTemplates({("models", "prediction-drift"): "avg(drift{predictor='{{candidate}}'})"})
+    fake = FakeProvider({COUNT: QueryOutcome(value=100), "drift": QueryOutcome(value=0.05)})
+    result = checks([ref], fake, templates)[0]
+    assert result.verdict is Verdict.PASS
+    assert result.query == "avg(drift{predictor='main-candidate'})"
+
+
+def test_a_missing_analysis_template_is_inconclusive_and_a_provider_error() -> None:
+    ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
+    fake = FakeProvider({COUNT: QueryOutcome(value=100)})
+    results = checks([ref, LATENCY], fake, StaticTemplates({("other", "prediction-drift"): "x"}))
+    assert results[0].verdict is Verdict.INCONCLUSIVE
+    assert results[0].message == ("drift: AnalysisTemplate 'prediction-drift' not found in namespace models "
+                                  "— inconclusive")
+    assert provider_error(results) == "AnalysisTemplate 'prediction-drift' not found in namespace models"
+    assert results[1].metric == "latency-p99"  # the other metrics still run
+
+
+def test_a_broken_template_source_or_provider_does_not_stop_the_run() -> None:
+    class Broken:
+        async def get(self, namespace: str, name: str) -> str | None:
+            raise RuntimeError("apiserver said 500")
+
+        async def query(self, promql: str) -> QueryOutcome:
+            raise RuntimeError("boom")
+
+    ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
+    broken = Broken()
+    results = asyncio.run(run_checks([ref, SUCCESS], CONTEXT, broken, broken, ThresholdJudge(), 0))
+    assert "could not be read: apiserver said 500" in results[0].message
+    assert "metric provider failed: RuntimeError: boom" in results[1].message
+    assert {r.verdict for r in results} == {Verdict.INCONCLUSIVE}
+
+
+def test_no_metrics_means_no_queries() -> None:
+    fake = FakeProvider({})
+    assert checks([], fake) == ()
+    assert fake.queries == []
+
+
+def test_context_from_spec_uses_the_candidate_predictor_name() -> None:
+    from tests.unit.conftest import make_spec
+
+    context = AnalysisContext.from_spec(make_spec(interval="45s"), "models")
+    assert (context.target, context.stable, context.candidate, context.interval_s) == (
+        "iris", "main", "main-candidate", 45.0)
+
+
+def test_a_check_result_becomes_a_status_record() -> None:
+    result = CheckResult(metric="success-rate", verdict=Verdict.FAIL, value=0.93, message="m", query="q",
+                         window="30s", min=0.99, error="")
+    record = result.to_record(T0)
+    assert (record.metric, record.verdict, record.value, record.query, record.window, record.min, record.at) == (
+        "success-rate", Verdict.FAIL, 0.93, "q", "30s", 0.99, T0)
+    assert record.to_dict()["verdict"] == "Fail"
+
+
+def test_outcome_number_rejects_nan() -> None:
+    assert QueryOutcome.number(math.nan).value is None
+    assert QueryOutcome.number(0.0) == QueryOutcome(value=0.0)
