@@ -50,15 +50,16 @@ controlplane: ## build (or reuse) kube-apiserver, etcd and kubectl from the Go m
 # ------------------------------------------------------------------ local cluster
 
 .PHONY: cluster-up
-cluster-up: system-deps venv controlplane ## start etcd + kube-apiserver on loopback, apply the CRDs
+cluster-up: system-deps venv controlplane models ## etcd, kube-apiserver, CRDs, the Seldon data plane, Prometheus
 	$(PY) -m localcluster.controlplane up
 	kubectl apply --server-side -f crds/ -f localcluster/fixtures/ >/dev/null
 	kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+	$(PY) -m localcluster.services up
 	@echo "cluster up: export KUBECONFIG=$(KUBECONFIG)"
 
 .PHONY: cluster-down
 cluster-down: ## stop the local cluster's processes and forget its data
-	@if [ -x $(PY) ]; then $(PY) -m localcluster.controlplane down; \
+	@if [ -x $(PY) ]; then $(PY) -m localcluster.services down; $(PY) -m localcluster.controlplane down; \
 	 else $(PYTHON_BOOTSTRAP) -m localcluster.controlplane down; fi
 
 # ------------------------------------------------------------------ the two commands

@@ -63,8 +63,20 @@ def wait(predicate: Any, deadline_s: float, what: str) -> float:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+created: list[str] = []
+
+
+def cleanup(api: client.CustomObjectsApi, namespace: str) -> None:
+    """Delete what a run created (the local data plane would otherwise keep serving it)."""
+    for group, version, plural in (("modelrollout.dev", "v1alpha1", "modelrollouts"),
+                                   ("machinelearning.seldon.io", "v1", "seldondeployments")):
+        for obj in api.list_namespaced_custom_object(group, version, namespace, plural).get("items", []):
+            api.delete_namespaced_custom_object(group, version, namespace, plural, obj["metadata"]["name"])
+
+
 def fresh_namespace(core: client.CoreV1Api, api: client.CustomObjectsApi) -> str:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    created.append(namespace)
     core.create_namespace({"metadata": {"name": namespace}})
     api.create_namespaced_custom_object("machinelearning.seldon.io", "v1", namespace, "seldondeployments", SDEP)
     return namespace
@@ -113,6 +125,8 @@ def main() -> int:
             first_fail = wait(failed, 60, "a failing verdict")
             gone = wait(lambda ns=namespace: not candidate_traffic(api, ns), 60, "candidate weight 0")
             rollbacks.append(gone - first_fail)
+            for ns in created[-2:]:  # this run's two namespaces
+                cleanup(api, ns)
             print(f"run {run + 1}: reaction {reactions[-1]:.2f}s, failing verdict → weight 0 {rollbacks[-1]:.2f}s",
                   flush=True)
     finally:

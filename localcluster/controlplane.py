@@ -223,7 +223,7 @@ def _apiserver_context() -> ssl.SSLContext:
 def apiserver_ready(state: State) -> bool:
     try:
         with urllib.request.urlopen(f"{state.server}/readyz", timeout=3, context=_apiserver_context()) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
 

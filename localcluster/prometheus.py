@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,15 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from localcluster.controlplane import free_port
+
 
 class PrometheusError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -38,17 +33,23 @@ class ScrapeJob:
     targets: Sequence[str]  # host:port
     metrics_path: str = "/metrics"
     labels: dict[str, str] = field(default_factory=dict)
+    file_sd: str | None = None  # a targets file Prometheus re-reads when it changes (instead of targets)
 
 
 def render_config(jobs: Sequence[ScrapeJob], scrape_interval: str) -> str:
     return yaml.safe_dump({
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [
-            {"job_name": job.name, "metrics_path": job.metrics_path,
-             "static_configs": [{"targets": list(job.targets), "labels": dict(job.labels)}]}
-            for job in jobs
-        ],
+        "scrape_configs": [_scrape_config(job) for job in jobs],
     }, sort_keys=False)
+
+
+def _scrape_config(job: ScrapeJob) -> dict[str, object]:
+    config: dict[str, object] = {"job_name": job.name, "metrics_path": job.metrics_path}
+    if job.file_sd:
+        config["file_sd_configs"] = [{"files": [job.file_sd], "refresh_interval": "5s"}]
+    else:
+        config["static_configs"] = [{"targets": list(job.targets), "labels": dict(job.labels)}]
+    return config
 
 
 class PrometheusServer:
@@ -57,7 +58,7 @@ class PrometheusServer:
         self.workdir = workdir
         self.jobs = list(jobs)
         self.scrape_interval = scrape_interval
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -90,7 +91,7 @@ class PrometheusServer:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

@@ -1,0 +1,60 @@
+"""Locust traffic through the Seldon ingress: digits predictions, with ground-truth feedback.
+
+Each user posts a small batch of real digits images to
+``/seldon/<namespace>/<deployment>/api/v1.0/predictions`` and, for a share of the answers, sends the
+true labels back to ``/feedback`` addressed to the predictor that answered, so model-quality metrics
+(accuracy from feedback) exist per predictor, as they would with delayed labels in production.
+
+    locust -f loadtests/ingress_locustfile.py --headless -u 10 -r 10 -t 60s \
+        --host http://127.0.0.1:<ingress port>
+
+Environment: SELDON_NAMESPACE (models), SELDON_DEPLOYMENT (digits), BATCH_SIZE (4), FEEDBACK_SHARE (0.5),
+WAIT_MIN_S/WAIT_MAX_S (0.05/0.15). Run it as its own process: its gevent patching does not mix with
+asyncio. Always bound it with -t (and the target must be on loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from urllib.parse import urlparse
+
+from locust import HttpUser, between, events, task
+from sklearn.datasets import load_digits
+
+NAMESPACE = os.environ.get("SELDON_NAMESPACE", "models")
+DEPLOYMENT = os.environ.get("SELDON_DEPLOYMENT", "digits")
+BATCH_SIZE = int(os.environ.get("BATCH_SIZE", "4"))
+FEEDBACK_SHARE = float(os.environ.get("FEEDBACK_SHARE", "0.5"))
+BASE = f"/seldon/{NAMESPACE}/{DEPLOYMENT}/api/v1.0"
+_DIGITS = load_digits()
+IMAGES: list[list[float]] = _DIGITS.data.tolist()
+LABELS: list[int] = _DIGITS.target.tolist()
+
+
+@events.test_start.add_listener
+def loopback_only(environment: object, **_: object) -> None:
+    host = urlparse(getattr(environment, "host", "") or "").hostname or ""
+    if not host.startswith("127.") and host != "localhost":
+        raise SystemExit(f"refusing to load {host!r}: this load test only targets loopback")
+
+
+class DigitsUser(HttpUser):
+    wait_time = between(float(os.environ.get("WAIT_MIN_S", "0.05")), float(os.environ.get("WAIT_MAX_S", "0.15")))
+
+    @task
+    def predict(self) -> None:
+        rows = random.sample(range(len(IMAGES)), BATCH_SIZE)
+        request = {"data": {"ndarray": [IMAGES[i] for i in rows]}}
+        with self.client.post(f"{BASE}/predictions", json=request, name="predictions", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            resp.success()
+            if random.random() >= FEEDBACK_SHARE:
+                return
+            truth = {"data": {"ndarray": [LABELS[i] for i in rows]}}
+            feedback = {"request": request, "response": resp.json(), "truth": truth}
+            predictor = resp.headers.get("Seldon-Predictor", "")
+            self.client.post(f"{BASE}/feedback", json=feedback, name="feedback",
+                             headers={"Seldon-Predictor": predictor})

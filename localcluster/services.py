@@ -1,0 +1,152 @@
+"""The local cluster's services beside the control plane: the Seldon data plane and Prometheus.
+
+    python -m localcluster.services up|down|status
+
+``up`` starts (or reuses, when healthy) the data plane (ingress + model-server supervisor) and a
+Prometheus that scrapes the ingress, every model server (through a file_sd targets file the data plane
+writes) and the operator's metrics port, every second. PIDs and ports go to .localcluster/services.json;
+``down`` stops only those processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+
+from localcluster import controlplane
+from localcluster.prometheus import PrometheusServer, ScrapeJob
+
+REPO = controlplane.REPO
+STATE = controlplane.STATE_DIR / "services.json"
+OPERATOR_METRICS_PORT = int(os.environ.get("MODELROLLOUT_METRICS_PORT", "8000"))
+
+
+@dataclass
+class Services:
+    ingress_port: int
+    prometheus_port: int
+    dataplane_pid: int
+    prometheus_pid: int
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @classmethod
+    def load(cls) -> Services | None:
+        try:
+            return cls(**json.loads(STATE.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def healthy(services: Services | None) -> bool:
+    return (services is not None and controlplane.pid_alive(services.dataplane_pid)
+            and controlplane.pid_alive(services.prometheus_pid)
+            and _answers(f"{services.ingress_url}/dataplane/status") and _answers(f"{services.prometheus_url}/-/ready"))
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], what: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not _answers(url):
+        if proc.poll() is not None:
+            raise controlplane.ControlPlaneError(f"{what} exited with {proc.returncode}; see {controlplane.STATE_DIR}")
+        if time.monotonic() > deadline:
+            raise controlplane.ControlPlaneError(f"{what} did not answer at {url} within {deadline_s:.0f}s")
+        time.sleep(0.2)
+
+
+def up() -> Services:
+    current = Services.load()
+    if healthy(current):
+        assert current is not None
+        controlplane.log(f"reusing data plane {current.ingress_url} and Prometheus {current.prometheus_url}")
+        return current
+    down(quiet=True)
+    logs = controlplane.STATE_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ingress_port = controlplane.free_port()
+    with open(logs / "dataplane.log", "ab") as out:
+        dataplane = subprocess.Popen(
+            [sys.executable, "-m", "localcluster.dataplane", "--port", str(ingress_port),
+             "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    _wait(f"http://127.0.0.1:{ingress_port}/dataplane/status", dataplane, "the data plane")
+    targets = controlplane.STATE_DIR / "prometheus" / "targets" / "model-servers.json"
+    targets.parent.mkdir(parents=True, exist_ok=True)
+    if not targets.exists():
+        targets.write_text("[]")
+    prometheus = PrometheusServer(controlplane.STATE_DIR / "prometheus", [
+        ScrapeJob("seldon-ingress", [f"127.0.0.1:{ingress_port}"]),
+        ScrapeJob("model-servers", [], file_sd=str(targets)),
+        ScrapeJob("modelrollout-operator", [f"127.0.0.1:{OPERATOR_METRICS_PORT}"]),
+    ]).start()
+    assert prometheus.proc is not None
+    services = Services(ingress_port, prometheus.port, dataplane.pid, prometheus.proc.pid)
+    STATE.write_text(json.dumps(asdict(services), indent=2))
+    controlplane.log(f"data plane ingress {services.ingress_url}; Prometheus {services.prometheus_url}")
+    return services
+
+
+def _stop_pid(pid: int, timeout: float = 30) -> None:
+    if not controlplane.pid_alive(pid):
+        return
+    os.killpg(pid, signal.SIGTERM)  # the group: the data plane's model servers have their own groups
+    deadline = time.monotonic() + timeout
+    while controlplane.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if controlplane.pid_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def down(quiet: bool = False) -> None:
+    services = Services.load()
+    if services is not None:
+        _stop_pid(services.dataplane_pid)  # it stops its model servers before it exits
+        _stop_pid(services.prometheus_pid)
+    STATE.unlink(missing_ok=True)
+    if not quiet:
+        controlplane.log("data plane and Prometheus stopped")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.services")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args()
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        else:
+            services = Services.load()
+            print(json.dumps({"healthy": healthy(services), **(asdict(services) if services else {})}))
+            return 0 if healthy(services) else 1
+    except controlplane.ControlPlaneError as exc:
+        controlplane.log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
