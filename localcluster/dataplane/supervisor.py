@@ -57,36 +57,61 @@ class Supervisor:
         self.servers: dict[tuple[str, str, str, int], ServerProcess] = {}
         self._session: aiohttp.ClientSession | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        self.retiring: dict[tuple[str, str, str, int], ServerProcess] = {}  # replaced, serving until then
 
     async def __aenter__(self) -> Supervisor:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*(self._stop(server, drain=False) for server in list(self.servers.values())),
+        everything = [*self.servers.values(), *self.retiring.values()]
+        await asyncio.gather(*(self._stop(server, drain=False) for server in everything),
                              *self._stopping, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
     def ready_endpoints(self, namespace: str, deployment: str, predictor: str) -> list[ServerProcess]:
-        return [s for key, s in self.servers.items()
-                if key[:3] == (namespace, deployment, predictor) and s.ready and not s.stopping]
+        """Ready processes of a predictor; an old one still serves until its replacement is ready."""
+        endpoints = []
+        for key, server in self.servers.items():
+            if key[:3] != (namespace, deployment, predictor) or server.stopping:
+                continue
+            if server.ready:
+                endpoints.append(server)
+            elif (old := self.retiring.get(key)) is not None and old.ready and not old.stopping:
+                endpoints.append(old)
+        return endpoints
 
     async def reconcile(self, desired: Iterable[ServerSpec]) -> None:
-        """Make the running set match the desired one; a changed spec is replaced (new before old goes)."""
+        """Make the running set match the desired one.
+
+        A changed spec (a new model for the same replica) is a rolling update: the old process keeps
+        serving until its replacement is ready, then drains and stops; a removed one drains at once.
+        """
         wanted = {spec.key: spec for spec in desired}
         for key, server in list(self.servers.items()):
-            if key not in wanted or wanted[key] != server.spec:
+            if key not in wanted:
                 self.servers.pop(key)
-                server.stopping = True
-                task = asyncio.create_task(self._stop(server, drain=True))
-                self._stopping.add(task)
-                task.add_done_callback(self._stopping.discard)
+                self._retire(server)
+            elif wanted[key] != server.spec:
+                self.servers.pop(key)
+                previous = self.retiring.pop(key, None)
+                if previous is not None:  # replaced twice before the first replacement was ready
+                    self._retire(previous)
+                self.retiring[key] = server
         for key, spec in wanted.items():
             if key not in self.servers:
                 server = ServerProcess(spec, free_port(), free_port(), free_port())
                 self.servers[key] = server
                 server.watcher = asyncio.create_task(self._keep_running(server))
+        for key in [k for k in self.retiring if k not in wanted]:
+            self._retire(self.retiring.pop(key))
+
+    def _retire(self, server: ServerProcess) -> None:
+        server.stopping = True  # out of routing from now on; in-flight requests may finish
+        task = asyncio.create_task(self._stop(server, drain=True))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def _spawn(self, server: ServerProcess) -> None:
         spec = server.spec
@@ -139,6 +164,9 @@ class Supervisor:
                         server.ready = True
                         backoff = 1.0
                         log.info("ready: %s on %s", server.spec.key, server.url)
+                        old = self.retiring.pop(server.spec.key, None)
+                        if old is not None:  # the rolling update is done: the old model may go
+                            self._retire(old)
                     elif time.monotonic() - server.started_at > READY_DEADLINE_S:
                         log.warning("not ready after %.0fs, restarting: %s", READY_DEADLINE_S, server.spec.key)
                         self._kill(server)

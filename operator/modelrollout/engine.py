@@ -68,6 +68,15 @@ class TargetObservation:
     # graph.modelUri of the candidate predictor ("" = not reported); lets the engine notice a predictor
     # left over from an earlier candidate that still serves the old model.
     candidate_model_uri: str = ""
+    # What the deployment's controller reports: Seldon's status.state ("" when no controller writes one).
+    # Creating means some predictor has no ready server yet, so the candidate's metrics would be thin.
+    state: str = ""
+    state_message: str = ""
+
+    @property
+    def serving(self) -> bool:
+        """Every predictor can answer (or nothing says otherwise)."""
+        return self.state not in ("Creating", "Failed")
 
     @property
     def ready(self) -> bool:
@@ -465,6 +474,9 @@ def _active(tick: _Tick, spec: RolloutSpec) -> None:
     if target.stable_model_uri == spec.candidate.model_uri and not _steps_done(spec, tick.status):
         _fail_candidate_is_stable(tick, spec)
         return
+    if target.candidate_present and not target.serving and tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        _hold_until_serving(tick, spec)
+        return
     if not tick.fresh_revision and _record_analysis(tick, spec):
         return
     if tick.obs.action and not tick.clear_action:  # a retry that started this revision is handled
@@ -478,6 +490,25 @@ def _active(tick: _Tick, spec: RolloutSpec) -> None:
         _promote(tick, spec)
     if tick.status.phase in ACTIVE_PHASES:
         _wake_for_analysis(tick, spec)
+
+
+def _hold_until_serving(tick: _Tick, spec: RolloutSpec) -> None:
+    """The candidate is not serving yet: neither analyse it (no data is not a verdict) nor go on.
+
+    A deployment that reports Failed (a model that cannot load, say) is rolled back: it will not serve.
+    """
+    target = tick.obs.target
+    detail = f"{target.state}" + (f": {target.state_message}" if target.state_message else "")
+    if target.state == "Failed":
+        _roll_back(tick, Phase.ROLLED_BACK, "TargetFailed",
+                   f"Rolled back {spec.candidate.version}: SeldonDeployment {spec.target.name} reports {detail}.")
+        return
+    if tick.obs.action and not tick.clear_action:
+        _active_action(tick, spec, tick.obs.action)
+    if tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        tick.update(message=f"Waiting for SeldonDeployment {spec.target.name} to serve {spec.candidate.version} "
+                            f"({detail}); steps and analysis resume once it is Available.")
+        tick.requeue_after = APPLY_REQUEUE_S
 
 
 def _target_unavailable(tick: _Tick, spec: RolloutSpec) -> None:

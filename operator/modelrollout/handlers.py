@@ -190,7 +190,7 @@ async def _tick(rt: Runtime, namespace: str, name: str) -> float | None:
         backend = rt.backends[spec.target.kind]
         target = await backend.observe(namespace, spec)
         checks = None
-        due = metrics_due(spec, status, now) if target.stable_present else ()
+        due = metrics_due(spec, status, now) if target.stable_present and target.serving else ()
         if due:
             provider = rt.provider(spec.analysis.prometheus_address or CONFIG.prometheus_url)
             checks = await run_checks(due, AnalysisContext.from_spec(spec, namespace), provider,

@@ -62,6 +62,7 @@ class World:
     candidate_present: bool = False
     candidate_weight: int = 0
     candidate_uri: str = ""
+    state: str = ""  # Seldon's status.state as the deployment's controller reports it
     applied: list[TrafficChange] = field(default_factory=list)
 
     def observe(self) -> TargetObservation:
@@ -70,7 +71,8 @@ class World:
                                  stable_version=self.stable_uri.rsplit("/", 1)[-1] if self.exists else "",
                                  candidate_present=self.exists and self.candidate_present,
                                  candidate_weight=self.candidate_weight if self.exists else 0,
-                                 candidate_model_uri=self.candidate_uri if self.candidate_present else "")
+                                 candidate_model_uri=self.candidate_uri if self.candidate_present else "",
+                                 state=self.state if self.exists else "")
 
     def apply(self, change: TrafficChange | None, spec: RolloutSpec) -> None:
         if change is None or not (self.exists and self.stable_present):

@@ -826,3 +826,42 @@ def test_the_stable_version_is_learnt_once_the_target_appears() -> None:
     assert run.tick().status.stable_version == ""
     run.world.exists = True
     assert run.tick(after=5).status.stable_version == "1.0.0"
+
+
+# --------------------------------------------------------------------------------------------------
+# A candidate that is not serving yet
+
+
+def test_no_step_and_no_analysis_while_the_candidate_is_not_serving() -> None:
+    spec = make_spec([{"setWeight": 10}, {"pause": {"duration": "5s"}}, {"setWeight": 100}], [SUCCESS])
+    run = Run(spec)
+    at_weight(run, 10)
+    run.world.state = "Creating"
+    step = run.status.step_index
+    for _ in range(10):
+        plan = run.tick(after=spec.analysis.interval_s)
+        assert plan.status.step_index == step and plan.traffic is None
+        assert plan.status.phase is Phase.PROGRESSING
+        assert "steps and analysis resume once it is Available" in plan.status.message
+        assert plan.requeue_after <= 1.0
+    assert plan.status.analysis.consecutive_inconclusive == 0
+    run.world.state = "Available"
+    assert metrics_due(spec, run.status, run.now + dt.timedelta(seconds=1))
+
+
+def test_abort_still_works_while_the_candidate_is_not_serving() -> None:
+    run = Run(make_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], [SUCCESS]))
+    at_weight(run, 10)
+    run.world.state = "Creating"
+    plan = run.tick(after=1, action="abort")
+    assert plan.status.phase is Phase.ABORTED and plan.traffic == TrafficChange("rollback")
+
+
+def test_a_deployment_that_reports_failed_is_rolled_back() -> None:
+    run = Run(make_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], [SUCCESS]))
+    at_weight(run, 10)
+    run.world.state = "Failed"
+    plan = run.tick(after=1)
+    assert plan.status.phase is Phase.ROLLED_BACK and plan.traffic == TrafficChange("rollback")
+    assert any(e.reason == "RolledBack" and "reports Failed" in e.message for e in plan.events)
+    assert plan.status.candidate_weight == 0

@@ -98,3 +98,10 @@ def test_model_node_finds_nested_model() -> None:
     assert model_node(pred)["name"] == "m"
     obs = observe_deployment({"spec": {"predictors": [{"name": "main", **pred}]}}, SPEC)
     assert obs.stable_version == "3.1"
+
+
+def test_observe_reads_the_controllers_state() -> None:
+    sdep = {"spec": {"predictors": predictors()}, "status": {"state": "Creating", "description": "waiting for x"}}
+    obs = observe_deployment(sdep, SPEC)
+    assert not obs.serving and obs.state_message == "waiting for x"
+    assert observe_deployment({"spec": {"predictors": predictors()}}, SPEC).serving  # no controller: serving

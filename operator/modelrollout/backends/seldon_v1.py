@@ -75,6 +75,7 @@ def observe_deployment(sdep: Mapping[str, Any] | None, spec: RolloutSpec) -> Tar
                                                     f"{ref} (predictors: {names})")
     candidate = _find(predictors, spec.candidate.predictor_name)
     pool = _pool(predictors, {spec.stable_predictor, spec.candidate.predictor_name})
+    reported = sdep.get("status") or {}
     return TargetObservation(
         exists=True,
         stable_present=True,
@@ -83,6 +84,8 @@ def observe_deployment(sdep: Mapping[str, Any] | None, spec: RolloutSpec) -> Tar
         candidate_present=candidate is not None,
         candidate_weight=_weight_of(candidate, pool),
         candidate_model_uri=str(model_node(candidate).get("modelUri") or "") if candidate else "",
+        state=str(reported.get("state") or ""),
+        state_message=str(reported.get("description") or ""),
     )
 
 
