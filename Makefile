@@ -83,6 +83,6 @@ bench: cluster-up model-server-env ## benchmarks that print figures: operator re
 	bash loadtests/bench_model_server.sh
 
 .PHONY: test
-test: system-deps venv model-server-env controlplane lint ## everything: set-up, lint, unit, integration, e2e
+test: system-deps venv model-server-env models controlplane lint ## everything: set-up, lint, unit, integration, e2e
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/model_server
 	$(MODEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/model_server

@@ -1,12 +1,16 @@
-"""``make demo``: two canary rollouts on the local cluster, with progress a person can follow.
+"""``make demo``: canary rollouts on the local cluster, with progress a person can follow.
 
-Expects ``make cluster-up`` to have run (the Makefile does it). It starts Prometheus and the operator as
-their own processes, deploys SeldonDeployment ``digits`` at 1.0.0, rolls 2.0.0 out (healthy: promoted),
-then 2.1.0 (5xx errors: rolled back), and ends with a summary table, also written to reports/.
+Expects ``make cluster-up`` (the Makefile runs it): kube-apiserver, the local Seldon data plane and
+Prometheus. The demo deploys SeldonDeployment ``digits`` at 1.0.0, drives Locust traffic (with
+ground-truth feedback) through the ingress, runs the operator, and rolls out:
 
-Request metrics come from a synthetic Seldon-executor endpoint (``localcluster.executor_exporter``)
-until real model servers serve behind the local ingress; everything else is real: kube-apiserver,
-Prometheus, the operator and its PromQL.
+1. ``2.0.0``, a better model: promoted;
+2. ``2.1.0-degraded``, trained on corrupted labels: it answers every request (no 5xx, fast), yet its
+   accuracy measured from feedback falls below the gate, and it is rolled back.
+
+It prints each change (weight, every metric's value and verdict, phase) and ends with a summary table
+(result, duration, time to rollback, failed or slow responses users got, requests served), also written
+to reports/demo-report.md.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from localcluster import controlplane
-from localcluster.executor_exporter import ExecutorExporter, Traffic
-from localcluster.prometheus import PrometheusServer, ScrapeJob
+from localcluster import controlplane, services
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "models")
@@ -34,6 +38,18 @@ ENV = {**os.environ, "KUBECONFIG": str(controlplane.KUBECONFIG)}
 LOGS = controlplane.STATE_DIR / "logs"
 REPORT = REPO / "reports" / "demo-report.md"
 TERMINAL = {"Succeeded", "RolledBack", "Aborted", "Failed"}
+SLOW_S = 0.25  # a response slower than this counts against the user experience
+LOCUST_SECONDS = 300  # the traffic stops by itself after this, whatever happens
+
+
+@dataclass
+class Counts:
+    total: float = 0.0
+    failed: float = 0.0
+    slow: float = 0.0
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(self.total - other.total, self.failed - other.failed, self.slow - other.slow)
 
 
 @dataclass
@@ -42,8 +58,8 @@ class Outcome:
     result: str
     duration_s: float
     time_to_rollback_s: float | None
-    checks: int
-    failed_checks: int
+    users: Counts
+    candidate: Counts
     message: str
 
 
@@ -54,12 +70,28 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
-def start_operator(prometheus_url: str) -> subprocess.Popen[bytes]:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / "operator.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE,
-                                 "--prometheus-url", prometheus_url, "--metrics-port", "0", "--health-endpoint", ""],
-                                stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO, start_new_session=True)
+def ingress_counts(ingress_url: str, predictor: str | None = None) -> Counts:
+    """Requests the ingress answered in NAMESPACE (optionally one predictor's): all, 5xx, slower than SLOW_S."""
+    with urllib.request.urlopen(f"{ingress_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts = Counts()
+    for family in text_string_to_metric_families(text):
+        if family.name != "seldon_api_executor_server_requests_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("namespace") != NAMESPACE or labels.get("service") != "predictions":
+                continue
+            if predictor is not None and labels.get("predictor_name") != predictor:
+                continue
+            if sample.name.endswith("_count"):
+                counts.total += sample.value
+                if labels.get("code", "").startswith("5"):
+                    counts.failed += sample.value
+            elif sample.name.endswith("_bucket") and labels.get("le") == str(SLOW_S):
+                counts.slow -= sample.value  # slow = count - within SLOW_S, added below
+    counts.slow += counts.total
+    return counts
 
 
 def progress_line(status: dict[str, Any]) -> str:
@@ -71,23 +103,20 @@ def progress_line(status: dict[str, Any]) -> str:
             f"step={status.get('stepIndex', 0)}  {verdicts}\n           {status.get('message', '')}")
 
 
-def follow(name: str, version: str, deadline_s: float) -> Outcome:
+def follow(name: str, version: str, ingress_url: str, deadline_s: float) -> Outcome:
     """Print every change of the rollout until the revision for this version ends."""
     started = time.monotonic()
+    users_before = ingress_counts(ingress_url)
+    candidate_before = ingress_counts(ingress_url, "main-candidate")
     first_failure: float | None = None
     last_line = ""
     status: dict[str, Any] = {}
-    checks_seen: set[str] = set()
-    failed_seen: set[str] = set()
     while time.monotonic() - started < deadline_s:
         status = json.loads(kubectl("get", "mro", name, "-n", NAMESPACE, "-o", "json")).get("status") or {}
         if status.get("candidateVersion") == version:
-            for check in status.get("analysis", {}).get("lastChecks", []):
-                key = f"{check['metric']}@{check.get('at')}"
-                checks_seen.add(key)
-                if check["verdict"] == "Fail":
-                    failed_seen.add(key)
-                    first_failure = first_failure or time.monotonic()
+            if first_failure is None and any(c["verdict"] == "Fail"
+                                             for c in status.get("analysis", {}).get("lastChecks", [])):
+                first_failure = time.monotonic()
             line = progress_line(status)
             if line != last_line:
                 print(f"  [{time.monotonic() - started:5.1f}s] {line}", flush=True)
@@ -95,78 +124,110 @@ def follow(name: str, version: str, deadline_s: float) -> Outcome:
             if status.get("phase") in TERMINAL:
                 break
         time.sleep(0.5)
+    ended = time.monotonic()
     rolled_back = status.get("phase") in {"RolledBack", "Aborted"}
-    return Outcome(version=version, result=str(status.get("phase", "unknown")),
-                   duration_s=time.monotonic() - started,
-                   time_to_rollback_s=(time.monotonic() - first_failure) if rolled_back and first_failure else None,
-                   checks=len(checks_seen), failed_checks=len(failed_seen), message=str(status.get("message", "")))
+    return Outcome(version=version, result=str(status.get("phase", "unknown")), duration_s=ended - started,
+                   time_to_rollback_s=(ended - first_failure) if rolled_back and first_failure else None,
+                   users=ingress_counts(ingress_url) - users_before,
+                   candidate=ingress_counts(ingress_url, "main-candidate") - candidate_before,
+                   message=str(status.get("message", "")))
 
 
 def rollout_manifest(version: str) -> str:
     obj = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
     obj["spec"]["candidate"] = {"modelUri": f"file:///models/digits/{version}", "version": version}
     obj["spec"]["strategy"]["canary"]["steps"] = [
-        {"setWeight": 10}, {"pause": {"duration": "6s"}}, {"setWeight": 50}, {"analysis": {}},
-        {"pause": {"duration": "6s"}}, {"setWeight": 100}]
-    obj["spec"]["analysis"].update(interval="3s", minRequests=10)
+        {"setWeight": 10}, {"pause": {"duration": "12s"}}, {"setWeight": 30}, {"analysis": {}},
+        {"pause": {"duration": "12s"}}, {"setWeight": 60}, {"pause": {"duration": "12s"}}, {"setWeight": 100}]
+    obj["spec"]["analysis"].update(interval="4s", minRequests=10, failureLimit=2, inconclusiveLimit=6)
     for metric in obj["spec"]["analysis"]["metrics"]:
-        metric["window"] = "6s"
+        metric["window"] = "12s"
     return yaml.safe_dump(obj)
 
 
+def pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"
+
+
 def summary(outcomes: list[Outcome]) -> str:
-    rows = ["| candidate | result | duration | time to rollback | checks (failed) | last message |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| candidate | result | duration | time to rollback | users: requests | users: failed | "
+            f"users: slower than {SLOW_S:g}s | candidate: requests (failed) | last message |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for o in outcomes:
         rollback = f"{o.time_to_rollback_s:.1f}s" if o.time_to_rollback_s is not None else "-"
-        rows.append(f"| {o.version} | {o.result} | {o.duration_s:.1f}s | {rollback} | {o.checks} ({o.failed_checks}) "
-                    f"| {o.message} |")
+        rows.append(f"| {o.version} | {o.result} | {o.duration_s:.1f}s | {rollback} | {o.users.total:.0f} | "
+                    f"{pct(o.users.failed, o.users.total)} | {pct(o.users.slow, o.users.total)} | "
+                    f"{o.candidate.total:.0f} ({o.candidate.failed:.0f}) | {o.message} |")
     return "\n".join(rows)
 
 
+def wait_available(deadline_s: float = 90) -> None:
+    deadline = time.monotonic() + deadline_s
+    while kubectl("get", "sdep", "digits", "-n", NAMESPACE, "-o", "jsonpath={.status.state}") != "Available":
+        if time.monotonic() > deadline:
+            raise SystemExit("SeldonDeployment digits did not become Available; see .localcluster/logs/")
+        time.sleep(0.5)
+
+
+def start_process(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def main() -> int:
-    print(f"==> namespace {NAMESPACE}")
+    stack = services.up()
+    print(f"==> data plane ingress {stack.ingress_url}, Prometheus {stack.prometheus_url}")
     kubectl("create", "namespace", NAMESPACE, check=False)
-    exporter = ExecutorExporter().start()
-    prometheus = PrometheusServer(controlplane.STATE_DIR / "prometheus-demo",
-                                  [ScrapeJob("seldon-executor", [exporter.address])]).start()
-    print(f"==> Prometheus {prometheus.url} scraping the executor metrics at {exporter.address} every 1s")
-    operator = start_operator(prometheus.url)
-    print(f"==> operator started (pid {operator.pid}, log {LOGS / 'operator.log'})")
+    kubectl("delete", "mro", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    kubectl("delete", "sdep", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "seldondeployment.yaml"),
+            "-f", str(REPO / "examples" / "analysistemplate-accuracy.yaml"))
+    wait_available()
+    print(f"==> SeldonDeployment digits serves 1.0.0 on predictor main "
+          f"({stack.ingress_url}/seldon/{NAMESPACE}/digits/api/v1.0/predictions)")
+    bin_dir = Path(sys.executable).parent
+    locust = start_process("locust", [
+        str(bin_dir / "locust"), "-f", str(REPO / "loadtests" / "ingress_locustfile.py"), "--headless",
+        "-u", "8", "-r", "8", "-t", f"{LOCUST_SECONDS}s", "--host", stack.ingress_url, "--only-summary"],
+        {**ENV, "SELDON_NAMESPACE": NAMESPACE, "SELDON_DEPLOYMENT": "digits"})
+    operator = start_process("operator", [
+        sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
+        "--metrics-port", str(services.OPERATOR_METRICS_PORT), "--health-endpoint", ""], ENV)
+    print(f"==> Locust: 8 users with feedback for at most {LOCUST_SECONDS}s; operator pid {operator.pid}; "
+          f"logs in {LOGS}")
     outcomes: list[Outcome] = []
     try:
-        kubectl("delete", "mro", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-        kubectl("delete", "sdep", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-        kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "seldondeployment.yaml"))
-        print("==> SeldonDeployment digits serves 1.0.0 on predictor main")
-        healthy = Traffic(rps=50, error_ratio=0.0, latency_s=0.03)
-        exporter.set(NAMESPACE, "digits", "main", healthy)
-        for version, traffic, story in (
-            ("2.0.0", healthy, "healthy candidate: expect promotion"),
-            ("2.1.0", Traffic(rps=50, error_ratio=0.12, latency_s=0.03), "12% of its requests fail: expect rollback"),
+        for version, story in (
+            ("2.0.0", "a better model: expect promotion"),
+            ("2.1.0-degraded", "trained on corrupted labels; serves fine, answers worse: expect rollback on accuracy"),
         ):
-            exporter.set(NAMESPACE, "digits", "main-candidate", traffic)
             print(f"\n==> ModelRollout digits -> {version} ({story})")
             kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=rollout_manifest(version))
-            outcomes.append(follow("digits", version, deadline_s=120))
+            outcomes.append(follow("digits", version, stack.ingress_url, deadline_s=180))
         print("\n==> kubectl get mro -o wide")
         print(kubectl("get", "mro", "-n", NAMESPACE, "-o", "wide"))
         table = summary(outcomes)
         print(table)
         REPORT.parent.mkdir(exist_ok=True)
-        REPORT.write_text(f"# modelrollout demo report\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, "
-                          f"namespace {NAMESPACE}\n\n{table}\n")
+        REPORT.write_text(f"# modelrollout demo report\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, namespace "
+                          f"{NAMESPACE}, Locust 8 users through the local ingress\n\n{table}\n")
         print(f"\nreport written to {REPORT.relative_to(REPO)}")
-        expected = ["Succeeded", "RolledBack"]
-        return 0 if [o.result for o in outcomes] == expected else 1
+        return 0 if [o.result for o in outcomes] == ["Succeeded", "RolledBack"] else 1
     finally:
-        operator.send_signal(signal.SIGTERM)
-        try:
-            operator.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-        prometheus.stop()
-        exporter.stop()
+        stop_process(operator)
+        stop_process(locust)
 
 
 if __name__ == "__main__":
