@@ -1,7 +1,8 @@
 """Synthetic Seldon executor request metrics, with traffic set by the caller.
 
-Used by the integration tests, the reaction benchmark and (until real model servers serve behind the
-local ingress) the demo: it stands in for the executor's metrics endpoint, nothing else.
+Used by the integration tests and the reaction benchmark, where metric values must be exactly what the
+test says: it stands in for the executor's metrics endpoint, nothing else. The demo and the end-to-end
+tests use the real local data plane instead.
 
 It serves ``seldon_api_executor_server_requests_seconds_{bucket,count,sum}`` with the executor's labels,
 as if each predictor received ``rps`` requests per second with a share ``error_ratio`` of 500s, all
