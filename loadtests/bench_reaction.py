@@ -35,6 +35,8 @@ from localcluster.executor_exporter import ExecutorExporter, Traffic  # noqa: E4
 from localcluster.prometheus import PrometheusServer, ScrapeJob  # noqa: E402
 
 SDEP = yaml.safe_load((REPO / "examples" / "seldondeployment.yaml").read_text())
+# Metrics come from the synthetic exporter: the local data plane need not serve these deployments.
+SDEP["metadata"]["annotations"] = {"localcluster.modelrollout.dev/serve": "false"}
 POLL_S = 0.02
 
 

@@ -24,6 +24,12 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("dataplane.controller")
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+# Tests that drive the control loop with synthetic metrics opt their deployments out of being served.
+SERVE_ANNOTATION = "localcluster.modelrollout.dev/serve"
+
+
+def served(sdep: dict[str, Any]) -> bool:
+    return ((sdep.get("metadata") or {}).get("annotations") or {}).get(SERVE_ANNOTATION) != "false"
 
 
 class Controller:
@@ -81,9 +87,9 @@ class Controller:
 
     def _apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "SYNC":
-            self.deployments = {_key(o): o for o in obj["items"]}
+            self.deployments = {_key(o): o for o in obj["items"] if served(o)}
             return
-        if kind == "DELETED":
+        if kind == "DELETED" or not served(obj):
             self.deployments.pop(_key(obj), None)
         elif kind in ("ADDED", "MODIFIED"):
             self.deployments[_key(obj)] = obj

@@ -18,6 +18,8 @@ from tests.support import Kube, OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SDEP = yaml.safe_load((REPO / "examples" / "seldondeployment.yaml").read_text())
+UNSERVED_SDEP = {**SDEP, "metadata": {**SDEP["metadata"],
+                                      "annotations": {"localcluster.modelrollout.dev/serve": "false"}}}
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +49,12 @@ def operator(cluster: Kube, namespace: str, prometheus: PrometheusServer,
 
 @pytest.fixture
 def deployment(cluster: Kube, namespace: str) -> dict[str, Any]:
-    """The example SeldonDeployment "digits" (stable predictor "main" at 1.0.0) in the test namespace."""
-    cluster.apply(SDEP, namespace)
+    """The example SeldonDeployment "digits" (stable predictor "main" at 1.0.0) in the test namespace.
+
+    Metrics here come from the controlled exporter, so the local data plane (when running) is told not
+    to serve it.
+    """
+    cluster.apply(UNSERVED_SDEP, namespace)
     return cluster.get("sdep", "digits", namespace)
 
 
