@@ -39,6 +39,22 @@ venv: $(VENV)/.stamp ## the operator's virtual environment (.venv)
 model-server-env: ## the model server's own virtual environment (.venv-model-server)
 	bash model_server/setup-env.sh
 
+.PHONY: helm
+helm: ## build (or reuse) the pinned Helm CLI from the Go module proxy
+	bash localcluster/build-helm.sh >/dev/null
+
+.PHONY: chart-crds
+chart-crds: ## copy crds/ into the Helm chart (a test fails when they differ)
+	bash charts/sync-crds.sh
+
+.PHONY: kind-up kind-test kind-down
+kind-up: ## kind cluster with Istio, Seldon Core v1, Prometheus and the chart (needs a Docker engine)
+	bash kind/up.sh
+kind-test: ## smoke rollout under Locust, then e2e and chaos, against the kind cluster
+	bash kind/run-scenarios.sh
+kind-down: ## delete the kind cluster
+	bash kind/down.sh
+
 .PHONY: models
 models: model-server-env ## train the digits model versions into models/ (reproducible, seconds)
 	$(MODEL_VENV)/bin/python -m modelserver.train --out models
@@ -83,6 +99,6 @@ bench: cluster-up model-server-env ## benchmarks that print figures: operator re
 	bash loadtests/bench_model_server.sh
 
 .PHONY: test
-test: system-deps venv model-server-env models controlplane lint ## everything: set-up, lint, unit, integration, e2e
+test: system-deps venv model-server-env models controlplane helm lint ## everything: set-up, lint, unit, integration, e2e
 	$(PY) -m pytest -q -p no:cacheprovider tests --ignore=tests/model_server
 	$(MODEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/model_server

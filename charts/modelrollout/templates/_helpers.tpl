@@ -1,0 +1,100 @@
+{{/* Chart name, overridable. */}}
+{{- define "modelrollout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name alone when it already contains the chart name. */}}
+{{- define "modelrollout.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelrollout.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modelrollout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelrollout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "modelrollout.labels" -}}
+helm.sh/chart: {{ include "modelrollout.chart" . }}
+{{ include "modelrollout.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelrollout
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modelrollout.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelrollout.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modelrollout.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Checks the values that cannot work together; every template includes it so that any render fails early.
+*/}}
+{{- define "modelrollout.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.ha.enabled) }}
+{{- fail "replicaCount > 1 requires ha.enabled=true: without Kopf peering every replica would act on the same rollouts" }}
+{{- end }}
+{{- if and (not .Values.watch.clusterWide) (empty .Values.watch.namespaces) }}
+{{- fail "watch.namespaces must list at least one namespace when watch.clusterWide is false" }}
+{{- end }}
+{{- if and .Values.watch.clusterWide (not (empty .Values.watch.namespaces)) }}
+{{- fail "watch.namespaces is only used when watch.clusterWide is false; set one or the other" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (eq (int .Values.metrics.port) 0) }}
+{{- fail "serviceMonitor.enabled needs the metrics endpoint: metrics.port must not be 0" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rules for one namespace's ModelRollouts and Seldon deployments: exactly the calls the operator makes.
+Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-scoped).
+*/}}
+{{- define "modelrollout.namespacedRules" -}}
+# Kopf lists and watches rollouts; handlers read them (get) and clear a handled action annotation (patch).
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts]
+  verbs: [get, list, watch, patch]
+# Rollout state is written to the status subresource with a merge patch.
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts/status]
+  verbs: [patch]
+# Metrics may reference a shared AnalysisTemplate, read by name when a check runs.
+- apiGroups: [modelrollout.dev]
+  resources: [analysistemplates]
+  verbs: [get]
+# The traffic backend reads the target and replaces it, guarded by its resourceVersion.
+- apiGroups: [machinelearning.seldon.io]
+  resources: [seldondeployments]
+  verbs: [get, update]
+# Events about rollouts (kubectl describe), from the operator and from Kopf.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if and .Values.ha.enabled (not .Values.watch.clusterWide) }}
+# Kopf peering per namespace (cluster-wide mode uses ClusterKopfPeerings): each replica watches the peering
+# object and patches its own keep-alive into it; it never reads one by name.
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [list, watch, patch]
+{{- end }}
+{{- end }}
