@@ -7,7 +7,8 @@ import contextlib
 import datetime as dt
 import logging
 import socket
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes.client import CoreV1Api, CoreV1Event, V1EventSource, V1ObjectMeta, V1ObjectReference
@@ -59,28 +60,57 @@ class EventRecorder:
     """Posts Kubernetes Events about our objects (``kubectl describe`` shows them).
 
     Posted directly through the core API rather than kopf.event, so ticks that run outside Kopf's own
-    handler context (the scheduler's tasks) can post too.
+    handler context (the scheduler's tasks) can post too. A repeat of the same event about the same
+    object within ``merge_window_s`` bumps the existing Event's count instead of adding another, as
+    client-go's event correlator does, so a long or flapping rollout does not pile Events up.
     """
 
-    def __init__(self, api: CoreV1Api, component: str = "modelrollout-operator") -> None:
+    def __init__(self, api: CoreV1Api, component: str = "modelrollout-operator", merge_window_s: float = 600.0,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self._api = api
         self._component = component
+        self._merge_window = dt.timedelta(seconds=merge_window_s)
+        self._clock = clock
+        self._recent: OrderedDict[tuple[str, ...], tuple[str, int, dt.datetime]] = OrderedDict()
 
     def _post(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
-        now = dt.datetime.now(dt.UTC)
-        body = CoreV1Event(
+        namespace = meta.get("namespace")
+        now = self._clock()
+        message = message[:1024]
+        key = (str(meta.get("uid")), type_, reason, message)
+        try:
+            seen = self._recent.get(key)
+            if seen is not None and now - seen[2] < self._merge_window:
+                name, count, first = seen
+                try:
+                    self._api.patch_namespaced_event(name, namespace, {"count": count + 1, "lastTimestamp": now})
+                    self._remember(key, (name, count + 1, first))
+                    return
+                except ApiException as exc:
+                    if exc.status != 404:  # expired or deleted: create a new one below
+                        raise
+            created = self._api.create_namespaced_event(namespace, self._event(obj, type_, reason, message, now))
+            self._remember(key, (str(created.metadata.name), 1, now))
+        except ApiException as exc:  # an event lost is not worth a failed tick
+            log.warning("could not post event %s on %s: %s %s", reason, meta.get("name"), exc.status, exc.reason)
+
+    def _remember(self, key: tuple[str, ...], value: tuple[str, int, dt.datetime]) -> None:
+        self._recent[key] = value
+        self._recent.move_to_end(key)
+        while len(self._recent) > 4096:
+            self._recent.popitem(last=False)
+
+    def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime) -> CoreV1Event:
+        meta = obj.get("metadata", {})
+        return CoreV1Event(
             metadata=V1ObjectMeta(generate_name=f"{meta.get('name', 'object')}.", namespace=meta.get("namespace")),
             involved_object=V1ObjectReference(api_version=obj.get("apiVersion"), kind=obj.get("kind"),
                                               name=meta.get("name"), namespace=meta.get("namespace"),
                                               uid=meta.get("uid"), resource_version=meta.get("resourceVersion")),
-            type=type_, reason=reason, message=message[:1024], count=1, first_timestamp=now, last_timestamp=now,
+            type=type_, reason=reason, message=message, count=1, first_timestamp=now, last_timestamp=now,
             event_time=now, action=reason, reporting_component=self._component,
             reporting_instance=socket.gethostname()[:128], source=V1EventSource(component=self._component))
-        try:
-            self._api.create_namespaced_event(meta.get("namespace"), body)
-        except ApiException as exc:  # an event lost is not worth a failed tick
-            log.warning("could not post event %s on %s: %s %s", reason, meta.get("name"), exc.status, exc.reason)
 
     async def post(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         await asyncio.to_thread(self._post, obj, type_, reason, message)

@@ -1,0 +1,56 @@
+"""Event posting: repeats within the window bump one Event's count instead of adding Events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kubernetes.client import V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+from modelrollout.telemetry import EventRecorder
+
+OBJ = {"apiVersion": "modelrollout.dev/v1alpha1", "kind": "ModelRollout",
+       "metadata": {"name": "digits", "namespace": "models", "uid": "u-1", "resourceVersion": "7"}}
+
+
+class FakeEvents:
+    """The two CoreV1Api calls the recorder makes, kept in memory."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, dict[str, Any]] = {}
+
+    def create_namespaced_event(self, namespace: str, body: Any) -> Any:
+        name = f"digits.{len(self.events)}"
+        self.events[name] = {"reason": body.reason, "message": body.message, "count": body.count,
+                             "type": body.type, "involved": body.involved_object.uid}
+        body.metadata = V1ObjectMeta(name=name, namespace=namespace)
+        return body
+
+    def patch_namespaced_event(self, name: str, namespace: str, patch: dict[str, Any]) -> None:
+        if name not in self.events:
+            raise ApiException(status=404, reason="Not Found")
+        self.events[name]["count"] = patch["count"]
+
+
+def test_repeats_are_merged_and_distinct_events_are_not() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    api = FakeEvents()
+    recorder = EventRecorder(api, clock=lambda: now)  # type: ignore[arg-type]
+    for _ in range(3):
+        recorder._post(OBJ, "Warning", "AnalysisFailed", "success-rate = 0.9 is below min 0.99")
+    recorder._post(OBJ, "Normal", "StepStarted", "Step 2/5")
+    assert sorted((e["reason"], e["count"]) for e in api.events.values()) == [("AnalysisFailed", 3), ("StepStarted", 1)]
+    assert all(e["involved"] == "u-1" for e in api.events.values())
+
+
+def test_a_repeat_after_the_window_or_of_a_deleted_event_creates_a_new_one() -> None:
+    clock = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    api = FakeEvents()
+    recorder = EventRecorder(api, merge_window_s=60, clock=lambda: clock[0])  # type: ignore[arg-type]
+    recorder._post(OBJ, "Normal", "Paused", "paused")
+    clock[0] += dt.timedelta(seconds=61)
+    recorder._post(OBJ, "Normal", "Paused", "paused")
+    assert len(api.events) == 2
+    api.events.clear()
+    recorder._post(OBJ, "Normal", "Paused", "paused")
+    assert [e["count"] for e in api.events.values()] == [1]
