@@ -285,7 +285,9 @@ def up() -> State:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     binaries = ensure_binaries()
     state = State.load()
-    if healthy(state) and state is not None and state.binaries.get("kube-apiserver") == str(binaries["kube-apiserver"]):
+    if healthy(state) and state is not None:
+        if state.binaries.get("kube-apiserver") != str(binaries["kube-apiserver"]):
+            log("a newer kube-apiserver build exists; `make cluster-down cluster-up` switches to it")
         log(f"reusing healthy control plane at {state.server} ({time.monotonic() - started:.1f}s)")
         return state
     if state is not None:
