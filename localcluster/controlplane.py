@@ -272,11 +272,14 @@ def start_apiserver(state: State, apiserver: Path) -> None:
 # ---------------------------------------------------------------- commands
 
 
+def running(state: State | None) -> bool:
+    """Our etcd and kube-apiserver processes are alive (whether or not they answer yet)."""
+    return state is not None and all(pid_alive(state.pids.get(n, 0), state.binaries.get(n))
+                                     for n in ("etcd", "kube-apiserver"))
+
+
 def healthy(state: State | None) -> bool:
-    if state is None:
-        return False
-    procs_alive = all(pid_alive(state.pids.get(n, 0), state.binaries.get(n)) for n in ("etcd", "kube-apiserver"))
-    return procs_alive and apiserver_ready(state)
+    return running(state) and state is not None and apiserver_ready(state)
 
 
 def up() -> State:
@@ -285,6 +288,13 @@ def up() -> State:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     binaries = ensure_binaries()
     state = State.load()
+    if state is not None and running(state):
+        # A busy machine can make /readyz slow: wait for it rather than throw a live cluster's data away.
+        alive = state
+        try:
+            wait_until(lambda: apiserver_ready(alive), "kube-apiserver /readyz", READY_DEADLINE_S)
+        except ControlPlaneError as exc:
+            log(f"{exc}; replacing it")
     if healthy(state) and state is not None:
         if state.binaries.get("kube-apiserver") != str(binaries["kube-apiserver"]):
             log("a newer kube-apiserver build exists; `make cluster-down cluster-up` switches to it")
