@@ -23,7 +23,7 @@ def cluster() -> Iterator[Kube]:
 
     There is no skip: when the control plane cannot be built or started the tests fail, loudly.
     """
-    was_running = controlplane.healthy(controlplane.State.load())
+    was_running = controlplane.running(controlplane.State.load())
     state = controlplane.up()
     kube = Kube(kubeconfig=controlplane.KUBECONFIG, kubectl=str(controlplane.BIN_DIR / "current" / "kubectl"))
     kube.run("apply", "--server-side", "-f", str(REPO / "crds"), "-f", str(REPO / "localcluster" / "fixtures"))
