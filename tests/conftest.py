@@ -31,6 +31,9 @@ def cluster() -> Iterator[Kube]:
     kube.server = state.server
     yield kube
     if not was_running and not os.environ.get("KEEP_CLUSTER"):
+        from localcluster import services  # imported here: the model server's test env lacks its deps
+
+        services.down()  # the data plane and Prometheus, if an end-to-end test started them
         controlplane.down()
 
 
