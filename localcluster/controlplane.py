@@ -12,6 +12,8 @@ Only the standard library is used so this runs before any virtual environment ex
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -22,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -282,7 +284,21 @@ def healthy(state: State | None) -> bool:
     return running(state) and state is not None and apiserver_ready(state)
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One `up`, `down` or restart at a time: two at once would start two clusters on one etcd data dir."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up() -> State:
+    with exclusive():
+        return _up()
+
+
+def _up() -> State:
     """Start the control plane, or reuse a healthy one; a dead or half-dead one is replaced."""
     started = time.monotonic()
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -302,7 +318,7 @@ def up() -> State:
         return state
     if state is not None:
         log("replacing a stopped or unhealthy control plane")
-        down(quiet=True)
+        _down(quiet=True)
     pki = STATE_DIR / "pki"
     ensure_pki(pki)
     state = State(etcd_client_port=free_port(), etcd_peer_port=free_port(), apiserver_port=free_port())
@@ -314,7 +330,7 @@ def up() -> State:
         state.save()
     except ControlPlaneError:
         state.save()
-        down(quiet=True)
+        _down(quiet=True)
         raise
     write_kubeconfig(state, pki)
     log(f"control plane ready at {state.server} in {time.monotonic() - started:.1f}s; KUBECONFIG={KUBECONFIG}")
@@ -323,6 +339,11 @@ def up() -> State:
 
 def restart_apiserver() -> State:
     """Stop and start only kube-apiserver (same etcd, same port): for chaos scenarios."""
+    with exclusive():
+        return _restart_apiserver()
+
+
+def _restart_apiserver() -> State:
     state = State.load()
     if state is None:
         raise ControlPlaneError("no local cluster is running")
@@ -334,6 +355,11 @@ def restart_apiserver() -> State:
 
 def down(quiet: bool = False) -> None:
     """Stop only the processes this cluster started, then forget its data."""
+    with exclusive():
+        _down(quiet)
+
+
+def _down(quiet: bool = False) -> None:
     state = State.load()
     if state is not None:
         for name in ("kube-apiserver", "etcd"):

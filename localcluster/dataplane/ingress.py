@@ -85,6 +85,8 @@ class Ingress:
         named = request.headers.get(PREDICTOR_HEADER)
         predictor = named if service == "feedback" and named in ready else live_choice(route, ready)
         if predictor is None:
+            # Counted too: users got this answer, and a success rate that missed it would flatter.
+            self.requests.labels(deployment, "", "503", "POST", service, namespace).observe(0.0)
             return web.json_response({"status": {"code": 503, "status": "FAILURE",
                                                  "info": f"no ready predictor in {namespace}/{deployment}"}},
                                      status=503)
@@ -112,6 +114,11 @@ class Ingress:
                                               headers={"Content-Type": "application/json"}) as resp:
                     status, payload = resp.status, await resp.read()
                     content_type = resp.content_type or "application/json"
+            except aiohttp.ClientConnectionError as exc:
+                # The process died under us: take it out of routing until the supervisor sees it again.
+                endpoint.ready = False
+                info = f"upstream {predictor}: {type(exc).__name__}"
+                status, payload = 503, f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 info = f"upstream {predictor}: {type(exc).__name__}"
                 status, payload = 503, f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()

@@ -147,7 +147,9 @@ class Supervisor:
                 if resp.status != 200:
                     return False
                 body = await resp.json(content_type=None)
-                server.version = str(body.get("version") or body.get("model_version") or "")
+                # seldon-core wraps what health_status returns (in jsonData); accept it bare too
+                identity = body.get("jsonData", body) if isinstance(body, dict) else {}
+                server.version = str(identity.get("version", "")) if isinstance(identity, dict) else ""
                 return True
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return False

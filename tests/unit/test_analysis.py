@@ -99,6 +99,7 @@ def test_builtin_queries_select_the_candidate_of_this_deployment(name: str) -> N
     assert 'namespace="models"' in query
     assert 'deployment_name="iris"' in query
     assert 'predictor_name="main-candidate"' in query
+    assert 'service="predictions"' in query  # feedback requests would dilute errors and latency
     assert "[30s]" in query
     assert "{{" not in query
 
@@ -123,7 +124,7 @@ def test_duration_quantiles_come_from_the_histogram_buckets(name: str, quantile:
 def test_request_count_is_the_increase_over_the_window() -> None:
     query = render_query(REQUEST_COUNT_QUERY, VARS)
     assert query == ('sum(increase(seldon_api_executor_server_requests_seconds_count{namespace="models",'
-                     'deployment_name="iris",predictor_name="main-candidate"}[30s]))')
+                     'deployment_name="iris",predictor_name="main-candidate",service="predictions"}[30s]))')
     assert BUILTIN_QUERIES["request-count"] == REQUEST_COUNT_QUERY
 
 

@@ -20,7 +20,10 @@ _PROMQL_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 # The Seldon Core v1 executor's request histogram; the local data plane exports the same names.
 REQUEST_METRIC = "seldon_api_executor_server_requests_seconds"
-_CANDIDATE = 'namespace="{{namespace}}",deployment_name="{{target}}",predictor_name="{{candidate}}"'
+# Predictions only: feedback requests go through the executor too, but never fail and answer fast, so
+# counting them would dilute the candidate's error rate and latency.
+_CANDIDATE = ('namespace="{{namespace}}",deployment_name="{{target}}",predictor_name="{{candidate}}",'
+              'service="predictions"')
 _COUNT = REQUEST_METRIC + "_count{" + _CANDIDATE + "}[{{interval}}]"
 _SUCCESS_COUNT = REQUEST_METRIC + "_count{" + _CANDIDATE + ',code!~"5.."}[{{interval}}]'
 _BUCKETS = REQUEST_METRIC + "_bucket{" + _CANDIDATE + "}[{{interval}}]"

@@ -1,0 +1,207 @@
+"""Faults on the local data plane: find model servers, inject latency and errors, kill processes.
+
+Shared by the chaos scripts, the end-to-end tests and the rollout benchmark. Everything here talks
+to loopback only: the ingress's ``/dataplane/status`` and each model server's fault admin API
+(``model_server/modelserver/faults.py``: ``GET|PUT|DELETE /faults`` on the server's ``adminPort``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ADMIN_PATH = "/faults"
+
+
+def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
+    if not url.startswith("http://127."):
+        raise ValueError(f"refusing a non-loopback URL {url!r}")
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding servers
+
+
+def dataplane_status(ingress_url: str) -> dict[str, Any]:
+    """The data plane's view: {"servers": [...], "routes": {...}}."""
+    return dict(_request(f"{ingress_url}/dataplane/status"))
+
+
+def servers(ingress_url: str, namespace: str, deployment: str | None = None,
+            predictor: str | None = None) -> list[dict[str, Any]]:
+    """Model-server processes of a namespace (optionally one deployment / predictor)."""
+    return [s for s in dataplane_status(ingress_url)["servers"]
+            if s["namespace"] == namespace and (deployment is None or s["deployment"] == deployment)
+            and (predictor is None or s["predictor"] == predictor)]
+
+
+def ready_server(ingress_url: str, namespace: str, deployment: str, predictor: str) -> dict[str, Any] | None:
+    for server in servers(ingress_url, namespace, deployment, predictor):
+        if server["ready"] and server["pid"]:
+            return server
+    return None
+
+
+def wait_ready_server(ingress_url: str, namespace: str, deployment: str, predictor: str,
+                      timeout: float = 60.0, predicate: Callable[[dict[str, Any]], bool] | None = None
+                      ) -> dict[str, Any]:
+    """Poll until a ready server of that predictor exists (and satisfies predicate); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = ready_server(ingress_url, namespace, deployment, predictor)
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        if isinstance(last, dict) and (predicate is None or predicate(last)):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"no ready server for {namespace}/{deployment}/{predictor} within {timeout:.0f}s; "
+                         f"last seen: {last!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fault knobs (admin API)
+
+
+def admin_url(server: dict[str, Any]) -> str:
+    return f"http://127.0.0.1:{int(server['adminPort'])}{ADMIN_PATH}"
+
+
+def get_faults(server: dict[str, Any]) -> dict[str, Any]:
+    return dict(_request(admin_url(server)))
+
+
+def set_faults(server: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """PUT the changes (latency_ms, latency_jitter_ms, latency_distribution, error_rate, error_status)."""
+    return dict(_request(admin_url(server), "PUT", changes))
+
+
+def clear_faults(server: dict[str, Any]) -> dict[str, Any]:
+    return dict(_request(admin_url(server), "DELETE"))
+
+
+@dataclass
+class FaultArmer:
+    """Injects faults on a predictor's servers as soon as each becomes ready (a restarted one too).
+
+    Runs a bounded background thread polling ``/dataplane/status`` every ``poll_s``. ``injected_at``
+    is the monotonic time of the first injection (the fault's start), ``pids`` the servers faulted.
+    """
+
+    ingress_url: str
+    namespace: str
+    deployment: str
+    predictor: str
+    faults: dict[str, Any]
+    max_seconds: float = 600.0
+    poll_s: float = 0.1
+    injected_at: float | None = None
+    pids: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> FaultArmer:
+        self._thread = threading.Thread(target=self._run, name=f"faults-{self.predictor}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                for server in servers(self.ingress_url, self.namespace, self.deployment, self.predictor):
+                    if server["ready"] and server["pid"] and server["pid"] not in self.pids:
+                        set_faults(server, **self.faults)
+                        self.pids.append(server["pid"])
+                        if self.injected_at is None:
+                            self.injected_at = time.monotonic()
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(self.poll_s)
+
+    def wait_injected(self, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        while self.injected_at is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.injected_at is None:
+            raise AssertionError(f"faults {self.faults} never injected on {self.predictor} within {timeout:.0f}s; "
+                                 f"errors: {self.errors[-3:]}")
+        return self.injected_at
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes
+
+
+def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Kill one model server by pid (its own process group: seldon-core forks gunicorn workers)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Probing through the ingress
+
+
+@dataclass
+class Answer:
+    at: float  # monotonic, when the request was sent
+    status: int
+    seconds: float
+    predictor: str
+
+
+def predict(ingress_url: str, namespace: str, deployment: str = "digits", timeout: float = 10.0) -> Answer:
+    """One prediction through the ingress (an all-zero 8x8 image); never raises for HTTP errors."""
+    url = f"{ingress_url}/seldon/{namespace}/{deployment}/api/v1.0/predictions"
+    if not url.startswith("http://127."):
+        raise ValueError(f"refusing a non-loopback URL {url!r}")
+    body = json.dumps({"data": {"ndarray": [[0.0] * 64]}}).encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+            return Answer(started, resp.status, time.monotonic() - started, resp.headers.get("Seldon-Predictor", ""))
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return Answer(started, exc.code, time.monotonic() - started, exc.headers.get("Seldon-Predictor", "") or "")
+    except (urllib.error.URLError, OSError):
+        return Answer(started, 0, time.monotonic() - started, "")

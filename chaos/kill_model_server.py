@@ -1,0 +1,85 @@
+"""Chaos: SIGKILL a model server of a live predictor while requests flow.
+
+    .venv/bin/python -m chaos.kill_model_server [--recover-within 30]
+
+Deploys digits with two live predictors (main 50%, backup 50%, both 1.0.0), probes the ingress
+continuously, kills main's server (its pid from /dataplane/status) and checks:
+  - the data plane restarts it: restarts +1, a new pid, ready again within --recover-within seconds;
+  - during the gap every request is answered by the other ready predictor, or fails fast (< 1 s);
+  - once main is ready again, it serves its share again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from typing import Any
+
+from chaos import faults
+from chaos.harness import Scenario, digits_sdep
+
+
+def two_predictors() -> dict[str, Any]:
+    sdep = digits_sdep("1.0.0")
+    main = sdep["spec"]["predictors"][0]
+    main["traffic"] = 50
+    backup = copy.deepcopy(main)
+    backup["name"] = "backup"
+    sdep["spec"]["predictors"].append(backup)
+    return sdep
+
+
+def run(sc: Scenario, recover_within: float) -> None:
+    ingress = sc.services.ingress_url
+    sc.deploy(two_predictors())
+    victim = faults.wait_ready_server(ingress, sc.namespace, "digits", "main")
+    before = [faults.predict(ingress, sc.namespace) for _ in range(20)]
+    sc.check("both predictors serve before the fault", {a.predictor for a in before} == {"main", "backup"},
+             f"{sorted({a.predictor for a in before})}")
+    print(f"  killing main (pid {victim['pid']}, restarts {victim['restarts']})", flush=True)
+    faults.kill_pid(victim["pid"])
+    killed = time.monotonic()
+    answers: list[faults.Answer] = []
+    recovered: dict[str, Any] | None = None
+    while time.monotonic() - killed < recover_within:  # bounded: the recovery deadline
+        answers.append(faults.predict(ingress, sc.namespace, timeout=5))
+        server = faults.ready_server(ingress, sc.namespace, "digits", "main")
+        if server is not None and server["pid"] != victim["pid"]:
+            recovered = server
+            break
+        time.sleep(0.02)
+    took = time.monotonic() - killed
+    sc.check(f"main restarted and ready again within {recover_within:.0f}s", recovered is not None,
+             f"{took:.1f}s" if recovered else "not ready in time")
+    if recovered is not None:
+        sc.check("restarts went up by one, with a new pid", recovered["restarts"] == victim["restarts"] + 1
+                 and recovered["pid"] != victim["pid"],
+                 f"restarts {victim['restarts']} -> {recovered['restarts']}, pid {victim['pid']} -> {recovered['pid']}")
+    ok = [a for a in answers if a.status == 200]
+    bad = [a for a in answers if a.status != 200]
+    slow_failures = [a for a in bad if a.seconds >= 1.0]
+    sc.check("during the gap, answers come from the other ready predictor or fail fast (< 1 s)",
+             not slow_failures and all(a.predictor == "backup" for a in ok[1:]),
+             f"{len(answers)} requests: {len(ok)} answered ({sorted({a.predictor for a in ok})}), {len(bad)} failed "
+             f"(slowest failure {max((a.seconds for a in bad), default=0):.3f}s)")
+    after = [faults.predict(ingress, sc.namespace) for _ in range(30)]
+    sc.check("after recovery both predictors serve again", {a.predictor for a in after} == {"main", "backup"}
+             and all(a.status == 200 for a in after), f"{sorted({a.predictor for a in after})}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recover-within", type=float, default=30.0)
+    args = parser.parse_args()
+    with Scenario("kill a model server") as sc:
+        try:
+            run(sc, args.recover_within)
+        except AssertionError as exc:
+            sc.check("scenario ran to the end", False, str(exc))
+    return sc.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
