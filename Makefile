@@ -94,9 +94,18 @@ test-model-server: model-server-env ## the model server's suite, in its own envi
 	$(MODEL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/model_server
 
 .PHONY: bench
-bench: cluster-up model-server-env ## benchmarks that print figures: operator reaction, one model server
+bench: cluster-up ## benchmarks that print figures: reaction, rollback and blast radius, data plane, one model server
 	$(PY) -m loadtests.bench_reaction
+	$(PY) -m loadtests.bench_rollouts
+	$(PY) -m loadtests.bench_dataplane
 	bash loadtests/bench_model_server.sh
+
+.PHONY: chaos
+chaos: cluster-up ## fault scenarios on the local cluster, each checking its invariant (not the API server restart)
+	$(PY) -m chaos.kill_model_server
+	$(PY) -m chaos.inject_faults
+	$(PY) -m chaos.prometheus_outage
+	$(PY) -m chaos.operator_restart
 
 .PHONY: test
 test: system-deps venv model-server-env models controlplane helm lint ## everything: set-up, lint, unit, integration, e2e
