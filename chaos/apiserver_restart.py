@@ -53,11 +53,7 @@ def run(sc: Scenario) -> None:
         faults.servers(sc.services.ingress_url, sc.namespace)), "the data plane to settle", timeout=60)
     sc.check("the data plane followed the changes made after the restart (main runs 2.0.0 alone)",
              [(s["predictor"], s["modelUri"]) for s in servers] == [("main", model_uri("2.0.0"))], str(servers))
-    promoting = mro.first(lambda s: s.phase in ("Promoting", "Succeeded"))
-    if promoting is not None:
-        requests, failures = locust.counts_between(mro.samples[0].wall, promoting.wall - 1)
-        sc.check("users saw no failures while the API server restarted", failures == 0 and requests > 0,
-                 f"{failures} of {requests}")
+    sc.check_no_failures_before_promotion(mro, locust, "users saw no failures while the API server restarted")
     print(mro.timeline(), flush=True)
 
 

@@ -421,6 +421,13 @@ class Scenario:
         print(f"  [{'PASS' if held else 'FAIL'}] {invariant}" + (f": {detail}" if detail else ""), flush=True)
         return bool(held)
 
+    def check_no_failures_before_promotion(self, mro: RolloutRecorder, locust: Locust, invariant: str) -> None:
+        """Users got no failed answer from the rollout's start until it began promoting."""
+        promoting = mro.first(lambda s: s.phase in ("Promoting", "Succeeded"))
+        if promoting is not None:
+            requests, failures = locust.counts_between(mro.samples[0].wall, promoting.wall - 1)
+            self.check(invariant, failures == 0 and requests > 0, f"{failures} of {requests}")
+
     def finish(self) -> int:
         failed = [r for r in self.results if not r[1]]
         print(f"== {self.title}: {len(self.results) - len(failed)}/{len(self.results)} invariants held", flush=True)

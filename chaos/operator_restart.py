@@ -47,11 +47,7 @@ def run(sc: Scenario, kills: int, every: float) -> None:
     sc.check("one history entry", [h["result"] for h in status.get("history", [])] == ["Succeeded"],
              str(status.get("history")))
     sc.check("traffic all on main (2.0.0)", traffic(sc.kube, sc.namespace) == {"main": 100})
-    promoting = mro.first(lambda s: s.phase in ("Promoting", "Succeeded"))
-    if promoting is not None:
-        requests, failures = locust.counts_between(mro.samples[0].wall, promoting.wall - 1)
-        sc.check("no user-facing failures before the promotion", failures == 0 and requests > 0,
-                 f"{failures} of {requests}")
+    sc.check_no_failures_before_promotion(mro, locust, "no user-facing failures before the promotion")
     print(mro.timeline(), flush=True)
 
 
