@@ -56,17 +56,17 @@ def test_spec_the_schema_cannot_judge_is_reported_not_crashed(
 ) -> None:
     # An analysis step naming a metric that spec.analysis does not define: valid YAML, unusable spec.
     obj = new_rollout()
-    obj["spec"]["strategy"]["canary"]["steps"].append({"analysis": {"metrics": ["accuracy"]}})
+    obj["spec"]["strategy"]["canary"]["steps"].append({"analysis": {"metrics": ["calibration"]}})
     name = obj["metadata"]["name"]
     cluster.create(obj, namespace)
     status = wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase") == "Failed" and
                       cluster.get("mro", name, namespace)["status"], "Failed phase", timeout=60)
     spec_valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
     assert spec_valid["status"] == "False" and spec_valid["reason"] == "InvalidSpec"
-    assert "steps[6].analysis.metrics" in spec_valid["message"] and "accuracy" in spec_valid["message"]
+    assert "steps[6].analysis.metrics" in spec_valid["message"] and "calibration" in spec_valid["message"]
     events = wait_for(lambda: [e for e in cluster.events(name, namespace) if e["reason"] == "InvalidSpec"],
                       "an InvalidSpec event")
-    assert events[0]["type"] == "Warning" and "accuracy" in events[0]["message"]
+    assert events[0]["type"] == "Warning" and "calibration" in events[0]["message"]
     assert operator.proc is not None and operator.proc.poll() is None, "the operator died:\n" + operator.log()
 
 
