@@ -34,6 +34,7 @@ BUILTIN_TEMPLATES = (
 DEFAULT_INTERVAL = "30s"
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_INCONCLUSIVE_LIMIT = 4
+DEFAULT_PROGRESS_DEADLINE = "10m"
 DEFAULT_MIN_REQUESTS = 50
 CANDIDATE_SUFFIX = "-candidate"
 HISTORY_LIMIT = 10
@@ -153,6 +154,7 @@ class RolloutSpec:
     candidate: Candidate
     steps: tuple[Step, ...]
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
+    progress_deadline_s: float = 600.0  # how long the target may stay not serving before a rollback
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> RolloutSpec:
@@ -195,7 +197,10 @@ class RolloutSpec:
             if step.kind is StepKind.ANALYSIS and not analysis.metrics:
                 raise SpecError(f"spec.strategy.canary.steps[{i}].analysis",
                                 "an analysis step needs spec.analysis.metrics")
-        return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis)
+        deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
+                                  "spec.progressDeadline")
+        return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,
+                   progress_deadline_s=deadline)
 
 
 def _parse_step(raw: Any, path: str) -> Step:

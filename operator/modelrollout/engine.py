@@ -268,7 +268,7 @@ def _start_revision(tick: _Tick, spec: RolloutSpec, cause: str) -> bool:
         candidate_model_uri=spec.candidate.model_uri,
         stable_version=target.stable_version or old.stable_version, step_index=0,
         step_started_at=tick.now, started_at=tick.now, finished_at=None, analysis=AnalysisStatus(),
-        message=f"Revision {revision}: rolling out {spec.candidate.version}")
+        waiting_since=None, message=f"Revision {revision}: rolling out {spec.candidate.version}")
     tick.condition(ConditionType.SPEC_VALID, "True", "SpecAccepted", "The spec is valid.")
     tick.condition(ConditionType.COMPLETED, "False", "InProgress", f"Revision {revision} is in progress.")
     tick.condition(ConditionType.HEALTHY, "Unknown", "NotYetAnalysed",
@@ -477,6 +477,8 @@ def _active(tick: _Tick, spec: RolloutSpec) -> None:
     if target.candidate_present and not target.serving and tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
         _hold_until_serving(tick, spec)
         return
+    if tick.status.waiting_since is not None:
+        tick.update(waiting_since=None)  # serving again: the progress deadline no longer runs
     if not tick.fresh_revision and _record_analysis(tick, spec):
         return
     if tick.obs.action and not tick.clear_action:  # a retry that started this revision is handled
@@ -503,11 +505,20 @@ def _hold_until_serving(tick: _Tick, spec: RolloutSpec) -> None:
         _roll_back(tick, Phase.ROLLED_BACK, "TargetFailed",
                    f"Rolled back {spec.candidate.version}: SeldonDeployment {spec.target.name} reports {detail}.")
         return
+    since = tick.status.waiting_since or tick.now
+    waited = (tick.now - since).total_seconds()
+    if waited > spec.progress_deadline_s:
+        _roll_back(tick, Phase.ROLLED_BACK, "ProgressDeadlineExceeded",
+                   f"Rolled back {spec.candidate.version}: SeldonDeployment {spec.target.name} has not served it "
+                   f"for {waited:.0f}s (progressDeadline {spec.progress_deadline_s:g}s; {detail}).")
+        return
     if tick.obs.action and not tick.clear_action:
         _active_action(tick, spec, tick.obs.action)
     if tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
-        tick.update(message=f"Waiting for SeldonDeployment {spec.target.name} to serve {spec.candidate.version} "
-                            f"({detail}); steps and analysis resume once it is Available.")
+        tick.update(waiting_since=since,
+                    message=f"Waiting for SeldonDeployment {spec.target.name} to serve {spec.candidate.version} "
+                            f"({detail}, {waited:.0f}s of progressDeadline {spec.progress_deadline_s:g}s); "
+                            "steps and analysis resume once it is Available.")
         tick.requeue_after = APPLY_REQUEUE_S
 
 

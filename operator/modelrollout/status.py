@@ -169,6 +169,7 @@ class RolloutStatus:
     finished_at: dt.datetime | None = None
     candidate_weight: int = 0
     last_handled_action: str = ""
+    waiting_since: dt.datetime | None = None  # since when the target has not been serving (progressDeadline)
     analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
     conditions: tuple[Condition, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
@@ -194,6 +195,7 @@ class RolloutStatus:
             "finishedAt": format_time(self.finished_at),
             "candidateWeight": self.candidate_weight,
             "lastHandledAction": self.last_handled_action,
+            "waitingSince": format_time(self.waiting_since),
             "analysis": self.analysis.to_dict(),
             "conditions": [c.to_dict() for c in self.conditions],
             "history": [h.to_dict() for h in self.history],
@@ -217,6 +219,7 @@ class RolloutStatus:
             finished_at=parse_time(raw.get("finishedAt")),
             candidate_weight=int(raw.get("candidateWeight") or 0),
             last_handled_action=str(raw.get("lastHandledAction") or ""),
+            waiting_since=parse_time(raw.get("waitingSince")),
             analysis=AnalysisStatus.from_dict(raw.get("analysis") or {}),
             conditions=tuple(Condition.from_dict(c) for c in raw.get("conditions") or ()),
             history=tuple(HistoryEntry.from_dict(h) for h in raw.get("history") or ()),

@@ -77,6 +77,8 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
      ("spec.analysis.interval", "should match")),
     ("failure-limit-zero", lambda s: s["analysis"].update(failureLimit=0),
      ("spec.analysis.failureLimit", "greater than or equal to 1")),
+    ("progress-deadline-negative", lambda s: s.update(progressDeadline="-10m"),
+     ("spec.progressDeadline", "should match")),
 ]
 
 
@@ -87,6 +89,7 @@ def test_valid_rollout_is_accepted_with_defaults(cluster: Kube, namespace: str) 
     assert stored["spec"]["analysis"] == {"interval": "30s", "failureLimit": 2, "inconclusiveLimit": 4,
                                           "minRequests": 50}
     assert stored["spec"]["targetRef"]["apiVersion"] == "machinelearning.seldon.io/v1"
+    assert stored["spec"]["progressDeadline"] == "10m"
 
 
 def test_example_files_are_accepted(cluster: Kube, namespace: str) -> None:

@@ -21,8 +21,11 @@ CANDIDATE_URI = "file:///models/iris/2.0.0"
 
 
 def spec_dict(steps: list[dict[str, Any]] | None = None, metrics: list[dict[str, Any]] | None = None,
-              version: str = "2.0.0", model_uri: str = CANDIDATE_URI, **analysis: Any) -> dict[str, Any]:
+              version: str = "2.0.0", model_uri: str = CANDIDATE_URI, progress_deadline: str | None = None,
+              **analysis: Any) -> dict[str, Any]:
+    extra = {"progressDeadline": progress_deadline} if progress_deadline else {}
     return {
+        **extra,
         "targetRef": {"kind": "SeldonDeployment", "name": "iris"},
         "stablePredictor": "main",
         "candidate": {"modelUri": model_uri, "version": version},

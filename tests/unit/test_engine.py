@@ -865,3 +865,30 @@ def test_a_deployment_that_reports_failed_is_rolled_back() -> None:
     assert plan.status.phase is Phase.ROLLED_BACK and plan.traffic == TrafficChange("rollback")
     assert any(e.reason == "RolledBack" and "reports Failed" in e.message for e in plan.events)
     assert plan.status.candidate_weight == 0
+
+
+def test_a_deployment_that_never_serves_is_rolled_back_after_the_progress_deadline() -> None:
+    spec = make_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], [SUCCESS], progress_deadline="30s")
+    run = Run(spec)
+    at_weight(run, 10)
+    run.world.state = "Creating"
+    first = run.tick(after=1)
+    assert first.status.waiting_since == run.now and first.status.phase is Phase.PAUSED
+    assert run.tick(after=29).status.phase is Phase.PAUSED  # 29s of 30s: still waiting
+    plan = run.tick(after=2)
+    assert plan.status.phase is Phase.ROLLED_BACK and plan.traffic == TrafficChange("rollback")
+    assert any("progressDeadline 30s" in e.message for e in plan.events)
+
+
+def test_serving_again_stops_the_progress_deadline_clock() -> None:
+    spec = make_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], [SUCCESS], progress_deadline="30s")
+    run = Run(spec)
+    at_weight(run, 10)
+    run.world.state = "Creating"
+    run.tick(after=1)
+    run.tick(after=20)
+    run.world.state = "Available"
+    assert run.tick(after=1).status.waiting_since is None
+    run.world.state = "Creating"
+    run.tick(after=1)
+    assert run.tick(after=20).status.phase is Phase.PAUSED  # the clock started again: 20s of 30s
