@@ -5,7 +5,8 @@
 Deploys digits with two live predictors (main 50%, backup 50%, both 1.0.0), probes the ingress
 continuously, kills main's server (its pid from /dataplane/status) and checks:
   - the data plane restarts it: restarts +1, a new pid, ready again within --recover-within seconds;
-  - during the gap every request is answered by the other ready predictor, or fails fast (< 1 s);
+  - during the gap every request is answered by the other ready predictor (the ingress retries a
+    connect failure once, as Istio does), or fails fast (< 1 s);
   - once main is ready again, it serves its share again.
 """
 
@@ -61,7 +62,8 @@ def run(sc: Scenario, recover_within: float) -> None:
     bad = [a for a in answers if a.status != 200]
     slow_failures = [a for a in bad if a.seconds >= 1.0]
     sc.check("during the gap, answers come from the other ready predictor or fail fast (< 1 s)",
-             not slow_failures and all(a.predictor == "backup" for a in ok[1:]),
+             # the first may have been in flight at the kill; the last may already reach the new main
+             not slow_failures and all(a.predictor == "backup" for a in ok[1:-1]),
              f"{len(answers)} requests: {len(ok)} answered ({sorted({a.predictor for a in ok})}), {len(bad)} failed "
              f"(slowest failure {max((a.seconds for a in bad), default=0):.3f}s)")
     after = [faults.predict(ingress, sc.namespace) for _ in range(30)]

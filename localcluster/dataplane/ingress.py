@@ -95,7 +95,19 @@ class Ingress:
                 task = asyncio.create_task(self._mirror(namespace, deployment, mirror, body))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-        status, payload, content_type = await self._forward(namespace, deployment, predictor, service, body)
+        started = time.perf_counter()
+        status, payload, content_type, unreachable = await self._forward(namespace, deployment, predictor, service,
+                                                                         body)
+        if unreachable and service == "predictions":
+            # As Istio retries a connect failure once: the dead endpoint is out of routing by now.
+            retry = live_choice(route, self.ready_predictors(route))
+            if retry is not None:
+                predictor = retry
+                status, payload, content_type, unreachable = await self._forward(namespace, deployment, predictor,
+                                                                                 service, body)
+        if unreachable:  # the user gets this 503: count it (a retried one they never saw is not counted)
+            self.requests.labels(deployment, predictor, "503", "POST", service, namespace).observe(
+                time.perf_counter() - started)
         return web.Response(status=status, body=payload, content_type=content_type,
                             headers={PREDICTOR_HEADER: predictor})
 
@@ -103,7 +115,8 @@ class Ingress:
         await self._forward(namespace, deployment, predictor, "predictions", body)  # answer discarded
 
     async def _forward(self, namespace: str, deployment: str, predictor: str, service: str,
-                       body: bytes) -> tuple[int, bytes, str]:
+                       body: bytes) -> tuple[int, bytes, str, bool]:
+        """Send to one ready endpoint of the predictor; the flag says it could not be reached (not counted)."""
         started = time.perf_counter()
         endpoint = self._endpoint(namespace, deployment, predictor)
         status, payload, content_type = 503, b'{"status": {"code": 503, "info": "no endpoint"}}', "application/json"
@@ -118,7 +131,8 @@ class Ingress:
                 # The process died under us: take it out of routing until the supervisor sees it again.
                 endpoint.ready = False
                 info = f"upstream {predictor}: {type(exc).__name__}"
-                status, payload = 503, f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
+                payload = f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
+                return 503, payload, content_type, True
             except (TimeoutError, aiohttp.ClientError) as exc:
                 info = f"upstream {predictor}: {type(exc).__name__}"
                 status, payload = 503, f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
@@ -126,7 +140,7 @@ class Ingress:
                 endpoint.in_flight -= 1
         self.requests.labels(deployment, predictor, str(status), "POST", service, namespace).observe(
             time.perf_counter() - started)
-        return status, payload, content_type
+        return status, payload, content_type, False
 
     async def metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
