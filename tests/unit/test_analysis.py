@@ -389,6 +389,14 @@ def test_too_few_requests_make_every_metric_inconclusive_without_querying_them()
     assert provider_error(results) == ""  # thin traffic is not a configuration problem
 
 
+def test_requests_are_counted_over_the_widest_metric_window() -> None:
+    wide = Metric(name="accuracy", query="vector(1)", min=0.9, window_s=120)
+    fake = FakeProvider({COUNT: QueryOutcome(value=12)}, default=QueryOutcome(value=1.0))
+    results = checks([SUCCESS, wide], fake, min_requests=50)
+    assert "[2m]" in fake.queries[0]  # not the 30s interval: the accuracy check reads two minutes
+    assert "only 12 requests to predictor main-candidate over 2m" in results[0].message
+
+
 def test_no_request_data_at_all_counts_as_zero_requests() -> None:
     results = checks([SUCCESS], FakeProvider({}))
     assert results[0].verdict is Verdict.INCONCLUSIVE

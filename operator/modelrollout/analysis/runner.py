@@ -49,19 +49,22 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     """Check every metric once. Never raises: problems become Inconclusive results that say why."""
     if not metrics:
         return ()
-    gate = await _request_gate(context, provider, min_requests)
+    # Count over the widest window any metric reads: the data those checks are judged on.
+    gate_window_s = max(m.window_s or context.interval_s for m in metrics)
+    gate = await _request_gate(context, provider, min_requests, gate_window_s)
     if gate is not None:
         return tuple(_gated(metric, context, gate) for metric in metrics)
     chosen = judge if judge is not None else ThresholdJudge()
     return tuple(await asyncio.gather(*(_check(m, context, provider, templates, chosen) for m in metrics)))
 
 
-async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int) -> _Gate | None:
+async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int,
+                        window_s: float) -> _Gate | None:
     if min_requests <= 0:
         return None
-    window = format_duration(context.interval_s)
+    window = format_duration(window_s)
     try:
-        query = render_query(REQUEST_COUNT_QUERY, context.variables())
+        query = render_query(REQUEST_COUNT_QUERY, context.variables(window_s))
     except QueryError as exc:
         return _Gate(reason=f"cannot count requests: {exc}", error=str(exc))
     outcome = await _ask(provider, query)
