@@ -22,7 +22,7 @@ import sys
 import time
 
 from chaos import faults
-from chaos.harness import REPO, Scenario, model_uri, rollout, traffic
+from chaos.harness import REPO, Scenario, model_uri, rollout, run_scenario, traffic
 from tests.support import wait_for
 
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "8s"}}, {"setWeight": 50}, {"pause": {"duration": "8s"}},
@@ -65,12 +65,8 @@ def main() -> int:
     if not args.i_know:
         print("refusing: this restarts the SHARED kube-apiserver; run it standalone with --i-know", file=sys.stderr)
         return 2
-    with Scenario("API server restart mid-rollout") as sc:
-        try:
-            run(sc)
-        except (AssertionError, subprocess.SubprocessError) as exc:
-            sc.check("scenario ran to the end", False, str(exc))
-    return sc.finish()
+    return run_scenario("API server restart mid-rollout", run,
+                        errors=(AssertionError, subprocess.SubprocessError))
 
 
 if __name__ == "__main__":

@@ -432,3 +432,14 @@ class Scenario:
         failed = [r for r in self.results if not r[1]]
         print(f"== {self.title}: {len(self.results) - len(failed)}/{len(self.results)} invariants held", flush=True)
         return 1 if failed or not self.results else 0
+
+
+def run_scenario(title: str, body: Callable[[Scenario], None],
+                 errors: tuple[type[BaseException], ...] = (AssertionError,)) -> int:
+    """Run one scenario in its own namespace; an error cut it short is a failed invariant. The exit code."""
+    with Scenario(title) as sc:
+        try:
+            body(sc)
+        except errors as exc:
+            sc.check("scenario ran to the end", False, str(exc))
+    return sc.finish()

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from chaos import faults
-from chaos.harness import Scenario, digits_sdep
+from chaos.harness import Scenario, digits_sdep, run_scenario
 
 
 def two_predictors() -> dict[str, Any]:
@@ -75,12 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recover-within", type=float, default=30.0)
     args = parser.parse_args()
-    with Scenario("kill a model server") as sc:
-        try:
-            run(sc, args.recover_within)
-        except AssertionError as exc:
-            sc.check("scenario ran to the end", False, str(exc))
-    return sc.finish()
+    return run_scenario("kill a model server", lambda sc: run(sc, args.recover_within))
 
 
 if __name__ == "__main__":

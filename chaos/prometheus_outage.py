@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from chaos.harness import Scenario, model_uri, rollout, traffic
+from chaos.harness import Scenario, model_uri, rollout, run_scenario, traffic
 from localcluster.prometheus import PrometheusServer, ScrapeJob
 from tests.support import wait_for
 
@@ -78,12 +78,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outage-s", type=float, default=6.0)
     args = parser.parse_args()
-    with Scenario("Prometheus outage mid-rollout") as sc:
-        try:
-            run(sc, min(max(args.outage_s, 1.0), 120.0))
-        except AssertionError as exc:
-            sc.check("scenario ran to the end", False, str(exc))
-    return sc.finish()
+    return run_scenario("Prometheus outage mid-rollout", lambda sc: run(sc, min(max(args.outage_s, 1.0), 120.0)))
 
 
 if __name__ == "__main__":
