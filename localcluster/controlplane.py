@@ -222,12 +222,17 @@ def _apiserver_context() -> ssl.SSLContext:
     return ctx
 
 
-def apiserver_ready(state: State) -> bool:
+def answers(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> bool:
+    """The URL answers 200 now (anything else, or no answer, is "not yet")."""
     try:
-        with urllib.request.urlopen(f"{state.server}/readyz", timeout=3, context=_apiserver_context()) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
+
+
+def apiserver_ready(state: State) -> bool:
+    return answers(f"{state.server}/readyz", timeout=3, context=_apiserver_context())
 
 
 def start_etcd(state: State, etcd: Path) -> None:

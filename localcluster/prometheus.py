@@ -10,7 +10,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from localcluster.controlplane import free_port
+from localcluster.controlplane import ControlPlaneError, answers, free_port, wait_until
 
 
-class PrometheusError(RuntimeError):
-    pass
+class PrometheusError(ControlPlaneError):
+    """Prometheus could not be started (a local-cluster error like the others)."""
 
 
 @dataclass
@@ -78,22 +77,15 @@ class PrometheusServer:
                  f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
                  "--storage.tsdb.retention.time=2h"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + ready_deadline_s
-        while not self.ready():
-            if self.proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self.proc.returncode}; see {self.workdir}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise PrometheusError(f"prometheus not ready after {ready_deadline_s:.0f}s")
-            time.sleep(0.2)
+        try:
+            wait_until(self.ready, f"prometheus (log in {self.workdir})", ready_deadline_s, self.proc)
+        except ControlPlaneError as exc:
+            self.stop()
+            raise PrometheusError(str(exc)) from None
         return self
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers(f"{self.url}/-/ready")
 
     def query(self, promql: str) -> list[dict[str, object]]:
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"

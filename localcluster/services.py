@@ -17,8 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 
 from localcluster import controlplane
@@ -52,28 +50,11 @@ class Services:
             return None
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def healthy(services: Services | None) -> bool:
     return (services is not None and controlplane.pid_alive(services.dataplane_pid)
             and controlplane.pid_alive(services.prometheus_pid)
-            and _answers(f"{services.ingress_url}/dataplane/status") and _answers(f"{services.prometheus_url}/-/ready"))
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], what: str, deadline_s: float = 60) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not _answers(url):
-        if proc.poll() is not None:
-            raise controlplane.ControlPlaneError(f"{what} exited with {proc.returncode}; see {controlplane.STATE_DIR}")
-        if time.monotonic() > deadline:
-            raise controlplane.ControlPlaneError(f"{what} did not answer at {url} within {deadline_s:.0f}s")
-        time.sleep(0.2)
+            and controlplane.answers(f"{services.ingress_url}/dataplane/status")
+            and controlplane.answers(f"{services.prometheus_url}/-/ready"))
 
 
 def up() -> Services:
@@ -91,7 +72,8 @@ def up() -> Services:
             [sys.executable, "-m", "localcluster.dataplane", "--port", str(ingress_port),
              "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    _wait(f"http://127.0.0.1:{ingress_port}/dataplane/status", dataplane, "the data plane")
+    status_url = f"http://127.0.0.1:{ingress_port}/dataplane/status"
+    controlplane.wait_until(lambda: controlplane.answers(status_url), "the data plane", 60, dataplane)
     targets = controlplane.STATE_DIR / "prometheus" / "targets" / "model-servers.json"
     targets.parent.mkdir(parents=True, exist_ok=True)
     if not targets.exists():
