@@ -22,7 +22,14 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from . import telemetry
-from .analysis import AnalysisContext, MetricProvider, PrometheusProvider, provider_error, run_checks
+from .analysis import (
+    AnalysisContext,
+    MetricProvider,
+    PrometheusProvider,
+    TemplateSource,
+    provider_error,
+    run_checks,
+)
 from .api import GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, RolloutSpec, SpecError
 from .backends import TrafficBackend
 from .backends.seldon_v1 import SeldonV1Backend
@@ -53,6 +60,7 @@ class Runtime:
     backends: dict[str, TrafficBackend]
     scheduler: TickScheduler
     events: telemetry.EventRecorder
+    templates: TemplateSource
     providers: dict[str, MetricProvider] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     seen: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)  # generation, action per rollout
@@ -111,6 +119,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) 
     _runtime = Runtime(api=k8s.CustomObjectsApi(api_client),
                        backends={"SeldonDeployment": SeldonV1Backend(api_client)},
                        events=telemetry.EventRecorder(k8s.CoreV1Api(api_client)),
+                       templates=KubernetesTemplates(k8s.CustomObjectsApi(api_client)),
                        scheduler=TickScheduler(tick, concurrency=CONFIG.concurrency, error_backoff_s=ERROR_BACKOFF_S))
     _runtime.loop_task = asyncio.create_task(_runtime.scheduler.run(_runtime.stop))
     telemetry.start(CONFIG.metrics_port)
@@ -190,14 +199,15 @@ async def _tick(rt: Runtime, namespace: str, name: str) -> float | None:
         backend = rt.backends[spec.target.kind]
         target = await backend.observe(namespace, spec)
         checks = None
+        problem = ""
         due = metrics_due(spec, status, now) if target.stable_present and target.serving else ()
         if due:
             provider = rt.provider(spec.analysis.prometheus_address or CONFIG.prometheus_url)
-            checks = await run_checks(due, AnalysisContext.from_spec(spec, namespace), provider,
-                                      KubernetesTemplates(rt.api), min_requests=spec.analysis.min_requests)
-            _count_checks(namespace, name, checks)
-        observations = Observations(target=target, checks=checks, action=action,
-                                    provider_error=provider_error(checks) if checks else "")
+            checks = await run_checks(due, AnalysisContext.from_spec(spec, namespace), provider, rt.templates,
+                                      min_requests=spec.analysis.min_requests)
+            problem = provider_error(checks)
+            _count_checks(namespace, name, checks, problem)
+        observations = Observations(target=target, checks=checks, action=action, provider_error=problem)
 
     plan = decide(spec, generation, status, observations, now)
 
@@ -237,9 +247,9 @@ async def _write(rt: Runtime, namespace: str, name: str, obj: dict[str, Any], be
                                     patch, _content_type="application/json-patch+json")
 
 
-def _count_checks(namespace: str, name: str, checks: tuple[Any, ...]) -> None:
+def _count_checks(namespace: str, name: str, checks: tuple[Any, ...], problem: str) -> None:
     telemetry.PROVIDER_QUERIES.labels(namespace, name).inc()
-    if provider_error(checks):
+    if problem:
         telemetry.PROVIDER_ERRORS.labels(namespace, name).inc()
     for check in checks:
         telemetry.CHECKS.labels(namespace, name, check.metric, str(check.verdict)).inc()

@@ -45,15 +45,20 @@ def start(port: int) -> None:
 
 
 def record_phase(namespace: str, name: str, phase: Phase | None) -> None:
-    """Count rollouts by phase; None forgets a deleted rollout."""
+    """Count rollouts by phase; None forgets a deleted rollout. Only the gauges that changed are touched."""
+    key = (namespace, name)
+    before = _phases.pop(key, None)
     if phase is None:
-        _phases.pop((namespace, name), None)
         with contextlib.suppress(KeyError):
             CANDIDATE_WEIGHT.remove(namespace, name)
     else:
-        _phases[(namespace, name)] = str(phase)
-    for value in Phase:
-        ROLLOUTS.labels(str(value)).set(sum(1 for p in _phases.values() if p == value))
+        _phases[key] = str(phase)
+    after = _phases.get(key)
+    if before != after:
+        if before is not None:
+            ROLLOUTS.labels(before).dec()
+        if after is not None:
+            ROLLOUTS.labels(after).inc()
 
 
 class EventRecorder:

@@ -54,3 +54,24 @@ def test_a_repeat_after_the_window_or_of_a_deleted_event_creates_a_new_one() -> 
     api.events.clear()
     recorder._post(OBJ, "Normal", "Paused", "paused")
     assert [e["count"] for e in api.events.values()] == [1]
+
+
+def test_rollouts_by_phase_follow_each_rollout_and_forget_deleted_ones() -> None:
+    from modelrollout import telemetry
+    from modelrollout.api import Phase
+
+    def count(phase: Phase) -> float:
+        return telemetry.REGISTRY.get_sample_value("modelrollout_rollouts", {"phase": str(phase)}) or 0.0
+
+    before = {p: count(p) for p in Phase}
+    telemetry.record_phase("t", "a", Phase.PROGRESSING)
+    telemetry.record_phase("t", "b", Phase.PROGRESSING)
+    telemetry.record_phase("t", "a", Phase.PROGRESSING)  # a repeat changes nothing
+    assert count(Phase.PROGRESSING) - before[Phase.PROGRESSING] == 2
+    telemetry.record_phase("t", "a", Phase.SUCCEEDED)
+    assert count(Phase.PROGRESSING) - before[Phase.PROGRESSING] == 1
+    assert count(Phase.SUCCEEDED) - before[Phase.SUCCEEDED] == 1
+    telemetry.record_phase("t", "a", None)
+    telemetry.record_phase("t", "b", None)
+    telemetry.record_phase("t", "b", None)  # forgetting twice is harmless
+    assert {p: count(p) for p in Phase} == before
