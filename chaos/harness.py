@@ -424,9 +424,11 @@ class Scenario:
     def check_no_failures_before_promotion(self, mro: RolloutRecorder, locust: Locust, invariant: str) -> None:
         """Users got no failed answer from the rollout's start until it began promoting."""
         promoting = mro.first(lambda s: s.phase in ("Promoting", "Succeeded"))
-        if promoting is not None:
-            requests, failures = locust.counts_between(mro.samples[0].wall, promoting.wall - 1)
-            self.check(invariant, failures == 0 and requests > 0, f"{failures} of {requests}")
+        if promoting is None:  # nothing to judge is a failed check, not a silent pass
+            self.check(invariant, False, "the rollout never began promoting")
+            return
+        requests, failures = locust.counts_between(mro.samples[0].wall, promoting.wall - 1)
+        self.check(invariant, failures == 0 and requests > 0, f"{failures} of {requests}")
 
     def finish(self) -> int:
         failed = [r for r in self.results if not r[1]]

@@ -204,6 +204,7 @@ def main() -> int:
         {**ENV, "SELDON_NAMESPACE": NAMESPACE, "SELDON_DEPLOYMENT": "digits"})
     operator = start_process("operator", [
         sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
+        "--scrape-interval", "1s",
         "--metrics-port", str(services.OPERATOR_METRICS_PORT), "--health-endpoint", ""], ENV)
     print(f"==> Locust: 8 users with feedback for at most {LOCUST_SECONDS}s; operator pid {operator.pid}; "
           f"logs in {LOGS}")

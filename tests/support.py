@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ class OperatorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process for its lifetime
         self.proc = subprocess.Popen(
+            # The local cluster's Prometheus scrapes every second (query windows must hold 4 scrapes).
             [sys.executable, "-m", "modelrollout", "--metrics-port", "0", "--health-endpoint", "",
-             *self.extra_args],
+             "--scrape-interval", "1s", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**self.kube.env, **self.extra_env}, cwd=REPO,
             start_new_session=True)
         log.close()
@@ -113,3 +115,48 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class TrafficWatch:
+    """Every version of a SeldonDeployment's predictor traffic, from a real watch (``kubectl get -w``), so
+    a test can say what never happened, not only what it saw when it looked. Bounded in time."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str, max_seconds: float = 600.0) -> None:
+        self.kube, self.namespace, self.name, self.max_seconds = kube, namespace, name, max_seconds
+        self.history: list[dict[str, int]] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TrafficWatch:
+        self._proc = subprocess.Popen(
+            [self.kube.kubectl, "get", "sdep", self.name, "-n", self.namespace, "-w", "-o", "json",
+             f"--request-timeout={int(self.max_seconds)}s"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.kube.env)
+        self._thread = threading.Thread(target=self._read, daemon=True, name=f"traffic-{self.name}")
+        self._thread.start()
+        wait_for(lambda: self.history, f"the watch on {self.name} to deliver its first version", timeout=15)
+        return self
+
+    def _read(self) -> None:
+        """kubectl prints one JSON document per version, back to back: decode them as they complete."""
+        assert self._proc is not None and self._proc.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self._proc.stdout:
+            buffer += line
+            try:
+                obj, end = decoder.raw_decode(buffer.lstrip())
+            except json.JSONDecodeError:
+                continue
+            buffer = buffer.lstrip()[end:]
+            predictors = (obj.get("spec") or {}).get("predictors") or []
+            self.history.append({str(p.get("name")): int(p.get("traffic") or 0) for p in predictors})
+
+    def max_share(self, predictor: str) -> int:
+        return max((version.get(predictor, 0) for version in self.history), default=0)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)

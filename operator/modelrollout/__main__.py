@@ -5,8 +5,57 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
+from typing import TYPE_CHECKING
 
 import kopf
+
+from .api import SpecError, parse_duration
+
+if TYPE_CHECKING:
+    from .handlers import OperatorConfig
+
+DEFAULT_SCRAPE_INTERVAL = "30s"  # kube-prometheus-stack's default scrape interval
+
+
+def _scrape_interval(text: str) -> float:
+    """argparse type of --scrape-interval: a duration such as 30s or 1s, in seconds, above zero."""
+    try:
+        seconds = parse_duration(text.strip(), "--scrape-interval")
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above zero")
+    return seconds
+
+
+def _prometheus_url(text: str) -> str:
+    """argparse type of --allowed-prometheus-url: an absolute http(s) URL."""
+    url = text.strip()
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return url
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above zero")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,6 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prometheus-url", default=os.environ.get("MODELROLLOUT_PROMETHEUS_URL",
                                                                    "http://127.0.0.1:9090"),
                         help="Prometheus used when a rollout names none (env MODELROLLOUT_PROMETHEUS_URL)")
+    parser.add_argument("--allowed-prometheus-url", dest="allowed_prometheus_urls", action="append",
+                        type=_prometheus_url, default=None, metavar="URL",
+                        help="another Prometheus a rollout may name in spec.analysis.prometheus.address "
+                             "(repeatable; env MODELROLLOUT_ALLOWED_PROMETHEUS_URLS, comma-separated); "
+                             "default: none, only --prometheus-url may be used")
+    # A string default goes through `type` too, so a bad environment value is refused like a bad flag.
+    parser.add_argument("--scrape-interval", type=_scrape_interval, metavar="DURATION",
+                        default=os.environ.get("MODELROLLOUT_SCRAPE_INTERVAL", DEFAULT_SCRAPE_INTERVAL),
+                        help="scrape interval of the Prometheus the metrics come from, such as 30s or 1s; query "
+                             "windows must hold several scrapes (env MODELROLLOUT_SCRAPE_INTERVAL; default "
+                             f"{DEFAULT_SCRAPE_INTERVAL}, kube-prometheus-stack's)")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("MODELROLLOUT_METRICS_PORT", "8000")),
                         help="port of the operator's own Prometheus metrics; 0 disables them")
     parser.add_argument("--health-endpoint", default=os.environ.get("MODELROLLOUT_HEALTH_ENDPOINT",
@@ -29,17 +89,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peering", default=os.environ.get("MODELROLLOUT_PEERING", ""),
                         help="Kopf peering name for high availability; empty runs standalone")
     parser.add_argument("--concurrency", type=int, default=16, help="rollouts that may tick at the same time")
+    parser.add_argument("--provider-workers", type=_positive_int, default=8, metavar="N",
+                        help="metric provider queries (Prometheus) that may run at the same time (default 8)")
+    parser.add_argument("--kube-request-timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                        help="timeout of each Kubernetes API request the operator makes, in seconds (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.allowed_prometheus_urls is None:
+        # Flags replace the environment's list rather than adding to it.
+        raw = os.environ.get("MODELROLLOUT_ALLOWED_PROMETHEUS_URLS", "")
+        try:
+            args.allowed_prometheus_urls = [_prometheus_url(u) for u in raw.split(",") if u.strip()]
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"MODELROLLOUT_ALLOWED_PROMETHEUS_URLS: {exc}")
+    args.allowed_prometheus_urls = tuple(dict.fromkeys(args.allowed_prometheus_urls))
+    return args
+
+
+def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
+    """Copy the parsed flags onto the operator's configuration (``handlers.CONFIG``)."""
+    config.prometheus_url = args.prometheus_url
+    config.metrics_port = args.metrics_port
+    config.concurrency = args.concurrency
+    config.scrape_interval_s = args.scrape_interval
+    config.allowed_prometheus_urls = args.allowed_prometheus_urls
+    config.provider_workers = args.provider_workers
+    config.kube_request_timeout_s = args.kube_request_timeout
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from . import handlers  # registers the handlers with Kopf
 
-    handlers.CONFIG.prometheus_url = args.prometheus_url
-    handlers.CONFIG.metrics_port = args.metrics_port
-    handlers.CONFIG.concurrency = args.concurrency
+    configure(handlers.CONFIG, args)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,

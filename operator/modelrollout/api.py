@@ -36,6 +36,9 @@ DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_INCONCLUSIVE_LIMIT = 4
 DEFAULT_PROGRESS_DEADLINE = "10m"
 DEFAULT_MIN_REQUESTS = 50
+DEFAULT_SCRAPE_INTERVAL_S = 30.0  # kube-prometheus-stack's default scrape interval
+SCRAPES_PER_WINDOW = 4  # rate() needs two samples; four scrapes keep one lost scrape from emptying a window
+DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 CANDIDATE_SUFFIX = "-candidate"
 HISTORY_LIMIT = 10
 
@@ -86,6 +89,24 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value]
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the operator was started with and a spec must fit: the scrape interval its Prometheus uses
+    (query windows must hold several scrapes) and the Prometheus addresses a spec may name."""
+
+    scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S
+    default_prometheus: str = DEFAULT_PROMETHEUS_URL
+    allowed_prometheus: frozenset[str] = frozenset()  # besides default_prometheus
+
+    @property
+    def min_window_s(self) -> float:
+        return SCRAPES_PER_WINDOW * self.scrape_interval_s
+
+    def prometheus_allowed(self, address: str) -> bool:
+        wanted = address.rstrip("/")
+        return wanted in {a.rstrip("/") for a in (self.default_prometheus, *self.allowed_prometheus)}
 
 
 @dataclass(frozen=True)
@@ -142,9 +163,14 @@ class AnalysisSpec:
     min_requests: int = DEFAULT_MIN_REQUESTS
     prometheus_address: str | None = None
     metrics: tuple[Metric, ...] = ()
+    default_window_s: float = 30.0  # a metric without a window reads this far back: max(interval, min window)
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
+
+    def window_s(self, metric: Metric) -> float:
+        """How far back a check of this metric reads."""
+        return metric.window_s if metric.window_s is not None else self.default_window_s
 
 
 @dataclass(frozen=True)
@@ -157,8 +183,12 @@ class RolloutSpec:
     progress_deadline_s: float = 600.0  # how long the target may stay not serving before a rollback
 
     @classmethod
-    def parse(cls, spec: Mapping[str, Any]) -> RolloutSpec:
-        """Parse a ModelRollout ``spec``; raise SpecError naming the field when it cannot be used."""
+    def parse(cls, spec: Mapping[str, Any], limits: Limits | None = None) -> RolloutSpec:
+        """Parse a ModelRollout ``spec``; raise SpecError naming the field when it cannot be used.
+
+        ``limits`` are the operator's settings the spec must fit (scrape interval, allowed Prometheus).
+        """
+        limits = limits or Limits()
         target_raw = _mapping(spec, "targetRef", "spec.targetRef", required=True)
         target = TargetRef(
             kind=_str(target_raw, "kind", "spec.targetRef.kind"),
@@ -188,7 +218,7 @@ class RolloutSpec:
         if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
             raise SpecError("spec.strategy.canary.steps", "needs at least one step")
         steps = tuple(_parse_step(raw, f"spec.strategy.canary.steps[{i}]") for i, raw in enumerate(steps_raw))
-        analysis = _parse_analysis(spec.get("analysis") or {})
+        analysis = _parse_analysis(spec.get("analysis") or {}, limits)
         for i, step in enumerate(steps):
             for name in step.metrics:
                 if analysis.metric(name) is None:
@@ -197,6 +227,11 @@ class RolloutSpec:
             if step.kind is StepKind.ANALYSIS and not analysis.metrics:
                 raise SpecError(f"spec.strategy.canary.steps[{i}].analysis",
                                 "an analysis step needs spec.analysis.metrics")
+        weights = [s.weight or 0 for s in steps if s.kind is StepKind.SET_WEIGHT]
+        if analysis.metrics and (not weights or weights[-1] == 0):
+            raise SpecError("spec.strategy.canary.steps",
+                            "the last setWeight must give the candidate traffic: promotion needs every metric to "
+                            "pass at the final weight, and nothing can be measured at 0%")
         deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
                                   "spec.progressDeadline")
         return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,
@@ -224,10 +259,11 @@ def _parse_step(raw: Any, path: str) -> Step:
     return Step(StepKind.ANALYSIS, metrics=names)
 
 
-def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
+def _parse_analysis(raw: Mapping[str, Any], limits: Limits) -> AnalysisSpec:
     interval = parse_duration(str(raw.get("interval", DEFAULT_INTERVAL)), "spec.analysis.interval")
     if interval < 1:
         raise SpecError("spec.analysis.interval", "must be at least 1s")
+    min_window = limits.min_window_s
     metrics: list[Metric] = []
     seen: set[str] = set()
     for i, m in enumerate(raw.get("metrics") or ()):
@@ -248,23 +284,36 @@ def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
         if low is not None and high is not None and low > high:
             raise SpecError(path, f"min {low:g} exceeds max {high:g}")
         ref = m.get("templateRef")
+        window = parse_duration(m["window"], f"{path}.window") if m.get("window") else None
+        if window is not None and window < min_window:
+            raise SpecError(f"{path}.window",
+                            f"{m['window']} holds fewer than {SCRAPES_PER_WINDOW} scrapes at the operator's "
+                            f"scrape interval of {format_duration(limits.scrape_interval_s)}; rate() over it "
+                            f"would be empty or noisy: use at least {format_duration(min_window)}")
         metrics.append(Metric(
             name=name,
             template=template,
             template_ref=str(ref["name"]) if isinstance(ref, Mapping) and ref.get("name") else None,
             query=m.get("query"),
-            window_s=parse_duration(m["window"], f"{path}.window") if m.get("window") else None,
+            window_s=window,
             min=low,
             max=high,
         ))
     prometheus = raw.get("prometheus") or {}
+    address = prometheus.get("address") if isinstance(prometheus, Mapping) else None
+    if address and not limits.prometheus_allowed(str(address)):
+        # Never contacted: a spec must not make the operator fetch an address it was not given.
+        raise SpecError("spec.analysis.prometheus.address",
+                        f"{str(address)[:200]!r} is not on the operator's list of allowed Prometheus addresses "
+                        "(--allowed-prometheus-url, Helm value prometheus.allowedUrls)")
     return AnalysisSpec(
         interval_s=interval,
         failure_limit=int(raw.get("failureLimit", DEFAULT_FAILURE_LIMIT)),
         inconclusive_limit=int(raw.get("inconclusiveLimit", DEFAULT_INCONCLUSIVE_LIMIT)),
         min_requests=int(raw.get("minRequests", DEFAULT_MIN_REQUESTS)),
-        prometheus_address=prometheus.get("address") if isinstance(prometheus, Mapping) else None,
+        prometheus_address=str(address) if address else None,
         metrics=tuple(metrics),
+        default_window_s=max(interval, min_window),
     )
 
 

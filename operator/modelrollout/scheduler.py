@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 class TickScheduler:
     def __init__(self, tick: TickFn, *, concurrency: int = 16, error_backoff_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_deadline_s: float = 60.0) -> None:
         self._tick = tick
+        self._tick_deadline_s = tick_deadline_s
         self._clock = clock
         self._error_backoff_s = error_backoff_s
         self._slots = asyncio.Semaphore(concurrency)
@@ -54,26 +55,37 @@ class TickScheduler:
     async def run(self, stop: asyncio.Event) -> None:
         """Start due ticks until stop is set; then wait for the ticks under way."""
         while not stop.is_set():
-            now = self._clock()
-            for key in [k for k, at in self._due.items() if at <= now and k not in self._running]:
-                del self._due[key]
-                self._running.add(key)
-                task = asyncio.create_task(self._run_one(key))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            self._changed.clear()
-            wait_s = max(0.0, min(self._due.values(), default=now + 60.0) - now)
+            try:
+                wait_s = self._start_due()
+            except Exception:  # a bug here must not silently stop every rollout: log it and go on
+                log.exception("the tick scheduler failed to start due ticks; trying again")
+                wait_s = self._error_backoff_s
             await _first_of(self._changed, stop, timeout=wait_s)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start_due(self) -> float:
+        """Start every due tick; return how long to wait for the next one."""
+        now = self._clock()
+        for key in [k for k, at in list(self._due.items()) if at <= now and k not in self._running]:
+            del self._due[key]
+            self._running.add(key)
+            task = asyncio.create_task(self._run_one(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._changed.clear()
+        return max(0.0, min(self._due.values(), default=now + 60.0) - now)
 
     async def _run_one(self, key: Key) -> None:
         delay: float | None
         async with self._slots:
             try:
-                delay = await self._tick(*key)
+                delay = await asyncio.wait_for(self._tick(*key), timeout=self._tick_deadline_s)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                log.warning("tick of %s/%s did not finish within %.0fs; retrying", *key, self._tick_deadline_s)
+                delay = self._error_backoff_s
             except Exception:  # one rollout's failure must not stop the others
                 log.exception("tick of %s/%s failed; retrying in %.0fs", *key, self._error_backoff_s)
                 delay = self._error_backoff_s

@@ -81,6 +81,15 @@ def set_condition(conditions: tuple[Condition, ...], new: Condition, now: dt.dat
 
 @dataclass(frozen=True)
 class CheckRecord:
+    """The latest check of one metric in this revision, and that metric's own streaks.
+
+    ``failures`` and ``inconclusive`` count this metric's failed and inconclusive checks since its last
+    Pass ("consecutive" means exactly that: only the metric's own Pass resets them; an inconclusive check
+    between two failures neither resets nor adds to the failure streak, and the reverse).
+    ``window_start`` and ``weight`` say what the verdict is about: samples from window_start to ``at``,
+    taken while the candidate served ``weight``%.
+    """
+
     metric: str
     verdict: Verdict
     value: float | None
@@ -90,11 +99,17 @@ class CheckRecord:
     min: float | None = None
     max: float | None = None
     at: dt.datetime | None = None
+    window_start: dt.datetime | None = None
+    weight: int = 0
+    failures: int = 0
+    inconclusive: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "verdict": str(self.verdict), "value": self.value,
                                "message": self.message, "query": self.query, "window": self.window,
-                               "at": format_time(self.at)}
+                               "at": format_time(self.at), "windowStart": format_time(self.window_start),
+                               "weight": self.weight, "failures": self.failures,
+                               "inconclusive": self.inconclusive}
         if self.min is not None:
             out["min"] = self.min
         if self.max is not None:
@@ -107,15 +122,29 @@ class CheckRecord:
         return cls(metric=str(raw.get("metric", "")), verdict=Verdict(raw.get("verdict", "Inconclusive")),
                    value=None if value is None else float(value), message=str(raw.get("message", "")),
                    query=str(raw.get("query", "")), window=str(raw.get("window", "")),
-                   min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")))
+                   min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")),
+                   window_start=parse_time(raw.get("windowStart")), weight=int(raw.get("weight") or 0),
+                   failures=int(raw.get("failures") or 0), inconclusive=int(raw.get("inconclusive") or 0))
 
 
 @dataclass(frozen=True)
 class AnalysisStatus:
-    consecutive_failures: int = 0
-    consecutive_inconclusive: int = 0
+    """The per-metric ledger of the current revision: one record per metric that has been checked."""
+
     last_run_at: dt.datetime | None = None
     last_checks: tuple[CheckRecord, ...] = ()
+
+    def record(self, metric: str) -> CheckRecord | None:
+        return next((c for c in self.last_checks if c.metric == metric), None)
+
+    @property
+    def consecutive_failures(self) -> int:
+        """The longest failure streak among the metrics (what failureLimit is compared with)."""
+        return max((c.failures for c in self.last_checks), default=0)
+
+    @property
+    def consecutive_inconclusive(self) -> int:
+        return max((c.inconclusive for c in self.last_checks), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"consecutiveFailures": self.consecutive_failures,
@@ -125,9 +154,7 @@ class AnalysisStatus:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AnalysisStatus:
-        return cls(consecutive_failures=int(raw.get("consecutiveFailures") or 0),
-                   consecutive_inconclusive=int(raw.get("consecutiveInconclusive") or 0),
-                   last_run_at=parse_time(raw.get("lastRunAt")),
+        return cls(last_run_at=parse_time(raw.get("lastRunAt")),
                    last_checks=tuple(CheckRecord.from_dict(c) for c in raw.get("lastChecks") or ()))
 
 
@@ -170,6 +197,16 @@ class RolloutStatus:
     candidate_weight: int = 0
     last_handled_action: str = ""
     waiting_since: dt.datetime | None = None  # since when the target has not been serving (progressDeadline)
+    # What this revision acts on, recorded when it starts: later spec edits cannot redirect its writes.
+    target_kind: str = ""
+    target_name: str = ""
+    stable_predictor: str = ""
+    candidate_predictor: str = ""
+    stable_model_uri: str = ""  # stable's model when the revision started (restored if promotion fails)
+    steps_hash: str = ""  # of the steps this revision follows; another hash means the steps were edited
+    serving_since: dt.datetime | None = None  # first seen serving this revision's candidate (windows start after)
+    weight_since: dt.datetime | None = None  # seen serving at candidate_weight since; None while not serving
+    promotion_started_at: dt.datetime | None = None  # the stable predictor was asked to take the candidate's model
     analysis: AnalysisStatus = field(default_factory=AnalysisStatus)
     conditions: tuple[Condition, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
@@ -196,6 +233,15 @@ class RolloutStatus:
             "candidateWeight": self.candidate_weight,
             "lastHandledAction": self.last_handled_action,
             "waitingSince": format_time(self.waiting_since),
+            "targetKind": self.target_kind,
+            "targetName": self.target_name,
+            "stablePredictor": self.stable_predictor,
+            "candidatePredictor": self.candidate_predictor,
+            "stableModelUri": self.stable_model_uri,
+            "stepsHash": self.steps_hash,
+            "servingSince": format_time(self.serving_since),
+            "weightSince": format_time(self.weight_since),
+            "promotionStartedAt": format_time(self.promotion_started_at),
             "analysis": self.analysis.to_dict(),
             "conditions": [c.to_dict() for c in self.conditions],
             "history": [h.to_dict() for h in self.history],
@@ -220,6 +266,15 @@ class RolloutStatus:
             candidate_weight=int(raw.get("candidateWeight") or 0),
             last_handled_action=str(raw.get("lastHandledAction") or ""),
             waiting_since=parse_time(raw.get("waitingSince")),
+            target_kind=str(raw.get("targetKind") or ""),
+            target_name=str(raw.get("targetName") or ""),
+            stable_predictor=str(raw.get("stablePredictor") or ""),
+            candidate_predictor=str(raw.get("candidatePredictor") or ""),
+            stable_model_uri=str(raw.get("stableModelUri") or ""),
+            steps_hash=str(raw.get("stepsHash") or ""),
+            serving_since=parse_time(raw.get("servingSince")),
+            weight_since=parse_time(raw.get("weightSince")),
+            promotion_started_at=parse_time(raw.get("promotionStartedAt")),
             analysis=AnalysisStatus.from_dict(raw.get("analysis") or {}),
             conditions=tuple(Condition.from_dict(c) for c in raw.get("conditions") or ()),
             history=tuple(HistoryEntry.from_dict(h) for h in raw.get("history") or ()),

@@ -71,8 +71,10 @@ class EventRecorder:
     """
 
     def __init__(self, api: CoreV1Api, component: str = "modelrollout-operator", merge_window_s: float = 600.0,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 request_timeout_s: float = 10.0) -> None:
         self._api = api
+        self._timeout = request_timeout_s
         self._component = component
         self._merge_window = dt.timedelta(seconds=merge_window_s)
         self._clock = clock
@@ -89,16 +91,20 @@ class EventRecorder:
             if seen is not None and now - seen[2] < self._merge_window:
                 name, count, first = seen
                 try:
-                    self._api.patch_namespaced_event(name, namespace, {"count": count + 1, "lastTimestamp": now})
+                    self._api.patch_namespaced_event(name, namespace, {"count": count + 1, "lastTimestamp": now},
+                                                     _request_timeout=self._timeout)
                     self._remember(key, (name, count + 1, first))
                     return
                 except ApiException as exc:
                     if exc.status != 404:  # expired or deleted: create a new one below
                         raise
-            created = self._api.create_namespaced_event(namespace, self._event(obj, type_, reason, message, now))
+            created = self._api.create_namespaced_event(namespace, self._event(obj, type_, reason, message, now),
+                                                        _request_timeout=self._timeout)
             self._remember(key, (str(created.metadata.name), 1, now))
         except ApiException as exc:  # an event lost is not worth a failed tick
             log.warning("could not post event %s on %s: %s %s", reason, meta.get("name"), exc.status, exc.reason)
+        except Exception as exc:  # timeouts and connection errors too
+            log.warning("could not post event %s on %s: %s", reason, meta.get("name"), type(exc).__name__)
 
     def _remember(self, key: tuple[str, ...], value: tuple[str, int, dt.datetime]) -> None:
         self._recent[key] = value

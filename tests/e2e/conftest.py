@@ -66,10 +66,11 @@ class E2E:
         wait_for(lambda: ingress_requests(self.prometheus_url, self.namespace) >= predictions,
                  f"{predictions:.0f} predictions for {self.namespace} in Prometheus", timeout=timeout, interval=0.5)
 
-    def start_operator(self, prometheus_url: str | None = None) -> OperatorProcess:
+    def start_operator(self, prometheus_url: str | None = None, extra: tuple[str, ...] = ()) -> OperatorProcess:
         self.operator = OperatorProcess(
             self.kube, self.workdir / "operator.log",
-            extra_args=("--namespace", self.namespace, "--prometheus-url", prometheus_url or self.prometheus_url),
+            extra_args=("--namespace", self.namespace, "--prometheus-url", prometheus_url or self.prometheus_url,
+                        *extra),
         ).start()
         return self.operator
 

@@ -11,7 +11,7 @@ from typing import Any
 from chaos.harness import model_uri, rollout, traffic
 from localcluster.prometheus import PrometheusServer, ScrapeJob
 from tests.e2e.conftest import CANDIDATE, E2E, FEEDBACK_ACCURACY, analysis_template
-from tests.support import wait_for
+from tests.support import TrafficWatch, wait_for
 
 INTERVAL_S = 3.0
 # Held at 50% by an indefinite pause: only analysis can end these rollouts (roll back), or a promotion.
@@ -164,6 +164,7 @@ def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
                  and all(c["verdict"] == "Pass" for c in (s.get("analysis") or {}).get("lastChecks", []))
                  and bool((s.get("analysis") or {}).get("lastChecks")),
                  "candidate at 50% with passing checks", timeout=60)
+        watch = TrafficWatch(e2e.kube, e2e.namespace, "digits").start()
         private.stop()
         stopped = time.monotonic()
         mro.wait(lambda s: any(c["verdict"] == "Inconclusive" for c in s["analysis"]["lastChecks"]),
@@ -174,7 +175,11 @@ def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
                      "modelrollout.dev/action=resume")
         status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=60)
         took = time.monotonic() - stopped
+        mro.wait(lambda s: s.get("candidateWeight") == 0, "the candidate's weight back to 0", timeout=30)
+        watch.stop()
         assert status["phase"] == "RolledBack", f"{status}\n{mro.timeline()}"
+        # Every version of the deployment while Prometheus was down: the resume never raised the weight.
+        assert watch.max_share(CANDIDATE) == 50, watch.history
         assert "Succeeded" not in mro.phases() and "Promoting" not in mro.phases(), mro.timeline()
         assert "inconclusive" in status["message"] and "no data is never a pass" in status["message"], status
         assert status["analysis"]["consecutiveInconclusive"] >= 4
@@ -185,3 +190,25 @@ def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
         assert took <= (4 + 2) * INTERVAL_S + 3, f"rollback {took:.1f}s after the outage\n{mro.timeline()}"
     finally:
         private.stop()
+
+
+def test_a_healthy_candidate_is_promoted_under_a_15s_scrape(e2e: E2E, tmp_path: Path) -> None:
+    """A Prometheus scraping every 15s (kube-prometheus-stack scrapes every 30s by default): the default
+    window holds 4 scrapes, so a healthy candidate gets real verdicts, not empty ones and a rollback."""
+    slow = PrometheusServer(tmp_path / "prometheus", [
+        ScrapeJob("seldon-ingress", [f"127.0.0.1:{e2e.services.ingress_port}"])], scrape_interval="15s").start()
+    try:
+        wait_for(lambda: slow.query('up{job="seldon-ingress"} == 1'), "the 15s Prometheus to scrape", timeout=60)
+        e2e.start_locust(users=4, duration_s=300)
+        e2e.wait_traffic()
+        e2e.start_operator(prometheus_url=slow.url, extra=("--scrape-interval", "15s"))
+        mro = e2e.start_rollout(rollout("2.0.0", [{"setWeight": 50}], interval="15s", inconclusiveLimit=2, metrics=[
+            {"name": "success-rate", "template": "request-success-rate", "min": 0.99},
+            {"name": "latency-p99", "template": "request-duration-p99", "max": 0.5}]))
+        status = mro.wait_phase("Succeeded", "RolledBack", "Failed", timeout=240)
+        assert status["phase"] == "Succeeded", f"{status}\n{mro.timeline()}"
+        checks = status["analysis"]["lastChecks"]
+        assert {c["metric"] for c in checks} == {"success-rate", "latency-p99"}
+        assert all(c["verdict"] == "Pass" and c["window"] == "1m" for c in checks), checks  # 4 scrapes of 15s
+    finally:
+        slow.stop()

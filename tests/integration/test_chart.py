@@ -96,12 +96,25 @@ def rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 # The exact permissions the operator needs in a namespace it serves (see handlers.py and backends/seldon_v1.py).
 NAMESPACE_RULES = {
     ("modelrollout.dev", "modelrollouts", "get"), ("modelrollout.dev", "modelrollouts", "list"),
-    ("modelrollout.dev", "modelrollouts", "watch"), ("modelrollout.dev", "modelrollouts", "patch"),
+    ("modelrollout.dev", "modelrollouts", "watch"),
+    # Action annotations are cleared, and the operator's finalizer added and removed, on the main resource.
+    ("modelrollout.dev", "modelrollouts", "patch"), ("modelrollout.dev", "modelrollouts", "update"),
     ("modelrollout.dev", "modelrollouts/status", "patch"),
+    # Asked for by the OwnerReferencesPermissionEnforcement admission plugin where it runs.
+    ("modelrollout.dev", "modelrollouts/finalizers", "patch"),
+    ("modelrollout.dev", "modelrollouts/finalizers", "update"),
     ("modelrollout.dev", "analysistemplates", "get"),
     ("machinelearning.seldon.io", "seldondeployments", "get"),
     ("machinelearning.seldon.io", "seldondeployments", "update"),
-    ("", "events", "create"),
+    # Events are posted, and a repeat is merged into the earlier Event by patching its count.
+    ("", "events", "create"), ("", "events", "get"), ("", "events", "patch"),
+}
+# The grants named above that a role must never lose, whatever else changes in NAMESPACE_RULES.
+MUST_GRANT = {
+    ("modelrollout.dev", "modelrollouts", "patch"), ("modelrollout.dev", "modelrollouts", "update"),
+    ("modelrollout.dev", "modelrollouts/finalizers", "patch"),
+    ("modelrollout.dev", "modelrollouts/finalizers", "update"),
+    ("", "events", "get"), ("", "events", "patch"),
 }
 DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                    ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
@@ -132,6 +145,7 @@ def test_default_is_cluster_wide_standalone_and_restricted(helm: str) -> None:
     args = container_args(docs)
     assert "--all-namespaces" in args and not any(a.startswith("--namespace") for a in args)
     assert "--health-endpoint=http://0.0.0.0:8080/healthz" in args and "--metrics-port=8000" in args
+    assert "--scrape-interval=30s" in args and not any(a.startswith("--allowed-prometheus-url") for a in args)
     assert not any(a.startswith("--peering") for a in args)
     assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
                                           "Deployment"}
@@ -170,7 +184,7 @@ def test_namespaced_gets_one_role_per_namespace_and_no_cluster_access_to_objects
     assert not by_kind(no_discovery, "ClusterRole") and not by_kind(no_discovery, "ClusterRoleBinding")
 
 
-def test_ha_runs_peering_with_its_crds_peering_object_and_rules(helm: str) -> None:
+def test_ha_values_render_peering_with_its_crds_peering_object_and_rules(helm: str) -> None:
     docs = render(helm, CASES["ha"])
     assert "--peering=modelrollout" in container_args(docs)
     deployment = one(docs, "Deployment")
@@ -187,6 +201,44 @@ def test_ha_runs_peering_with_its_crds_peering_object_and_rules(helm: str) -> No
     assert sorted(p["metadata"]["namespace"] for p in by_kind(namespaced, "KopfPeering")) == ["team-a", "team-b"]
     for role in by_kind(namespaced, "Role"):
         assert rules(role) - NAMESPACE_RULES == {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "patch")}
+
+
+@pytest.mark.parametrize("case", ["default", "namespaced", "ha", "ha-namespaced"])
+def test_roles_grant_event_merging_and_finalizer_updates(helm: str, case: str) -> None:
+    docs = render(helm, CASES[case])
+    roles = by_kind(docs, "Role") if "namespaced" in case else [one(docs, "ClusterRole")]
+    assert roles
+    for role in roles:
+        granted = rules(role)
+        assert granted >= MUST_GRANT, MUST_GRANT - granted
+        # Only what the operator uses: no deleting anything, no wildcards.
+        assert not {r for r in granted if r[2] in {"delete", "deletecollection", "*"} or "*" in r[:2]}
+        # Should the newer events API be granted too, repeats are merged there the same way.
+        if any(g == "events.k8s.io" for g, _, _ in granted):
+            assert {("events.k8s.io", "events", v) for v in ("create", "get", "patch")} <= granted
+
+
+def test_prometheus_values_become_operator_flags(helm: str) -> None:
+    from modelrollout.__main__ import parse_args  # the operator's own parser reads what the chart renders
+
+    default = container_args(render(helm, []))
+    assert "--prometheus-url=http://prometheus-operated.monitoring.svc:9090" in default
+    assert "--scrape-interval=30s" in default
+    assert not any(a.startswith("--allowed-prometheus-url") for a in default)
+
+    args = container_args(render(helm, [
+        "prometheusUrl=http://prom.monitoring.svc:9090", "prometheus.scrapeInterval=1m30s",
+        "prometheus.allowedUrls={http://prom-a.team-a.svc:9090,https://prom-b.example:9091/prometheus}"]))
+    assert "--prometheus-url=http://prom.monitoring.svc:9090" in args  # the existing value keeps working
+    assert "--scrape-interval=1m30s" in args
+    assert [a for a in args if a.startswith("--allowed-prometheus-url")] == [
+        "--allowed-prometheus-url=http://prom-a.team-a.svc:9090",
+        "--allowed-prometheus-url=https://prom-b.example:9091/prometheus"]
+    parsed = parse_args(args)
+    assert parsed.prometheus_url == "http://prom.monitoring.svc:9090" and parsed.scrape_interval == 90.0
+    assert parsed.allowed_prometheus_urls == ("http://prom-a.team-a.svc:9090",
+                                              "https://prom-b.example:9091/prometheus")
+    assert parse_args(default).scrape_interval == 30.0 and parse_args(default).allowed_prometheus_urls == ()
 
 
 def test_service_monitor_is_off_by_default_and_well_formed_when_on(helm: str) -> None:
@@ -209,6 +261,11 @@ def test_service_monitor_is_off_by_default_and_well_formed_when_on(helm: str) ->
     (["watch.clusterWide=false"], "watch.namespaces must list"),
     (["watch.namespaces={a}"], "only used when watch.clusterWide is false"),
     (["serviceMonitor.enabled=true", "metrics.port=0"], "metrics.port must not be 0"),
+    (["prometheus.scrapeInterval=0s"], "prometheus.scrapeInterval must be above zero"),
+    (["prometheus.scrapeInterval=30"], "prometheus.scrapeInterval must be a duration"),
+    (["prometheus.scrapeInterval=soon"], "prometheus.scrapeInterval must be a duration"),
+    (["prometheus.allowedUrls={prom:9090}"], "is not an http:// or https:// URL"),
+    (["prometheus.allowedUrls=http://prom:9090"], "prometheus.allowedUrls must be a list"),
 ])
 def test_values_that_cannot_work_are_refused(helm: str, sets: list[str], message: str) -> None:
     args = ["template", "mr", str(CHART)]
@@ -285,10 +342,11 @@ def http_ok(url: str) -> bool:
 def pod_args(helm: str, namespace: str, prometheus: PrometheusServer, health_port: int, metrics_port: int,
              sets: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The container args the chart renders for a namespace-scoped install, with free local ports and the
-    test's Prometheus substituted, so the operator starts exactly as the pod would."""
+    test's Prometheus (scraping every second) substituted, so the operator starts exactly as the pod would."""
     docs = render(helm, ["watch.clusterWide=false", f"watch.namespaces={{{namespace}}}",
-                         f"prometheusUrl={prometheus.url}", f"metrics.port={metrics_port}",
-                         f"health.port={health_port}", *sets], release=f"mr-{namespace}", namespace=namespace)
+                         f"prometheusUrl={prometheus.url}", "prometheus.scrapeInterval=1s",
+                         f"metrics.port={metrics_port}", f"health.port={health_port}", *sets],
+                  release=f"mr-{namespace}", namespace=namespace)
     return tuple(container_args(docs))
 
 
@@ -337,10 +395,17 @@ def test_operator_runs_a_rollout_to_success_with_only_the_charts_rbac(
                      f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{metrics}/metrics")
 
 
-def test_ha_operator_peers_and_rolls_out_with_only_the_charts_rbac(
+def test_ha_mode_renders_peering_and_one_peered_operator_rolls_out_with_only_the_charts_rbac(
         helm: str, exporter: ExecutorExporter, prometheus: PrometheusServer, cluster: Kube, namespace: str,
         deployment: dict[str, Any], tmp_path: Path) -> None:
-    sets = ("ha.enabled=true", "replicaCount=2")
+    """The HA values render Kopf's peering CRDs, a KopfPeering and the peering rules, and ONE operator process
+    started with the rendered args (--peering) under the chart's RBAC joins that peering, keeps itself alive
+    in it and drives a rollout to success with no request forbidden.
+
+    It runs a single process: it does not prove that several replicas work together (one active, the others
+    standing by, a standby taking over). Multi-replica HA is not tested yet.
+    """
+    sets = ("ha.enabled=true", "replicaCount=2")  # rendered as an HA install would be; only one process runs
     docs = render(helm, ["watch.clusterWide=false", f"watch.namespaces={{{namespace}}}", *sets],
                   release=f"mr-{namespace}", namespace=namespace)
     # Kopf's peering CRDs stay installed (the chart keeps them too); applying them again is a no-op.
@@ -373,7 +438,14 @@ def test_ha_operator_peers_and_rolls_out_with_only_the_charts_rbac(
     ("get", "seldondeployments.machinelearning.seldon.io", True),
     ("patch", "modelrollouts.modelrollout.dev/status", True),
     ("watch", "modelrollouts.modelrollout.dev", True),
+    ("patch", "modelrollouts.modelrollout.dev", True),
+    ("update", "modelrollouts.modelrollout.dev", True),
+    ("patch", "modelrollouts.modelrollout.dev/finalizers", True),
+    ("update", "modelrollouts.modelrollout.dev/finalizers", True),
     ("create", "events", True),
+    ("get", "events", True),
+    ("patch", "events", True),
+    ("delete", "events", False),
 ])
 def test_service_account_can_do_only_what_it_needs(cluster: Kube, namespace: str, service_account: Path,
                                                     verb: str, resource: str, allowed: bool) -> None:

@@ -125,3 +125,52 @@ def test_analysis_template_crd(cluster: Kube, namespace: str) -> None:
     bad["spec"] = {"description": "forgot the query"}
     result = cluster.create(bad, namespace, check=False)
     assert result.returncode != 0 and "spec.query" in result.stderr and "Required value" in result.stderr
+
+
+def crd_names() -> dict[str, dict[str, Any]]:
+    """spec.names of every CRD in crds/, by CRD name."""
+    docs = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    return {d["metadata"]["name"]: d["spec"]["names"] for d in docs}
+
+
+def test_no_category_is_also_a_resource_name() -> None:
+    """kubectl expands a category before it looks the word up as a resource, so a category spelled like a kind's
+    singular, plural or short name turns `kubectl delete <that name> NAME` into a command on several kinds."""
+    names = crd_names()
+    spelled = {n.lower() for spec in names.values()
+               for n in (spec["kind"], spec["singular"], spec["plural"], *spec.get("shortNames", ()))}
+    for crd, spec in names.items():
+        assert not set(spec.get("categories", ())) & spelled, (crd, spec["categories"])
+    # The "rollouts" category names ModelRollouts only: commands on one named object stay on one kind.
+    owners = [crd for crd, spec in names.items() if "rollouts" in spec.get("categories", ())]
+    assert owners == ["modelrollouts.modelrollout.dev"]
+
+
+def test_kubectl_acts_on_a_modelrollout_named_by_its_singular(cluster: Kube, namespace: str,
+                                                               tmp_path: Path) -> None:
+    """`kubectl annotate modelrollout NAME` and `kubectl delete modelrollout NAME` reach exactly that object,
+    even with an AnalysisTemplate of the same name next to it."""
+    obj = rollout()
+    name = obj["metadata"]["name"]
+    cluster.create(obj, namespace)
+    cluster.create({"apiVersion": "modelrollout.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": name},
+                    "spec": {"query": "sum(rate(x[{{interval}}]))"}}, namespace)
+    # A fresh discovery cache: what kubectl resolves comes from the API server's CRDs as they are now.
+    kubectl = ("--cache-dir", str(tmp_path / "kube-cache"), "-n", namespace)
+
+    annotated = cluster.run(*kubectl, "annotate", "modelrollout", name, "x=y", check=False)
+    assert annotated.returncode == 0, annotated.stderr
+    assert annotated.stdout.split() == [f"modelrollout.modelrollout.dev/{name}", "annotated"], annotated.stdout
+    assert cluster.get("mro", name, namespace)["metadata"]["annotations"]["x"] == "y"
+    assert "x" not in (cluster.get("analysistemplate", name, namespace)["metadata"].get("annotations") or {})
+
+    # The category still lists ModelRollouts.
+    listed = cluster.run(*kubectl, "get", "rollouts", "-o", "name").stdout.split()
+    assert listed == [f"modelrollout.modelrollout.dev/{name}"], listed
+
+    deleted = cluster.run(*kubectl, "delete", "modelrollout", name, "--timeout=30s", check=False)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.startswith(f'modelrollout.modelrollout.dev "{name}" deleted'), deleted.stdout
+    assert "analysistemplate" not in deleted.stdout, deleted.stdout
+    assert cluster.run(*kubectl, "get", "modelrollout", name, check=False).returncode != 0
+    cluster.get("analysistemplate", name, namespace)  # the template of the same name is untouched

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from localcluster.executor_exporter import ExecutorExporter, Traffic
 from localcluster.prometheus import PrometheusServer
 from tests.integration.conftest import RolloutWatch, rollout_spec
-from tests.support import Kube, OperatorProcess, wait_for
+from tests.support import Kube, OperatorProcess, TrafficWatch, wait_for
 
 Start = Callable[[dict[str, Any]], RolloutWatch]
 GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
@@ -28,7 +29,7 @@ def test_good_candidate_is_promoted(exporter: ExecutorExporter, namespace: str, 
     rollout = start_rollout(rollout_spec(STEPS))
     rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
     assert rollout.traffic() == {"main": 80, "main-candidate": 20}
-    status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=90)
+    status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=120)
     assert status["phase"] == "Succeeded", status
     assert status["stableVersion"] == "2.0.0" and status["candidateWeight"] == 0
     assert rollout.traffic() == {"main": 100}
@@ -37,7 +38,8 @@ def test_good_candidate_is_promoted(exporter: ExecutorExporter, namespace: str, 
     checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
     assert checks["success-rate"]["verdict"] == "Pass" and checks["success-rate"]["value"] >= 0.95
     assert status["history"][-1]["result"] == "Succeeded"
-    assert rollout.events("Promoted") or rollout.events("Succeeded")
+    promoted = wait_for(lambda: rollout.events("Promoted"), "a Promoted Event")
+    assert promoted[-1]["type"] == "Normal" and "2.0.0" in promoted[-1]["message"]
 
 
 def test_failing_success_rate_rolls_back_within_failure_limit(
@@ -56,8 +58,8 @@ def test_failing_success_rate_rolls_back_within_failure_limit(
     failed = [c for c in status["analysis"]["lastChecks"] if c["verdict"] == "Fail"]
     assert failed and failed[0]["metric"] == "success-rate"
     assert "below min 0.95" in failed[0]["message"] and "4s" in failed[0]["message"]
-    events = rollout.events("RolledBack")
-    assert events and "success-rate" in events[-1]["message"] and events[-1]["type"] == "Warning"
+    events = wait_for(lambda: rollout.events("RolledBack"), "a RolledBack Event")  # posted after the status write
+    assert "success-rate" in events[-1]["message"] and events[-1]["type"] == "Warning"
 
 
 def test_no_data_rolls_back_after_inconclusive_limit(
@@ -104,7 +106,9 @@ def test_manual_pause_then_abort(exporter: ExecutorExporter, namespace: str, dep
     rollout.annotate("abort")
     status = rollout.wait_phase("Aborted")
     assert status["candidateWeight"] == 0 and rollout.traffic() == {"main": 100}
-    assert rollout.events("Aborted") or status["history"][-1]["result"] == "Aborted"
+    assert status["history"][-1]["result"] == "Aborted"
+    aborted = wait_for(lambda: rollout.events("Aborted"), "an Aborted Event")
+    assert aborted[-1]["type"] == "Warning" and "on request" in aborted[-1]["message"]
 
 
 def test_operator_killed_mid_rollout_continues_from_status(
@@ -146,17 +150,29 @@ def test_concurrent_edit_of_the_deployment_is_kept(
 
 
 def test_prometheus_unreachable_never_moves_traffic_further(
-        exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any], tmp_path: Path,
         start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    obj = rollout_spec([{"setWeight": 10}, {"analysis": {}}, {"setWeight": 100}],
-                       prometheus={"address": "http://127.0.0.1:9"}, inconclusiveLimit=3)
-    rollout = start_rollout(obj)
-    status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
-    assert status["phase"] == "RolledBack"
-    assert max(10, status["candidateWeight"]) == 10 and rollout.traffic() == {"main": 100}
+    down = "http://127.0.0.1:9"  # nothing listens on the discard port
+    operator = OperatorProcess(cluster, tmp_path / "operator.log", extra_args=(
+        "--namespace", namespace, "--prometheus-url", down)).start()
+    watch = TrafficWatch(cluster, namespace, "digits").start()
+    try:
+        obj = rollout_spec([{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 100}],
+                           inconclusiveLimit=3)
+        rollout = start_rollout(obj)
+        rollout.wait(lambda s: s.get("candidateWeight") == 10, "candidate at 10%")
+        rollout.annotate("resume")  # a person pushing on while Prometheus is down changes nothing either
+        status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
+        assert status["phase"] == "RolledBack"
+        rollout.wait(lambda s: s.get("candidateWeight") == 0, "candidate weight 0")
+        assert rollout.traffic() == {"main": 100}
+    finally:
+        watch.stop()
+        operator.stop()
+    assert watch.max_share("main-candidate") == 10, watch.history  # never above 10% while blind
     messages = " ".join(c["message"] for c in status["analysis"]["lastChecks"])
-    assert "unreachable" in messages and "127.0.0.1:9" in messages
+    assert "127.0.0.1:9" in messages and "inconclusive" in messages
 
 
 def test_bad_query_and_missing_template_are_reported(
@@ -191,3 +207,61 @@ def test_stable_predictor_missing_and_candidate_equal_to_stable(
     assert any(c["reason"] == "CandidateIsStable" for c in failed["conditions"])
     assert rollout.traffic() == {"main": 100}
     wait_for(lambda: same_rollout.events("CandidateIsStable"), "a CandidateIsStable event")
+
+
+def test_a_finished_rollout_carries_no_finalizer(
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
+        operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 50}, {"setWeight": 100}]))
+    assert rollout.wait_phase("Succeeded", "RolledBack", timeout=90)["phase"] == "Succeeded"
+    wait_for(lambda: not cluster.get("mro", rollout.name, namespace)["metadata"].get("finalizers"),
+             "the finalizer to be released")
+
+
+def test_a_prometheus_address_not_on_the_allow_list_is_refused_and_never_contacted(
+        cluster: Kube, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
+        start_rollout: Start) -> None:
+    obj = rollout_spec([{"setWeight": 10}, {"setWeight": 100}], prometheus={"address": "http://169.254.169.254:80"})
+    rollout = start_rollout(obj)
+    status = rollout.wait(lambda s: any(c["type"] == "SpecValid" and c["status"] == "False"
+                                        for c in s.get("conditions", [])), "SpecValid=False")
+    valid = next(c for c in status["conditions"] if c["type"] == "SpecValid")
+    assert "169.254.169.254" in valid["message"] and "allowed Prometheus" in valid["message"]
+    assert rollout.traffic() == {"main": 100}
+    wait_for(lambda: rollout.events("InvalidSpec"), "an InvalidSpec event")
+
+
+def test_a_second_rollout_on_the_same_stable_predictor_is_refused_and_never_writes(
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
+        operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    first = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    first.wait_phase("Paused")
+    second_obj = rollout_spec([{"setWeight": 50}, {"setWeight": 100}])
+    second_obj["spec"]["candidate"] = {"modelUri": "file:///models/digits/2.1.0-degraded",
+                                       "version": "2.1.0-degraded", "predictorName": "main-other"}
+    second = start_rollout(second_obj)
+    status = second.wait(lambda s: any(c["reason"] == "TargetOwnedByAnother" for c in s.get("conditions", [])),
+                         "TargetOwnedByAnother")
+    assert first.name in status["message"]
+    assert first.traffic() == {"main": 80, "main-candidate": 20}  # untouched by the second rollout
+    wait_for(lambda: second.events("TargetOwnedByAnother"), "a TargetOwnedByAnother Warning")
+    first.annotate("abort")
+    first.wait_phase("Aborted")
+    second.wait(lambda s: s.get("candidateWeight") == 50, "the second rollout once the first ended")
+
+
+def test_deleting_an_active_rollout_rolls_its_candidate_back_first(
+        exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
+        operator: OperatorProcess, start_rollout: Start) -> None:
+    candidate_serves(exporter, namespace, GOOD)
+    rollout = start_rollout(rollout_spec([{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]))
+    rollout.wait_phase("Paused")
+    obj = cluster.get("mro", rollout.name, namespace)
+    assert "modelrollout.dev/rollback" in obj["metadata"]["finalizers"]
+    assert rollout.traffic() == {"main": 70, "main-candidate": 30}
+    cluster.run("delete", "mro", rollout.name, "-n", namespace, "--wait=false")
+    wait_for(lambda: cluster.run("get", "mro", rollout.name, "-n", namespace, check=False).returncode != 0,
+             "the ModelRollout to be gone", timeout=30)
+    assert rollout.traffic() == {"main": 100}  # its candidate went first

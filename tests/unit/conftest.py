@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelrollout.analysis import CheckResult
-from modelrollout.api import Metric, RolloutSpec
+from modelrollout.api import Limits, Metric, RolloutSpec
 from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
 from modelrollout.status import RolloutStatus, Verdict
 
@@ -35,9 +35,13 @@ def spec_dict(steps: list[dict[str, Any]] | None = None, metrics: list[dict[str,
     }
 
 
+# A 1s scrape (as on the local cluster) keeps the default window equal to the interval in these tests.
+LIMITS = Limits(scrape_interval_s=1.0)
+
+
 def make_spec(steps: list[dict[str, Any]] | None = None, metrics: list[dict[str, Any]] | None = None,
               **kwargs: Any) -> RolloutSpec:
-    return RolloutSpec.parse(spec_dict(steps, metrics, **kwargs))
+    return RolloutSpec.parse(spec_dict(steps, metrics, **kwargs), LIMITS)
 
 
 SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
@@ -66,6 +70,8 @@ class World:
     candidate_weight: int = 0
     candidate_uri: str = ""
     state: str = ""  # Seldon's status.state as the deployment's controller reports it
+    candidate_owned: bool = True  # the candidate predictor carries this rollout's UID
+    foreign_owner: str = ""  # another rollout's candidate on the same stable predictor
     applied: list[TrafficChange] = field(default_factory=list)
 
     def observe(self) -> TargetObservation:
@@ -75,19 +81,27 @@ class World:
                                  candidate_present=self.exists and self.candidate_present,
                                  candidate_weight=self.candidate_weight if self.exists else 0,
                                  candidate_model_uri=self.candidate_uri if self.candidate_present else "",
+                                 candidate_owned=self.candidate_owned or not self.candidate_present,
+                                 foreign_owner=self.foreign_owner if self.exists else "",
                                  state=self.state if self.exists else "")
 
-    def apply(self, change: TrafficChange | None, spec: RolloutSpec) -> None:
+    def apply(self, change: TrafficChange | None, spec: RolloutSpec | str) -> None:
+        """Apply a change; ``spec`` is the rollout's spec or, when it has none, the candidate's model URI."""
         if change is None or not (self.exists and self.stable_present):
             return
+        candidate_uri = spec if isinstance(spec, str) else spec.candidate.model_uri
         self.applied.append(change)
         if change.kind == "weight":
             self.candidate_present, self.candidate_weight = True, change.candidate_weight
-            self.candidate_uri = spec.candidate.model_uri
+            self.candidate_uri = candidate_uri
+        elif change.kind == "adopt":
+            self.stable_uri = candidate_uri
         elif change.kind == "promote":
-            self.stable_uri = spec.candidate.model_uri
+            assert self.stable_uri == candidate_uri, "traffic moved before stable took the model"
             self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
         else:
+            if change.restore_model_uri and self.stable_uri == candidate_uri:
+                self.stable_uri = change.restore_model_uri
             self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
 
 
@@ -103,13 +117,12 @@ class Run:
         self.plans: list[Plan] = []
 
     def tick(self, *, after: float = 0.0, checks: tuple[CheckResult, ...] | None = None,
-             action: str | None = None, provider_error: str = "", apply: bool = True) -> Plan:
+             action: str | None = None, apply: bool = True, deleting: bool = False) -> Plan:
         self.now += dt.timedelta(seconds=after)
-        obs = Observations(target=self.world.observe(), checks=checks, action=action,
-                           provider_error=provider_error)
+        obs = Observations(target=self.world.observe(), checks=checks, action=action, deleting=deleting)
         plan = decide(self.spec, self.generation, self.status, obs, self.now)
-        if apply and isinstance(self.spec, RolloutSpec):
-            self.world.apply(plan.traffic, self.spec)
+        if apply:
+            self.world.apply(plan.traffic, plan.status.candidate_model_uri)
         self.status = RolloutStatus.from_dict(plan.status.to_dict())  # persisted on the object
         self.plans.append(plan)
         return plan

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +19,7 @@ import pytest
 import requests
 from modelrollout.analysis import (
     BUILTIN_QUERIES,
+    DEFAULT_MAX_WORKERS,
     REQUEST_COUNT_QUERY,
     AnalysisContext,
     CheckResult,
@@ -28,13 +33,13 @@ from modelrollout.analysis import (
     provider_error,
     render_query,
     run_checks,
+    shared_query_pool,
 )
-from modelrollout.api import BUILTIN_TEMPLATES, Metric
+from modelrollout.api import BUILTIN_TEMPLATES, Limits, Metric, RolloutSpec
 from modelrollout.status import Verdict
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from tests.unit.conftest import T0
-
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 VARS = QueryVariables(namespace="models", target="iris", stable="main", candidate="main-candidate", interval="30s")
 
 
@@ -104,13 +109,15 @@ def test_builtin_queries_select_the_candidate_of_this_deployment(name: str) -> N
     assert "{{" not in query
 
 
-def test_success_rate_is_the_share_of_non_5xx_requests() -> None:
+def test_success_rate_is_one_minus_the_share_of_5xx_requests() -> None:
+    # What the query answers for each traffic shape is proven with promtool in test_promql_rules.py.
     query = render_query(BUILTIN_QUERIES["request-success-rate"], VARS)
-    numerator, denominator = query.split(" / ")
-    assert "seldon_api_executor_server_requests_seconds_count{" in numerator
-    assert 'code!~"5.."' in numerator
-    assert "code" not in denominator
-    assert numerator.startswith("sum(rate(") and denominator.startswith("sum(rate(")
+    assert query.startswith("1 - ((sum(rate(")
+    errors, requests_ = query.split(" or vector(0)) / ")
+    assert "seldon_api_executor_server_requests_seconds_count{" in errors
+    assert 'code=~"5.."' in errors  # no 5xx series at all counts as 0 errors, not as no data
+    assert "code" not in requests_  # every request, so no requests at all stays no data
+    assert requests_.startswith("sum(rate(") and requests_.endswith("[30s])))")
 
 
 @pytest.mark.parametrize(("name", "quantile"), [("request-duration-p50", "0.5"), ("request-duration-p90", "0.9"),
@@ -189,7 +196,12 @@ def test_several_series_are_an_error() -> None:
 
 def test_a_range_vector_or_a_string_is_an_error() -> None:
     assert "range vector" in parse_result([{"metric": {}, "values": [[1, "1"]]}]).error
-    assert "not a number" in parse_result(vector("abc")).error
+    assert parse_result(vector("abc")).error == "query returned a value that is not a number"
+
+
+def test_a_value_that_is_not_a_number_is_not_repeated() -> None:
+    outcome = parse_result(vector("token=s3cr3t-value"))
+    assert "s3cr3t" not in outcome.error
 
 
 class FakeClient:
@@ -235,16 +247,53 @@ def test_a_value_comes_back_with_the_request_timeout_applied() -> None:
     assert client.timeouts == [3.0]
 
 
-def test_a_promql_syntax_error_is_reported_as_such_and_not_retried() -> None:
+def test_a_promql_syntax_error_is_reported_as_such_and_not_retried(caplog: pytest.LogCaptureFixture) -> None:
     error = api_error(400, {"status": "error", "errorType": "bad_data",
                             "error": 'invalid parameter "query": 1:5: parse error: unexpected "}"'})
     client, sleeps = FakeClient(error), Sleeps()
-    outcome = asyncio.run(provider(client, sleeps).query("sum(}"))
+    with caplog.at_level(logging.DEBUG, logger="modelrollout.analysis.prometheus"):
+        outcome = asyncio.run(provider(client, sleeps).query("sum(}"))
     assert outcome.value is None
-    assert outcome.error.startswith("Prometheus rejected the query as invalid PromQL (bad_data):")
-    assert 'parse error: unexpected "}"' in outcome.error
+    assert outcome.error == ("Prometheus at http://prometheus:9090 answered HTTP 400: "
+                             "the query was rejected as invalid PromQL")
     assert len(client.queries) == 1
     assert sleeps.calls == []
+    # Prometheus's own words are for the operator's debug log, not for status or Events.
+    assert "1:5: parse error: unexpected" in caplog.text
+
+
+SECRET = "Authorization: Bearer sk-live-9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize(("code", "phrase", "attempts"), [
+    (400, "the query was rejected as invalid PromQL", 1),
+    (422, "the query could not be executed", 1),
+    (500, "internal server error", 3),
+    (503, "the service is unavailable", 3),
+])
+def test_an_http_error_says_its_code_in_fixed_words_and_never_repeats_the_body(code: int, phrase: str,
+                                                                               attempts: int) -> None:
+    bodies: list[dict[str, Any]] = [
+        {"status": "error", "errorType": "bad_data", "error": f"1:1: parse error near {SECRET}"},
+        {"status": "error", "errorType": "execution", "error": SECRET},
+        {"status": "error", "error": SECRET, "data": {"result": [SECRET]}},
+    ]
+    for body in bodies:
+        client = FakeClient(api_error(code, body))
+        outcome = asyncio.run(provider(client).query("up"))
+        assert outcome.error == f"Prometheus at http://prometheus:9090 answered HTTP {code}: {phrase}"
+        assert "sk-live" not in outcome.error and "Bearer" not in outcome.error
+        assert len(client.queries) == attempts  # 5xx may pass; a rejected query will not
+    # Not JSON at all, e.g. a proxy's page.
+    raw = PrometheusApiClientException(f"HTTP Status Code {code} ({f'<html>{SECRET}</html>'.encode()!r})")
+    assert asyncio.run(provider(FakeClient(raw)).query("up")).error.endswith(f"HTTP {code}: {phrase}")
+
+
+@pytest.mark.parametrize(("code", "phrase"), [(401, "the request was not authenticated"),
+                                              (418, "the request was refused"), (599, "server error")])
+def test_other_codes_get_fixed_words_too(code: int, phrase: str) -> None:
+    outcome = asyncio.run(provider(FakeClient(api_error(code, {"error": SECRET}))).query("up"))
+    assert outcome.error == f"Prometheus at http://prometheus:9090 answered HTTP {code}: {phrase}"
 
 
 def test_an_unreachable_prometheus_is_retried_a_bounded_number_of_times() -> None:
@@ -275,13 +324,141 @@ def test_a_timeout_says_how_long_it_waited() -> None:
 def test_other_http_errors_are_reported_with_their_code() -> None:
     client = FakeClient(api_error(403, {"status": "error", "errorType": "forbidden", "error": "no access"}))
     outcome = asyncio.run(provider(client).query("up"))
-    assert outcome.error == "Prometheus at http://prometheus:9090 answered HTTP 403: no access"
+    assert outcome.error == "Prometheus at http://prometheus:9090 answered HTTP 403: the request was not authorized"
     assert len(client.queries) == 1
 
 
-def test_an_unexpected_exception_becomes_an_error() -> None:
-    outcome = asyncio.run(provider(FakeClient(KeyError("data"))).query("up"))
-    assert outcome.error.startswith("unexpected answer from Prometheus at http://prometheus:9090: KeyError")
+def test_an_unexpected_exception_becomes_an_error_naming_only_its_type() -> None:
+    outcome = asyncio.run(provider(FakeClient(KeyError(SECRET))).query("up"))
+    assert outcome.error == "unexpected answer from Prometheus at http://prometheus:9090 (KeyError)"
+
+
+def test_a_connection_error_says_only_its_errno() -> None:
+    # The errno comes from the OSError under requests' and urllib3's wrappers, in the system's own words.
+    cause = ConnectionResetError(104, f"reset by {SECRET}")
+    wrapped = requests.ConnectionError(f"('Connection aborted.', {SECRET})")
+    wrapped.__cause__ = cause
+    outcome = asyncio.run(provider(FakeClient(wrapped), retries=0).query("up"))
+    assert outcome.error == "Prometheus unreachable at http://prometheus:9090: [Errno 104] Connection reset by peer"
+    unknown = requests.ConnectionError(f"Remote end closed connection: {SECRET}")
+    outcome = asyncio.run(provider(FakeClient(unknown), retries=0).query("up"))
+    assert outcome.error == "Prometheus unreachable at http://prometheus:9090: the connection failed"
+    resolver = requests.ConnectionError("Failed to resolve 'prometheus' ([Errno -2] Name or service not known)")
+    outcome = asyncio.run(provider(FakeClient(resolver), retries=0).query("up"))
+    assert outcome.error == "Prometheus unreachable at http://prometheus:9090: [Errno -2] Name or service not known"
+
+
+def test_other_request_failures_name_only_their_type() -> None:
+    outcome = asyncio.run(provider(FakeClient(requests.TooManyRedirects(SECRET)), retries=0).query("up"))
+    assert outcome.error == "request to Prometheus at http://prometheus:9090 failed (TooManyRedirects)"
+    not_json = requests.exceptions.JSONDecodeError("Expecting value", f"<html>{SECRET}</html>", 0)
+    outcome = asyncio.run(provider(FakeClient(not_json)).query("up"))
+    assert outcome.error == ("Prometheus at http://prometheus:9090 answered with something that is not JSON; is "
+                             "this a Prometheus query API?")
+
+
+# The worker pool: blocking calls run on a bounded pool of their own, never on the loop's default executor.
+
+
+class BlockingClient:
+    """custom_query blocks until released; records how many calls ran at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.calls = 0
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None, timeout: Any = None) -> Any:
+        with self.lock:
+            self.running += 1
+            self.calls += 1
+            self.most = max(self.most, self.running)
+        try:
+            assert self.release.wait(timeout=20), "never released"
+            return vector("1")
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def wait_running(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while self.running < count:
+            assert time.monotonic() < deadline, f"only {self.running} of {count} calls started"
+            time.sleep(0.01)
+
+
+async def _saturate(providers: list[PrometheusProvider], client: BlockingClient, queries: int,
+                    expect_running: int) -> tuple[list[QueryOutcome], bool]:
+    """Start `queries` blocked queries; check the loop's default executor still runs; then release them."""
+    tasks = [asyncio.create_task(providers[i % len(providers)].query(f"q{i}")) for i in range(queries)]
+    await asyncio.to_thread(client.wait_running, expect_running)
+    await asyncio.sleep(0.2)  # room for any call beyond the bound to start
+    # Kubernetes I/O goes through the default executor: it must not wait behind Prometheus.
+    default_free = await asyncio.wait_for(asyncio.to_thread(lambda: True), timeout=5)
+    client.release.set()
+    return list(await asyncio.gather(*tasks)), default_free
+
+
+def test_a_given_pool_bounds_the_calls_that_run_at_once() -> None:
+    client = BlockingClient()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        prom = PrometheusProvider("http://p:9090", client=client, executor=pool, timeout_s=30.0, retries=0)
+        outcomes, default_free = asyncio.run(_saturate([prom], client, queries=10, expect_running=3))
+    assert client.most == 3
+    assert client.calls == 10
+    assert outcomes == [QueryOutcome(value=1.0)] * 10
+    assert default_free
+
+
+def test_providers_share_one_pool_of_eight_workers_by_default() -> None:
+    assert DEFAULT_MAX_WORKERS == 8
+    shared_query_pool(DEFAULT_MAX_WORKERS)  # as a fresh operator has it, whatever another test resized
+    client = BlockingClient()
+    providers = [PrometheusProvider(f"http://p{i}:9090", client=client, timeout_s=30.0, retries=0) for i in range(3)]
+    # More queries than the loop's default executor has threads: on it, they would starve it.
+    outcomes, default_free = asyncio.run(_saturate(providers, client, queries=40, expect_running=8))
+    assert client.most == 8
+    assert outcomes == [QueryOutcome(value=1.0)] * 40
+    assert default_free
+    assert shared_query_pool() is shared_query_pool()
+
+
+def test_the_shared_pool_can_be_resized() -> None:
+    first = shared_query_pool()
+    try:
+        resized = shared_query_pool(2)
+        assert resized is not first
+        assert shared_query_pool() is resized
+        client = BlockingClient()
+        prom = PrometheusProvider("http://p:9090", client=client, timeout_s=30.0, retries=0)
+        asyncio.run(_saturate([prom], client, queries=6, expect_running=2))
+        assert client.most == 2
+    finally:
+        shared_query_pool(DEFAULT_MAX_WORKERS)
+    with pytest.raises(ValueError, match="at least 1"):
+        shared_query_pool(0)
+
+
+def test_a_query_that_never_gets_a_worker_says_so() -> None:
+    client = BlockingClient()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = PrometheusProvider("http://p:9090", client=client, executor=pool, timeout_s=30.0, retries=0)
+        waiting = PrometheusProvider("http://p:9090", client=client, executor=pool, timeout_s=0.2, retries=0)
+
+        async def run() -> QueryOutcome:
+            hog = asyncio.create_task(busy.query("slow"))
+            await asyncio.to_thread(client.wait_running, 1)
+            outcome = await waiting.query("queued")
+            client.release.set()
+            await hog
+            return outcome
+
+        outcome = asyncio.run(run())
+    assert outcome.error == ("no worker was free to query Prometheus at http://p:9090 within 1.2s "
+                             "(too many queries at once)")
+    assert client.calls == 1  # the queued call was withdrawn, not run late
 
 
 # The real client against a local HTTP server: proves the error wording the provider parses.
@@ -324,7 +501,19 @@ def test_the_real_client_maps_values_and_syntax_errors(stub_prometheus: str) -> 
     assert asyncio.run(prom.query("one")) == QueryOutcome(value=0.25)
     assert asyncio.run(prom.query("none")).no_data_reason == "query returned an empty result"
     assert asyncio.run(prom.query("bad")).error == (
-        "Prometheus rejected the query as invalid PromQL (bad_data): 1:4: parse error: unexpected end")
+        f"Prometheus at {stub_prometheus} answered HTTP 400: the query was rejected as invalid PromQL")
+
+
+@pytest.mark.parametrize(("code", "phrase"), [(400, "the query was rejected as invalid PromQL"),
+                                              (422, "the query could not be executed"),
+                                              (500, "internal server error"), (503, "the service is unavailable")])
+def test_the_real_client_never_carries_the_body_into_the_message(stub_prometheus: str, code: int,
+                                                                  phrase: str) -> None:
+    _PrometheusStub.answers = {"q": (code, {"status": "error", "errorType": "x", "error": SECRET})}
+    prom = PrometheusProvider(stub_prometheus, timeout_s=2.0, retries=1, sleep=Sleeps())
+    outcome = asyncio.run(prom.query("q"))
+    assert outcome.error == f"Prometheus at {stub_prometheus} answered HTTP {code}: {phrase}"
+    assert "sk-live" not in outcome.error
 
 
 def test_the_real_client_reports_a_refused_connection() -> None:
@@ -340,7 +529,7 @@ def test_the_real_client_reports_a_refused_connection() -> None:
 # run_checks
 
 CONTEXT = AnalysisContext(namespace="models", target="iris", stable="main", candidate="main-candidate",
-                          interval_s=30)
+                          default_window_s=30)
 
 
 class FakeProvider:
@@ -360,13 +549,14 @@ COUNT = "increase("
 
 
 def checks(metrics: list[Metric], fake: FakeProvider, templates: StaticTemplates | None = None,
-           min_requests: int = 50) -> tuple[CheckResult, ...]:
-    return asyncio.run(run_checks(metrics, CONTEXT, fake, templates or StaticTemplates(), ThresholdJudge(),
-                                  min_requests))
+           min_requests: int = 50, windows: dict[str, float] | None = None,
+           context: AnalysisContext = CONTEXT) -> tuple[CheckResult, ...]:
+    return asyncio.run(run_checks(metrics, context, fake, templates or StaticTemplates(), ThresholdJudge(),
+                                  min_requests, windows=windows))
 
 
 def test_run_checks_judges_every_metric_with_its_rendered_query() -> None:
-    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code!~"5.."': QueryOutcome(value=0.931),
+    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code=~"5.."': QueryOutcome(value=0.931),
                          "histogram_quantile(0.99": QueryOutcome(value=0.1)})
     results = checks([SUCCESS, LATENCY], fake)
     assert [(r.metric, r.verdict, r.value) for r in results] == [
@@ -395,6 +585,44 @@ def test_requests_are_counted_over_the_widest_metric_window() -> None:
     results = checks([SUCCESS, wide], fake, min_requests=50)
     assert "[2m]" in fake.queries[0]  # not the 30s interval: the accuracy check reads two minutes
     assert "only 12 requests to predictor main-candidate over 2m" in results[0].message
+
+
+def test_metrics_without_a_window_read_the_default_window_not_the_interval() -> None:
+    # interval 15s at a 30s scrape: the default window is 4 scrapes, 2m (AnalysisSpec.default_window_s).
+    context = AnalysisContext.from_spec(spec(interval="15s", limits=Limits(scrape_interval_s=30)), "models")
+    assert context.default_window_s == 120
+    fake = FakeProvider({COUNT: QueryOutcome(value=100), 'code=~"5.."': QueryOutcome(value=1.0)})
+    result = checks([SUCCESS], fake, context=context)[0]
+    assert "[2m]" in fake.queries[0] and "[2m]" in result.query
+    assert result.window == "2m"
+    assert result.message == "success-rate = 1 is within min 0.99 over 2m"
+
+
+def test_a_window_override_replaces_the_metrics_window_and_the_gate_counts_over_the_widest_used() -> None:
+    wide = Metric(name="accuracy", query="sum(rate(acc[{{interval}}]))", min=0.9, window_s=600)
+    fake = FakeProvider({COUNT: QueryOutcome(value=100)}, default=QueryOutcome(value=1.0))
+    results = checks([SUCCESS, LATENCY, wide], fake, windows={"accuracy": 45, "latency-p99": 20})
+    assert "[45s]" in fake.queries[0]  # not 10m: the clipped window is the widest read
+    assert [(r.metric, r.window) for r in results] == [("success-rate", "30s"), ("latency-p99", "20s"),
+                                                       ("accuracy", "45s")]
+    assert results[2].query == "sum(rate(acc[45s]))"
+    assert "[20s]" in results[1].query and "[30s]" in results[0].query
+
+
+def test_a_gated_run_reports_the_overridden_windows() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=3)})
+    results = checks([SUCCESS, LATENCY], fake, windows={"success-rate": 12.4})
+    assert "[30s]" in fake.queries[0]  # the default window of latency-p99 is the wider one
+    assert [r.window for r in results] == ["12s", "30s"]
+    assert "only 3 requests to predictor main-candidate over 30s" in results[0].message
+
+
+@pytest.mark.parametrize("seconds", [0.0, -5.0, math.nan, math.inf])
+def test_an_override_that_is_not_a_usable_window_reads_the_shortest_window(seconds: float) -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=100)}, default=QueryOutcome(value=1.0))
+    result = checks([SUCCESS], fake, windows={"success-rate": seconds})[0]
+    assert result.window == "1s"
+    assert "[1s]" in fake.queries[0]
 
 
 def test_no_request_data_at_all_counts_as_zero_requests() -> None:
@@ -482,18 +710,47 @@ def test_a_broken_template_source_or_provider_does_not_stop_the_run() -> None:
     assert {r.verdict for r in results} == {Verdict.INCONCLUSIVE}
 
 
+def test_an_api_error_reading_a_template_is_reported_by_its_status_code_only() -> None:
+    class ApiError(Exception):  # shaped like kubernetes.client.ApiException: its text has headers and body
+        status = 403
+
+        def __str__(self) -> str:
+            return f"(403)\nReason: Forbidden\nHTTP response headers: {{...}}\nHTTP response body: {SECRET}"
+
+    class Failing:
+        async def get(self, namespace: str, name: str) -> str | None:
+            raise ApiError()
+
+    ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
+    result = asyncio.run(run_checks([ref], CONTEXT, FakeProvider({}), Failing(), ThresholdJudge(), 0))[0]
+    assert result.message == ("drift: AnalysisTemplate 'prediction-drift' could not be read: the API server "
+                              "answered HTTP 403 — inconclusive")
+
+
 def test_no_metrics_means_no_queries() -> None:
     fake = FakeProvider({})
     assert checks([], fake) == ()
     assert fake.queries == []
 
 
-def test_context_from_spec_uses_the_candidate_predictor_name() -> None:
-    from tests.unit.conftest import make_spec
+def spec(interval: str = "30s", limits: Limits | None = None) -> RolloutSpec:
+    return RolloutSpec.parse({
+        "targetRef": {"kind": "SeldonDeployment", "name": "iris"},
+        "stablePredictor": "main",
+        "candidate": {"modelUri": "file:///models/iris/2.0.0", "version": "2.0.0"},
+        "strategy": {"canary": {"steps": [{"setWeight": 10}]}},
+        "analysis": {"interval": interval, "minRequests": 0,
+                     "metrics": [{"name": "success-rate", "template": "request-success-rate", "min": 0.99}]},
+    }, limits)
 
-    context = AnalysisContext.from_spec(make_spec(interval="45s"), "models")
-    assert (context.target, context.stable, context.candidate, context.interval_s) == (
+
+def test_context_from_spec_uses_the_candidate_predictor_name_and_the_default_window() -> None:
+    context = AnalysisContext.from_spec(spec(interval="45s", limits=Limits(scrape_interval_s=1)), "models")
+    assert (context.target, context.stable, context.candidate, context.default_window_s) == (
         "iris", "main", "main-candidate", 45.0)
+    slow_scrapes = AnalysisContext.from_spec(spec(interval="45s", limits=Limits(scrape_interval_s=30)), "models")
+    assert slow_scrapes.default_window_s == 120  # four 30s scrapes, more than the interval
+    assert slow_scrapes.variables().interval == "2m"
 
 
 def test_a_check_result_becomes_a_status_record() -> None:

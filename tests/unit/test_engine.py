@@ -98,7 +98,7 @@ def test_set_weight_step_waits_until_the_weight_is_observed() -> None:
     assert plan.status.step_index == 0
     assert plan.traffic == TrafficChange("weight", 10)
     assert "WeightSet" not in reasons(plan)
-    run.world.apply(plan.traffic, run.spec)
+    run.world.apply(plan.traffic, run.spec.candidate.model_uri)
     plan = run.tick(after=1)
     assert plan.status.step_index == 1
     assert plan.status.candidate_weight == 10
@@ -186,9 +186,13 @@ def at_analysis_step() -> Run:
 
 
 def test_analysis_step_asks_for_its_metrics_and_advances_when_they_pass() -> None:
-    run = at_analysis_step()
-    assert [m.name for m in run.due()] == ["success-rate"]
-    plan = run.tick(after=1, checks=(check("success-rate", Verdict.PASS, 0.999),))
+    run = at_analysis_step()  # the candidate serves 20% since T0+1
+    assert run.due() == ()  # an analysis step judges a full window at its weight, not traffic from before it
+    run.now = T0 + dt.timedelta(seconds=30)
+    assert run.due() == ()
+    run.now = T0 + dt.timedelta(seconds=31)
+    assert "success-rate" in [m.name for m in run.due()]
+    plan = run.tick(checks=checks_for(run.due(), Verdict.PASS))
     assert plan.status.step_index == 2
     assert plan.traffic == TrafficChange("weight", 100)
     assert "AnalysisStepPassed" in reasons(plan)
@@ -198,21 +202,28 @@ def test_analysis_step_asks_for_its_metrics_and_advances_when_they_pass() -> Non
                                                   (Verdict.INCONCLUSIVE, "consecutive_inconclusive")])
 def test_analysis_step_does_not_advance_on_a_non_pass_and_counts_it(verdict: Verdict, counter: str) -> None:
     run = at_analysis_step()
-    plan = run.tick(after=1, checks=(check("success-rate", verdict, 0.5),))
+    plan = run.tick(after=30, checks=(check("success-rate", verdict, 0.5),))
     assert plan.status.step_index == 1
     assert plan.status.phase is Phase.PROGRESSING
     assert getattr(plan.status.analysis, counter) == 1
     assert plan.traffic is None
     assert plan.events[0].type == "Warning"
-    assert run.due() == ()  # run again one interval later, not every tick
+    assert "success-rate" not in [m.name for m in run.due()]  # run again one interval later, not every tick
     run.now += dt.timedelta(seconds=30)
     assert "success-rate" in [m.name for m in run.due()]
 
 
 def test_analysis_step_ignores_results_from_before_it_started() -> None:
-    run = Run(make_spec(steps=[{"setWeight": 0}, {"analysis": {}}], metrics=[SUCCESS]))
-    plan = run.tick(checks=(check("success-rate", Verdict.PASS),))
-    assert plan.status.step_index == 1  # entered this tick: those results judged earlier traffic
+    run = Run(make_spec(steps=[{"setWeight": 20}, {"pause": {"duration": "60s"}}, {"analysis": {}}],
+                        metrics=[SUCCESS]))
+    run.tick()
+    run.tick(after=1)  # serving 20% since T0+1; the pause ends at T0+61
+    run.analysed_tick(Verdict.PASS, after=30)
+    plan = run.analysed_tick(Verdict.PASS, after=30)  # T0+61: the analysis step starts in this tick
+    assert plan.status.step_index == 2
+    assert "AnalysisStepPassed" not in reasons(plan)  # that check's window began before the step
+    plan = run.analysed_tick(Verdict.PASS, after=30)  # a full window inside the step
+    assert "AnalysisStepPassed" in reasons(plan)
 
 
 def test_analysis_step_fails_the_rollout_at_the_failure_limit() -> None:
@@ -239,9 +250,11 @@ def watching(failure_limit: int = 2, inconclusive_limit: int = 3) -> Run:
 
 
 def test_background_analysis_is_due_every_interval_while_the_candidate_has_traffic() -> None:
-    run = watching()
-    assert run.due() == ()  # the first run waits one interval, so its window holds candidate traffic
+    run = watching()  # the candidate serves since T0+1
+    assert run.due() == ()  # the first run waits one window, so its window holds only candidate traffic
     run.now = T0 + dt.timedelta(seconds=30)
+    assert run.due() == ()
+    run.now = T0 + dt.timedelta(seconds=31)
     assert [m.name for m in run.due()] == ["success-rate", "latency-p99"]
     run.tick(checks=checks_for(run.due(), Verdict.PASS))
     assert run.due() == ()
@@ -252,7 +265,7 @@ def test_background_analysis_is_due_every_interval_while_the_candidate_has_traff
 
 
 def test_no_background_analysis_without_candidate_traffic() -> None:
-    run = Run(make_spec(steps=[{"setWeight": 0}, {"pause": {"duration": "1h"}}], metrics=[SUCCESS]))
+    run = Run(make_spec(steps=[{"pause": {"duration": "1h"}}, {"setWeight": 10}], metrics=[SUCCESS]))
     run.tick()
     run.now += dt.timedelta(minutes=10)
     assert run.due() == ()
@@ -261,7 +274,7 @@ def test_no_background_analysis_without_candidate_traffic() -> None:
 def test_requeue_is_capped_while_progressing_and_aims_at_the_next_analysis() -> None:
     run = watching()
     plan = run.tick(after=27)
-    assert plan.requeue_after == pytest.approx(2.0)  # analysis due 30s after the start, at T0+30
+    assert plan.requeue_after == pytest.approx(3.0)  # due one window after the candidate served, at T0+31
     plan = run.tick(after=2, checks=None)
     assert 1.0 <= plan.requeue_after <= 5.0
 
@@ -334,14 +347,16 @@ def test_inconclusive_checks_roll_back_at_the_inconclusive_limit() -> None:
 def test_a_provider_error_counts_as_inconclusive_and_is_reported() -> None:
     run = watching(inconclusive_limit=2)
     run.now += dt.timedelta(seconds=30)
-    plan = run.tick(provider_error="Prometheus unreachable at http://prometheus:9090: connection refused")
+    down = "success-rate: Prometheus unreachable at http://prometheus:9090: connection refused — inconclusive"
+    plan = run.tick(checks=(check("success-rate", Verdict.INCONCLUSIVE, message=down),
+                            check("latency-p99", Verdict.INCONCLUSIVE)))
     assert plan.status.analysis.consecutive_inconclusive == 1
-    assert condition(plan, ConditionType.HEALTHY) == ("Unknown", "ProviderError")
+    assert condition(plan, ConditionType.HEALTHY) == ("Unknown", "ChecksInconclusive")
     healthy = plan.status.condition(ConditionType.HEALTHY)
     assert healthy is not None and "Prometheus unreachable" in healthy.message
-    plan = run.tick(after=1, provider_error="Prometheus unreachable")  # not due again yet: not counted
+    plan = run.analysed_tick(Verdict.INCONCLUSIVE, after=1)  # not due again yet: nothing is counted
     assert plan.status.analysis.consecutive_inconclusive == 1
-    plan = run.tick(after=30, provider_error="Prometheus unreachable")
+    plan = run.analysed_tick(Verdict.INCONCLUSIVE, after=30)
     assert plan.status.phase is Phase.ROLLED_BACK
 
 
@@ -366,8 +381,13 @@ def test_last_step_leads_to_promotion_and_success() -> None:
     run.tick(after=1)
     plan = run.tick(after=1)
     assert plan.status.phase is Phase.PROMOTING
-    assert plan.traffic == TrafficChange("promote")
+    assert plan.traffic == TrafficChange("adopt")  # the stable predictor takes the model first
+    assert plan.status.promotion_started_at == run.now
     assert "Promoting" in reasons(plan)
+    plan = run.tick(after=1)
+    assert plan.traffic is None  # waits until the stable predictor has had time to serve it
+    plan = run.tick(after=3)
+    assert plan.traffic == TrafficChange("promote")
     plan = run.tick(after=1)
     assert plan.status.phase is Phase.SUCCEEDED
     assert plan.traffic is None
@@ -387,7 +407,7 @@ def test_promotion_is_asked_for_again_until_observed() -> None:
     run.tick(after=1, apply=False)
     plan = run.tick(after=1, apply=False)
     assert plan.status.phase is Phase.PROMOTING
-    assert plan.traffic == TrafficChange("promote")
+    assert plan.traffic == TrafficChange("adopt")  # never applied: still asked for
 
 
 def test_no_promotion_while_the_latest_analysis_is_not_a_pass() -> None:
@@ -403,32 +423,15 @@ def test_no_promotion_while_the_latest_analysis_is_not_a_pass() -> None:
     assert run.due() == ()
     plan = run.analysed_tick(Verdict.PASS, after=30)
     assert plan.status.phase is Phase.PROMOTING
-    assert plan.traffic == TrafficChange("promote")
+    assert plan.traffic == TrafficChange("adopt")
 
 
-def test_a_blocked_promotion_keeps_analysing_even_without_candidate_traffic() -> None:
-    run = Run(make_spec(steps=[{"setWeight": 10}, {"pause": {"duration": "40s"}}, {"setWeight": 0}],
-                        metrics=[SUCCESS], inconclusiveLimit=2))
-    run.tick()
-    run.tick(after=1)
-    run.analysed_tick(Verdict.INCONCLUSIVE, after=29)
-    plan = run.tick(after=15)
-    assert plan.traffic == TrafficChange("weight", 0)
-    plan = run.tick(after=1)
-    assert plan.status.step_index == 3
-    assert plan.status.phase is Phase.PROGRESSING  # steps done, promotion blocked
-    assert run.due() == ()
-    run.now += dt.timedelta(seconds=30)
-    assert [m.name for m in run.due()] == ["success-rate"]
-    plan = run.analysed_tick(Verdict.INCONCLUSIVE)
-    assert plan.status.phase is Phase.ROLLED_BACK
 
 
 def test_a_provider_error_on_a_tick_without_due_metrics_is_not_counted() -> None:
-    run = Run(make_spec(steps=[{"setWeight": 0}, {"pause": {"duration": "1h"}}], metrics=[SUCCESS]))
-    run.tick()
-    plan = run.tick(after=30, provider_error="Prometheus unreachable")
-    assert plan.status.analysis.consecutive_inconclusive == 0
+    run = watching()
+    plan = run.tick(after=5, checks=None)
+    assert plan.status.analysis.consecutive_inconclusive == 0 and plan.status.analysis.last_checks == ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -496,10 +499,11 @@ def test_promote_action_skips_the_remaining_steps() -> None:
     run.tick()
     plan = run.tick(after=1, action="promote")
     assert plan.status.phase is Phase.PROMOTING
-    assert plan.traffic == TrafficChange("promote")
+    assert plan.traffic == TrafficChange("adopt")
     assert plan.clear_action
     assert plan.status.last_handled_action == "promote"
     assert "PromotionRequested" in reasons(plan)
+    run.tick(after=4)
     assert run.tick(after=1).status.phase is Phase.SUCCEEDED
 
 
@@ -716,18 +720,6 @@ def test_an_invalid_spec_fails_once_and_a_valid_generation_recovers() -> None:
     assert plan.traffic == TrafficChange("weight", 10)
 
 
-def test_an_invalid_spec_mid_rollout_fails_it_and_leaves_traffic_alone() -> None:
-    run = watching()
-    run.spec = SpecError("spec.analysis.interval", "must be at least 1s")
-    plan = run.tick(after=1)
-    assert plan.status.phase is Phase.FAILED
-    assert plan.traffic is None
-    assert plan.status.history[-1].result == "Failed"
-    assert plan.status.history[-1].reason == "InvalidSpec"
-    run.spec = make_spec(steps=LONG_PAUSE)
-    plan = run.tick(after=1)
-    assert plan.status.revision == 2
-    assert plan.status.phase is Phase.PROGRESSING
 
 
 def test_an_invalid_spec_after_success_keeps_the_result() -> None:
@@ -805,7 +797,7 @@ def test_a_full_rollout_with_every_kind_of_step() -> None:
         if plan.status.phase is Phase.SUCCEEDED:
             break
     assert seen == [Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING, Phase.SUCCEEDED]
-    assert [c.kind for c in run.world.applied] == ["weight", "weight", "weight", "promote"]
+    assert [c.kind for c in run.world.applied] == ["weight", "weight", "weight", "adopt", "promote"]
     assert [c.candidate_weight for c in run.world.applied[:3]] == [10, 50, 100]
     assert run.world.stable_uri == CANDIDATE_URI
     events = [e for p in run.plans for e in p.events]
@@ -842,11 +834,13 @@ def test_no_step_and_no_analysis_while_the_candidate_is_not_serving() -> None:
         plan = run.tick(after=spec.analysis.interval_s)
         assert plan.status.step_index == step and plan.traffic is None
         assert plan.status.phase is Phase.PROGRESSING
-        assert "steps and analysis resume once it is Available" in plan.status.message
+        assert "resume once it serves" in plan.status.message
         assert plan.requeue_after <= 1.0
     assert plan.status.analysis.consecutive_inconclusive == 0
+    assert plan.status.weight_since is None
     run.world.state = "Available"
-    assert metrics_due(spec, run.status, run.now + dt.timedelta(seconds=1))
+    run.tick(after=1)  # serving again: the clocks start over from here
+    assert metrics_due(spec, run.status, run.now + dt.timedelta(seconds=30))
 
 
 def test_abort_still_works_while_the_candidate_is_not_serving() -> None:
@@ -864,7 +858,7 @@ def test_a_deployment_that_reports_failed_is_rolled_back() -> None:
     plan = run.tick(after=1)
     assert plan.status.phase is Phase.ROLLED_BACK and plan.traffic == TrafficChange("rollback")
     assert any(e.reason == "RolledBack" and "reports Failed" in e.message for e in plan.events)
-    assert plan.status.candidate_weight == 0
+    assert run.tick(after=1).status.candidate_weight == 0
 
 
 def test_a_deployment_that_never_serves_is_rolled_back_after_the_progress_deadline() -> None:
@@ -892,3 +886,19 @@ def test_serving_again_stops_the_progress_deadline_clock() -> None:
     run.world.state = "Creating"
     run.tick(after=1)
     assert run.tick(after=20).status.phase is Phase.PAUSED  # the clock started again: 20s of 30s
+
+
+def test_an_invalid_spec_mid_rollout_fails_it_and_rolls_the_candidate_back() -> None:
+    run = watching()
+    run.spec = SpecError("spec.analysis.interval", "must be at least 1s")
+    plan = run.tick(after=1)
+    assert plan.status.phase is Phase.FAILED
+    assert plan.traffic == TrafficChange("rollback")  # not left at its weight with nothing analysing it
+    assert "rolled back" in plan.status.message
+    assert plan.status.history[-1].result == "Failed"
+    assert plan.status.history[-1].reason == "InvalidSpec"
+    assert run.tick(after=1).status.candidate_weight == 0
+    run.spec = make_spec(steps=LONG_PAUSE)
+    plan = run.tick(after=1)
+    assert plan.status.revision == 2
+    assert plan.status.phase is Phase.PROGRESSING

@@ -12,7 +12,7 @@ from modelrollout.api import Phase, RolloutSpec, SpecError
 from modelrollout.engine import ACTIONS, Observations, Plan, decide, metrics_due
 from modelrollout.status import ConditionType, RolloutStatus, Verdict
 
-from tests.unit.conftest import LATENCY, SUCCESS, T0, World, check, spec_dict
+from tests.unit.conftest import LATENCY, LIMITS, SUCCESS, T0, World, check, spec_dict
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOT_PASS = (Verdict.FAIL, Verdict.INCONCLUSIVE)
@@ -32,6 +32,8 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     steps = draw(steps_strategy)
     needs_metrics = any("analysis" in s for s in steps)
     metrics = [SUCCESS, LATENCY] if needs_metrics else draw(st.sampled_from([[], [SUCCESS], [SUCCESS, LATENCY]]))
+    if metrics:  # promotion is judged at the final weight, so it must be above 0 (the parser insists)
+        steps.append({"setWeight": draw(st.integers(1, 100))})
     return spec_dict(steps, metrics, interval=f"{draw(st.integers(5, 60))}s",
                      failureLimit=draw(st.integers(1, 3)), inconclusiveLimit=draw(st.integers(1, 4)))
 
@@ -92,8 +94,9 @@ class Tick:
 
 def simulate(raw_spec: dict[str, Any], plan_moves: list[Move]) -> list[Tick]:
     """Run the moves against a simulated SeldonDeployment and return every tick."""
-    good = RolloutSpec.parse(raw_spec)
-    other = RolloutSpec.parse({**raw_spec, "candidate": {"modelUri": "file:///models/iris/3.0.0", "version": "3.0.0"}})
+    good = RolloutSpec.parse(raw_spec, LIMITS)
+    other = RolloutSpec.parse({**raw_spec, "candidate": {"modelUri": "file:///models/iris/3.0.0", "version": "3.0.0"}},
+                              LIMITS)
     spec: RolloutSpec | SpecError = good
     world, status, now, generation = World(), RolloutStatus(), T0, 1
     ticks = []
@@ -112,14 +115,16 @@ def simulate(raw_spec: dict[str, Any], plan_moves: list[Move]) -> list[Tick]:
         elif move.disturb == "good-spec" and isinstance(spec, SpecError):
             spec, generation = good, generation + 1
         checks = checks_for_tick(spec, status, now, move.verdicts) if isinstance(spec, RolloutSpec) else None
-        obs = Observations(target=world.observe(), checks=checks, action=move.action,
-                           provider_error="Prometheus unreachable" if move.provider_error else "")
+        if move.provider_error and isinstance(spec, RolloutSpec) and metrics_due(spec, status, now):
+            checks = tuple(check(m.name, Verdict.INCONCLUSIVE, message=f"{m.name}: Prometheus unreachable")
+                           for m in metrics_due(spec, status, now))
+        obs = Observations(target=world.observe(), checks=checks, action=move.action)
         plan = decide(spec, generation, status, obs, now)
         valid_spec = status.condition(ConditionType.SPEC_VALID)
         spec_fixed = isinstance(spec, RolloutSpec) and valid_spec is not None and valid_spec.reason == "InvalidSpec"
         ticks.append(Tick(status, obs, plan, spec, generation, now, spec_fixed))
-        if move.apply and isinstance(spec, RolloutSpec):
-            world.apply(plan.traffic, spec)
+        if move.apply:
+            world.apply(plan.traffic, plan.status.candidate_model_uri)
         status = round_trip(plan.status)
     return ticks
 
@@ -154,21 +159,52 @@ def test_traffic_weights_are_whole_percentages(run: tuple[dict[str, Any], list[M
             assert plan.traffic is None  # nothing is moved on a target the operator cannot see
 
 
+def _earned_at(spec: RolloutSpec, status: RolloutStatus, weight: int) -> bool:
+    """Every defined metric's latest record is a Pass with no streak, taken at ``weight`` over a window that
+    started once the candidate served that weight (spelled out here, not through the engine's own gate)."""
+    for metric in spec.analysis.metrics:
+        record = status.analysis.record(metric.name)
+        if (record is None or record.verdict is not Verdict.PASS or record.failures or record.inconclusive
+                or record.weight != weight or status.weight_since is None or record.window_start is None
+                or record.window_start < status.weight_since):
+            return False
+    return True
+
+
 @SETTINGS
 @given(st.one_of(runs, gate_runs))
 def test_never_promotes_over_a_failed_or_inconclusive_check(run: tuple[dict[str, Any], list[Move]]) -> None:
+    promoted = 0
     for tick in simulate(*run):
-        before, obs, plan = tick.before, tick.obs, tick.plan
-        promoting = plan.traffic is not None and plan.traffic.kind == "promote"
-        newly_succeeded = plan.status.phase is Phase.SUCCEEDED and before.phase is not Phase.SUCCEEDED
-        if promoting or newly_succeeded:
-            if before.phase is not None and not before.phase.terminal and obs.checks is not None:
+        before, obs, plan, spec = tick.before, tick.obs, tick.plan, tick.spec
+        decided = plan.status.promotion_started_at is not None and before.promotion_started_at is None \
+            and plan.status.revision == before.revision
+        if decided and isinstance(spec, RolloutSpec):
+            promoted += 1
+            if obs.checks is not None:
                 assert not [c for c in obs.checks if c.verdict in NOT_PASS]
+            assert _earned_at(spec, plan.status, plan.status.candidate_weight)
+            assert plan.status.candidate_weight > 0 or not spec.analysis.metrics
+        if plan.status.phase is Phase.SUCCEEDED and isinstance(spec, RolloutSpec):
             assert all(c.verdict is Verdict.PASS for c in plan.status.analysis.last_checks)
-            assert plan.status.analysis.consecutive_failures == 0
-            assert plan.status.analysis.consecutive_inconclusive == 0
-        if plan.status.phase is Phase.SUCCEEDED:
-            assert all(c.verdict is Verdict.PASS for c in plan.status.analysis.last_checks)
+
+
+@SETTINGS
+@given(st.one_of(runs, gate_runs))
+def test_the_weight_rises_only_when_every_metric_earned_it(run: tuple[dict[str, Any], list[Move]]) -> None:
+    for tick in simulate(*run):
+        before, obs, plan, spec = tick.before, tick.obs, tick.plan, tick.spec
+        if not isinstance(spec, RolloutSpec) or plan.traffic is None or plan.traffic.kind != "weight":
+            continue
+        observed = obs.target.candidate_weight if obs.target.candidate_ours else 0
+        if plan.traffic.candidate_weight <= observed or not spec.analysis.metrics:
+            continue
+        if plan.status.revision != before.revision or observed == 0:
+            # from 0: only a candidate that never served, or one whose every latest check passed
+            assert plan.status.serving_since is None or all(
+                r.verdict is Verdict.PASS for r in plan.status.analysis.last_checks)
+            continue
+        assert _earned_at(spec, plan.status, observed), (observed, plan.traffic, plan.status.analysis)
 
 
 @SETTINGS

@@ -19,14 +19,14 @@ class FakeEvents:
     def __init__(self) -> None:
         self.events: dict[str, dict[str, Any]] = {}
 
-    def create_namespaced_event(self, namespace: str, body: Any) -> Any:
+    def create_namespaced_event(self, namespace: str, body: Any, **_: Any) -> Any:
         name = f"digits.{len(self.events)}"
         self.events[name] = {"reason": body.reason, "message": body.message, "count": body.count,
                              "type": body.type, "involved": body.involved_object.uid}
         body.metadata = V1ObjectMeta(name=name, namespace=namespace)
         return body
 
-    def patch_namespaced_event(self, name: str, namespace: str, patch: dict[str, Any]) -> None:
+    def patch_namespaced_event(self, name: str, namespace: str, patch: dict[str, Any], **_: Any) -> None:
         if name not in self.events:
             raise ApiException(status=404, reason="Not Found")
         self.events[name]["count"] = patch["count"]

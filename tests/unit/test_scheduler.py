@@ -117,3 +117,44 @@ async def test_a_failing_tick_is_retried_after_backoff() -> None:
     async with running(TickScheduler(tick, error_backoff_s=0.05)) as scheduler:
         scheduler.notify("ns", "a")
         await until(lambda: calls == 2)
+
+
+@pytest.mark.asyncio
+async def test_a_tick_that_hangs_is_cut_at_its_deadline_and_never_delays_another_rollout() -> None:
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def tick(namespace: str, name: str) -> float | None:
+        calls.append(name)
+        if name == "slow-prometheus":
+            await release.wait()  # never set: a Prometheus that accepts connections and hangs
+        return 0.02
+
+    async with running(TickScheduler(tick, concurrency=2, tick_deadline_s=0.2)) as scheduler:
+        scheduler.notify("ns", "slow-prometheus")
+        scheduler.notify("ns", "rolling-back")
+        await until(lambda: calls.count("rolling-back") >= 5, timeout=1.0)  # while the other one hangs
+        await until(lambda: calls.count("slow-prometheus") >= 2, timeout=12.0)  # cut and scheduled again
+
+
+@pytest.mark.asyncio
+async def test_the_loop_survives_its_own_failure_and_keeps_ticking(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    async def tick(namespace: str, name: str) -> float | None:
+        calls.append(name)
+        return 0.02
+
+    scheduler = TickScheduler(tick, error_backoff_s=0.05)
+    original = scheduler._start_due
+    failures = iter([RuntimeError("dictionary changed size during iteration")])
+
+    def flaky() -> float:
+        for exc in failures:
+            raise exc
+        return original()
+
+    monkeypatch.setattr(scheduler, "_start_due", flaky)
+    async with running(scheduler):
+        scheduler.notify("ns", "a")
+        await until(lambda: len(calls) >= 3)

@@ -12,15 +12,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 from modelrollout.api import RolloutSpec
 from modelrollout.backends.seldon_v1 import (
+    OWNER_UID_ANNOTATION,
+    SVC_NAME_ANNOTATION,
     VERSION_ANNOTATION,
+    ForeignPredictorError,
     desired_predictors,
     model_node,
     observe_deployment,
 )
-from modelrollout.engine import TrafficChange
+from modelrollout.traffic import TrafficChange, TrafficTarget
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SPEC = RolloutSpec.parse(yaml.safe_load((EXAMPLES / "modelrollout.yaml").read_text())["spec"])
+_SPEC = RolloutSpec.parse(yaml.safe_load((EXAMPLES / "modelrollout.yaml").read_text())["spec"])
+SPEC = TrafficTarget(kind="SeldonDeployment", name=_SPEC.target.name, stable_predictor=_SPEC.stable_predictor,
+                     candidate_predictor=_SPEC.candidate.predictor_name, candidate_model_uri=_SPEC.candidate.model_uri,
+                     candidate_version=_SPEC.candidate.version, owner_uid="uid-1", owner_name="models/digits")
+OTHER = TrafficTarget(kind="SeldonDeployment", name=SPEC.name, stable_predictor="main",
+                      candidate_predictor="main-canary", candidate_model_uri="file:///models/digits/2.1.0",
+                      candidate_version="2.1.0", owner_uid="uid-2", owner_name="models/other")
 SDEP = yaml.safe_load((EXAMPLES / "seldondeployment.yaml").read_text())
 
 
@@ -47,9 +56,14 @@ def test_weight_change_is_idempotent() -> None:
     assert desired_predictors(once, SPEC, TrafficChange("weight", 50)) == once
 
 
-def test_promote_moves_the_model_to_stable_and_removes_candidate() -> None:
+def test_promotion_first_gives_stable_the_model_then_moves_traffic() -> None:
     staged = desired_predictors(predictors(), SPEC, TrafficChange("weight", 100))
-    out = desired_predictors(staged, SPEC, TrafficChange("promote"))
+    with pytest.raises(RuntimeError, match="does not serve"):
+        desired_predictors(staged, SPEC, TrafficChange("promote"))  # stable still on the old model
+    adopted = desired_predictors(staged, SPEC, TrafficChange("adopt"))
+    assert traffic(adopted) == traffic(staged)  # traffic stays until the stable predictor serves the model
+    assert model_node(adopted[0])["modelUri"] == "file:///models/digits/2.0.0"
+    out = desired_predictors(adopted, SPEC, TrafficChange("promote"))
     assert traffic(out) == {"main": 100}
     assert model_node(out[0])["modelUri"] == "file:///models/digits/2.0.0"
     obs = observe_deployment({"spec": {"predictors": out}}, SPEC)
@@ -60,6 +74,48 @@ def test_rollback_restores_stable() -> None:
     staged = desired_predictors(predictors(), SPEC, TrafficChange("weight", 50))
     out = desired_predictors(staged, SPEC, TrafficChange("rollback"))
     assert out == [{**predictors()[0], "traffic": 100}]
+
+
+def test_a_rollback_after_a_failed_promotion_restores_the_stable_model() -> None:
+    staged = desired_predictors(predictors(), SPEC, TrafficChange("weight", 50))
+    adopted = desired_predictors(staged, SPEC, TrafficChange("adopt"))
+    out = desired_predictors(adopted, SPEC, TrafficChange("rollback", restore_model_uri="file:///models/digits/1.0.0"))
+    assert traffic(out) == {"main": 100}
+    assert model_node(out[0])["modelUri"] == "file:///models/digits/1.0.0"
+    # someone else's later model on stable is left alone by a repeated rollback
+    out[0]["graph"]["modelUri"] = "file:///models/digits/3.0.0"
+    again = desired_predictors(out, SPEC, TrafficChange("rollback", restore_model_uri="file:///models/digits/1.0.0"))
+    assert model_node(again[0])["modelUri"] == "file:///models/digits/3.0.0"
+
+
+def test_the_candidate_carries_its_owner_and_drops_the_stable_service_name() -> None:
+    preds = predictors()
+    preds[0]["annotations"] = {SVC_NAME_ANNOTATION: "digits-main", "team": "ml"}
+    out = desired_predictors(preds, SPEC, TrafficChange("weight", 10))
+    annotations = out[1]["annotations"]
+    assert annotations[OWNER_UID_ANNOTATION] == "uid-1"
+    assert SVC_NAME_ANNOTATION not in annotations and annotations["team"] == "ml"
+    assert observe_deployment({"spec": {"predictors": out}}, SPEC).candidate_owned
+
+
+def test_a_predictor_the_rollout_did_not_create_is_never_taken_over() -> None:
+    preds = predictors()
+    preds[0]["traffic"] = 70
+    preds.append({**copy.deepcopy(preds[0]), "name": "main-candidate", "traffic": 30})  # made by a person
+    obs = observe_deployment({"spec": {"predictors": preds}}, SPEC)
+    assert obs.candidate_present and not obs.candidate_owned and not obs.candidate_ours
+    for change in (TrafficChange("weight", 10), TrafficChange("rollback"), TrafficChange("adopt")):
+        with pytest.raises(ForeignPredictorError):
+            desired_predictors(preds, SPEC, change)
+
+
+def test_a_second_rollout_on_the_same_stable_predictor_is_refused() -> None:
+    theirs = desired_predictors(predictors(), OTHER, TrafficChange("weight", 20))
+    obs = observe_deployment({"spec": {"predictors": theirs}}, SPEC)
+    assert obs.foreign_owner == "models/other"
+    with pytest.raises(ForeignPredictorError, match="models/other"):
+        desired_predictors(theirs, SPEC, TrafficChange("weight", 10))
+    assert desired_predictors(theirs, SPEC, TrafficChange("rollback")) == theirs  # nothing of ours to remove
 
 
 def test_other_predictors_keep_their_share_and_fields() -> None:

@@ -63,6 +63,21 @@ Checks the values that cannot work together; every template includes it so that 
 {{- if and .Values.serviceMonitor.enabled (eq (int .Values.metrics.port) 0) }}
 {{- fail "serviceMonitor.enabled needs the metrics endpoint: metrics.port must not be 0" }}
 {{- end }}
+{{- $interval := toString .Values.prometheus.scrapeInterval }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" $interval) }}
+{{- fail (printf "prometheus.scrapeInterval must be a duration such as 30s or 1m, not %q" $interval) }}
+{{- end }}
+{{- if regexMatch "^(0+(\\.0+)?(ms|s|m|h))+$" $interval }}
+{{- fail "prometheus.scrapeInterval must be above zero" }}
+{{- end }}
+{{- if not (kindIs "slice" .Values.prometheus.allowedUrls) }}
+{{- fail "prometheus.allowedUrls must be a list of URLs" }}
+{{- end }}
+{{- range .Values.prometheus.allowedUrls }}
+{{- if not (regexMatch "^https?://[^/\\s]+" (toString .)) }}
+{{- fail (printf "prometheus.allowedUrls: %q is not an http:// or https:// URL" (toString .)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -70,14 +85,20 @@ The rules for one namespace's ModelRollouts and Seldon deployments: exactly the 
 Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-scoped).
 */}}
 {{- define "modelrollout.namespacedRules" -}}
-# Kopf lists and watches rollouts; handlers read them (get) and clear a handled action annotation (patch).
+# Kopf lists and watches rollouts; handlers read them (get), clear a handled action annotation (patch), and
+# add and remove the operator's finalizer on them (patch or update of the main resource).
 - apiGroups: [modelrollout.dev]
   resources: [modelrollouts]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, update]
 # Rollout state is written to the status subresource with a merge patch.
 - apiGroups: [modelrollout.dev]
   resources: [modelrollouts/status]
   verbs: [patch]
+# The finalizers subresource: clusters running the OwnerReferencesPermissionEnforcement admission plugin ask
+# for it before finalizers or blocking owner references involving a rollout may be set.
+- apiGroups: [modelrollout.dev]
+  resources: [modelrollouts/finalizers]
+  verbs: [patch, update]
 # Metrics may reference a shared AnalysisTemplate, read by name when a check runs.
 - apiGroups: [modelrollout.dev]
   resources: [analysistemplates]
@@ -86,10 +107,11 @@ Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-
 - apiGroups: [machinelearning.seldon.io]
   resources: [seldondeployments]
   verbs: [get, update]
-# Events about rollouts (kubectl describe), from the operator and from Kopf.
+# Events about rollouts (kubectl describe), from the operator and from Kopf. A repeat of a recent Event is
+# merged into it by patching its count, as client-go's event correlator does.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, get, patch]
 {{- if and .Values.ha.enabled (not .Values.watch.clusterWide) }}
 # Kopf peering per namespace (cluster-wide mode uses ClusterKopfPeerings): each replica watches the peering
 # object and patches its own keep-alive into it; it never reads one by name.

@@ -5,11 +5,12 @@ judge is a new class and nothing else changes.
 """
 
 from .judge import Judge, ThresholdJudge
-from .prometheus import PrometheusProvider, parse_result
+from .prometheus import DEFAULT_MAX_WORKERS, PrometheusProvider, parse_result, shared_query_pool
 from .promql import (
     BUILTIN_QUERIES,
     REQUEST_COUNT_QUERY,
     REQUEST_METRIC,
+    SUCCESS_RATE_QUERY,
     VARIABLES,
     QueryError,
     QueryVariables,
@@ -21,8 +22,10 @@ from .sources import MetricProvider, StaticTemplates, TemplateSource
 
 __all__ = [
     "BUILTIN_QUERIES",
+    "DEFAULT_MAX_WORKERS",
     "REQUEST_COUNT_QUERY",
     "REQUEST_METRIC",
+    "SUCCESS_RATE_QUERY",
     "VARIABLES",
     "AnalysisContext",
     "CheckResult",
@@ -39,4 +42,5 @@ __all__ = [
     "provider_error",
     "render_query",
     "run_checks",
+    "shared_query_pool",
 ]

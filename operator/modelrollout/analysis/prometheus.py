@@ -1,28 +1,89 @@
 """The Prometheus metric provider: one instant query, one number, with errors a person can act on.
 
-The blocking HTTP client runs in a worker thread (``asyncio.to_thread``) so the operator's event loop
-never waits on Prometheus; every request has a timeout and transient failures a bounded number of retries.
+The blocking HTTP client runs on a bounded pool of worker threads of its own (``shared_query_pool``), not on
+the event loop's default executor: slow Prometheus calls can neither block the event loop nor take the
+threads Kubernetes I/O runs on. Every request has a timeout and transient failures a bounded number of
+retries.
+
+Nothing Prometheus (or whatever answers at its address) sends reaches status or Events: an error is
+described by its HTTP status code, or by the errno of a failed connection, in fixed words. The answer
+itself is logged at debug level only.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
+import logging
+import os
 import re
+import socket
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import requests
 
 from .result import QueryOutcome
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF_S = 0.25
+DEFAULT_MAX_WORKERS = 8  # Prometheus queries that run at once, across every provider sharing the pool
 
-_HTTP_ERROR = re.compile(r"HTTP Status Code (\d+) \((.*)\)\s*$", re.DOTALL)
-_OS_ERROR = re.compile(r"\[Errno -?\d+\][^'\")]*")
+# How prometheus-api-client words a non-200 answer: "HTTP Status Code 400 (b'<the body>')".
+_HTTP_STATUS = re.compile(r"HTTP Status Code (\d{3})\b")
+_ERRNO = re.compile(r"\[Errno (-?\d+)\]")
+
+# Fixed words for each HTTP status: nothing of the answer's body is repeated.
+_HTTP_PHRASES = {
+    400: "the query was rejected as invalid PromQL",
+    401: "the request was not authenticated",
+    403: "the request was not authorized",
+    404: "there is no Prometheus query API at this address",
+    422: "the query could not be executed",
+    429: "too many requests",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "the service is unavailable",
+    504: "gateway timeout",
+}
+
+# getaddrinfo's errors have negative errnos and no os.strerror text.
+_RESOLVER_ERRORS = {
+    getattr(socket, name): text for name, text in (
+        ("EAI_NONAME", "Name or service not known"),
+        ("EAI_AGAIN", "Temporary failure in name resolution"),
+        ("EAI_FAIL", "Non-recoverable failure in name resolution"),
+        ("EAI_NODATA", "No address associated with hostname"),
+        ("EAI_ADDRFAMILY", "Address family for hostname not supported"),
+    ) if hasattr(socket, name)
+}
+
+_shared_pool: ThreadPoolExecutor | None = None
+_shared_pool_size = 0
+_shared_pool_lock = threading.Lock()
+
+
+def shared_query_pool(max_workers: int | None = None) -> ThreadPoolExecutor:
+    """The worker threads every PrometheusProvider not given an executor of its own queries on.
+
+    Created on first use with ``max_workers`` threads (default ``DEFAULT_MAX_WORKERS``); asking for another
+    size replaces it: queries already running finish on the old pool, later ones use the new one.
+    """
+    global _shared_pool, _shared_pool_size
+    if max_workers is not None and max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1, not {max_workers}")
+    with _shared_pool_lock:
+        wanted = max_workers if max_workers is not None else (_shared_pool_size or DEFAULT_MAX_WORKERS)
+        if _shared_pool is None or wanted != _shared_pool_size:
+            if _shared_pool is not None:
+                _shared_pool.shutdown(wait=False)
+            _shared_pool = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="prometheus-query")
+            _shared_pool_size = wanted
+        return _shared_pool
 
 
 class PrometheusClient(Protocol):
@@ -32,18 +93,27 @@ class PrometheusClient(Protocol):
                      timeout: Any = None) -> Any: ...
 
 
+class _NoFreeWorker(Exception):
+    """The query waited its whole timeout for a worker thread and never started."""
+
+
 class PrometheusProvider:
-    """A MetricProvider backed by the Prometheus HTTP API (``PrometheusConnect.custom_query``)."""
+    """A MetricProvider backed by the Prometheus HTTP API (``PrometheusConnect.custom_query``).
+
+    ``executor`` runs the blocking calls; by default the pool shared by all providers (``shared_query_pool``).
+    """
 
     def __init__(self, address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
                  backoff_s: float = DEFAULT_BACKOFF_S, client: PrometheusClient | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 executor: Executor | None = None) -> None:
         self.address = address.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         self._client = client if client is not None else _connect(self.address, timeout_s)
         self._sleep = sleep
+        self._executor = executor
 
     async def query(self, promql: str) -> QueryOutcome:
         outcome = QueryOutcome.failed("no attempt made")
@@ -51,10 +121,8 @@ class PrometheusProvider:
             if attempt:
                 await self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                raw = await asyncio.wait_for(
-                    asyncio.to_thread(self._client.custom_query, promql, timeout=self.timeout_s),
-                    timeout=self.timeout_s + 1.0)  # the HTTP timeout fires first; this bounds the rest
-            except Exception as exc:  # the client raises many kinds; each becomes an error in words
+                raw = await self._call(promql)
+            except Exception as exc:  # the client raises many kinds; each becomes an error in fixed words
                 outcome, transient = self._describe(exc)
                 if not transient:
                     return outcome
@@ -62,26 +130,52 @@ class PrometheusProvider:
                 return parse_result(raw)
         return outcome
 
+    async def _call(self, promql: str) -> Any:
+        executor = self._executor if self._executor is not None else shared_query_pool()
+        started = threading.Event()
+
+        def call() -> Any:
+            started.set()
+            return self._client.custom_query(promql, timeout=self.timeout_s)
+
+        running = asyncio.get_running_loop().run_in_executor(executor, call)
+        try:
+            # The HTTP timeout fires first; this bounds the rest, and the wait for a free worker.
+            return await asyncio.wait_for(running, timeout=self.timeout_s + 1.0)
+        except TimeoutError:
+            if not started.is_set():
+                raise _NoFreeWorker() from None
+            raise
+
     def _describe(self, exc: Exception) -> tuple[QueryOutcome, bool]:
-        """The outcome for an exception, and whether trying again may help."""
+        """The outcome for an exception, and whether trying again may help.
+
+        The messages go to status and Events, so they hold the address, a status code or errno and fixed
+        words, never text the server sent; the exception itself is logged at debug level.
+        """
+        log.debug("query to Prometheus at %s failed: %s: %s", self.address, type(exc).__name__, exc)
+        if isinstance(exc, _NoFreeWorker):
+            return QueryOutcome.failed(f"no worker was free to query Prometheus at {self.address} within "
+                                       f"{self.timeout_s + 1.0:g}s (too many queries at once)"), True
         if isinstance(exc, requests.Timeout | TimeoutError):
             return QueryOutcome.failed(f"Prometheus at {self.address} did not answer within "
                                        f"{self.timeout_s:g}s"), True
         if isinstance(exc, requests.ConnectionError):
-            return QueryOutcome.failed(f"Prometheus unreachable at {self.address}: {_os_reason(exc)}"), True
+            return QueryOutcome.failed(f"Prometheus unreachable at {self.address}: {_connection_reason(exc)}"), True
+        if isinstance(exc, requests.exceptions.JSONDecodeError):
+            return QueryOutcome.failed(f"Prometheus at {self.address} answered with something that is not "
+                                       "JSON; is this a Prometheus query API?"), False
         if isinstance(exc, requests.RequestException):
-            return QueryOutcome.failed(f"request to Prometheus at {self.address} failed: {exc}"), True
-        match = _HTTP_ERROR.match(str(exc))
+            return QueryOutcome.failed(f"request to Prometheus at {self.address} failed "
+                                       f"({type(exc).__name__})"), True
+        match = _HTTP_STATUS.match(str(exc))
         if match is None:
-            return QueryOutcome.failed(f"unexpected answer from Prometheus at {self.address}: "
-                                       f"{type(exc).__name__}: {exc}"), False
+            return QueryOutcome.failed(f"unexpected answer from Prometheus at {self.address} "
+                                       f"({type(exc).__name__})"), False
         code = int(match.group(1))
-        error_type, error = _api_error(match.group(2))
-        if code in (400, 422) or error_type == "bad_data":
-            return QueryOutcome.failed(f"Prometheus rejected the query as invalid PromQL "
-                                       f"({error_type or f'HTTP {code}'}): {error}"), False
+        phrase = _HTTP_PHRASES.get(code) or ("the request was refused" if code < 500 else "server error")
         transient = code >= 500 or code == 429
-        return QueryOutcome.failed(f"Prometheus at {self.address} answered HTTP {code}: {error}"), transient
+        return QueryOutcome.failed(f"Prometheus at {self.address} answered HTTP {code}: {phrase}"), transient
 
 
 def parse_result(raw: Any) -> QueryOutcome:
@@ -98,30 +192,45 @@ def parse_result(raw: Any) -> QueryOutcome:
     series = raw[0]
     if not isinstance(series, dict) or "value" not in series:
         return QueryOutcome.failed("query returned a range vector; it must return one number (an instant vector)")
-    return _number(series["value"][1])
+    value = series["value"]
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return QueryOutcome.failed("query returned a sample that is not a [time, value] pair")
+    return _number(value[1])
 
 
 def _number(text: Any) -> QueryOutcome:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        return QueryOutcome.failed(f"query returned {text!r}, which is not a number")
+        log.debug("query returned %r, which is not a number", text)
+        return QueryOutcome.failed("query returned a value that is not a number")
     return QueryOutcome.number(value)
 
 
-def _api_error(body_repr: str) -> tuple[str, str]:
-    """errorType and error of a Prometheus API error body, from the client's repr of the response bytes."""
-    try:
-        body = ast.literal_eval(body_repr)
-        data = json.loads(body.decode() if isinstance(body, bytes) else body)
-        return str(data.get("errorType", "")), str(data.get("error", "")).strip()
-    except (ValueError, SyntaxError, AttributeError, UnicodeDecodeError):
-        return "", body_repr[:300]
+def _connection_reason(exc: BaseException) -> str:
+    """The errno of a failed connection in the operating system's words, or a fixed phrase."""
+    number = _errno(exc)
+    if number is None:
+        return "the connection failed"
+    text = os.strerror(number) if number > 0 else _RESOLVER_ERRORS.get(number, "name resolution failed")
+    return f"[Errno {number}] {text}"
 
 
-def _os_reason(exc: Exception) -> str:
-    match = _OS_ERROR.search(str(exc))
-    return match.group(0).strip() if match else str(exc)[:300]
+def _errno(exc: BaseException) -> int | None:
+    """The errno behind a connection error: requests wraps urllib3's errors, which wrap the OSError."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        number = getattr(current, "errno", None)
+        if isinstance(current, OSError) and isinstance(number, int) and number != 0:
+            return number
+        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__, *current.args))
+    match = _ERRNO.search(str(exc))  # an error rebuilt from text keeps only the words
+    return int(match.group(1)) if match else None
 
 
 def _connect(address: str, timeout_s: float) -> PrometheusClient:

@@ -25,20 +25,30 @@ REQUEST_METRIC = "seldon_api_executor_server_requests_seconds"
 _CANDIDATE = ('namespace="{{namespace}}",deployment_name="{{target}}",predictor_name="{{candidate}}",'
               'service="predictions"')
 _COUNT = REQUEST_METRIC + "_count{" + _CANDIDATE + "}[{{interval}}]"
-_SUCCESS_COUNT = REQUEST_METRIC + "_count{" + _CANDIDATE + ',code!~"5.."}[{{interval}}]'
+_ERROR_COUNT = REQUEST_METRIC + "_count{" + _CANDIDATE + ',code=~"5.."}[{{interval}}]'
 _BUCKETS = REQUEST_METRIC + "_bucket{" + _CANDIDATE + "}[{{interval}}]"
 
 
 def _quantile(q: str) -> str:
+    # No candidate series: empty; counters flat over the window: every bucket rate is 0 and the quantile NaN.
+    # Both are no data, never a pass.
     return f"histogram_quantile({q}, sum by (le) (rate({_BUCKETS})))"
 
 
-# Candidate requests in the window: the request-count template and the minRequests gate.
+# Candidate requests in the window: the request-count template and the minRequests gate. Empty when the
+# candidate has no series at all (the gate counts that as 0; the template is then inconclusive).
 REQUEST_COUNT_QUERY = f"sum(increase({_COUNT}))"
 
+# One minus the share of candidate requests that ended in a 5xx. The error count is 0 (`or vector(0)`)
+# when no request failed, because then there is no 5xx series to select; the division by all requests
+# keeps the result empty when the candidate has no series at all and NaN when its counters are flat, so
+# only-2xx gives 1, only-5xx gives 0 (a failure), and no requests give no data, never a pass.
+SUCCESS_RATE_QUERY = f"1 - ((sum(rate({_ERROR_COUNT})) or vector(0)) / sum(rate({_COUNT})))"
+
+# What each builtin answers for each traffic shape is checked by Prometheus's own engine: see
+# tests/unit/test_promql_rules.py (promtool test rules).
 BUILTIN_QUERIES: dict[str, str] = {
-    # Share of candidate requests that did not end in a 5xx; NaN (no data) when there were none.
-    "request-success-rate": f"sum(rate({_SUCCESS_COUNT})) / sum(rate({_COUNT}))",
+    "request-success-rate": SUCCESS_RATE_QUERY,
     "request-duration-p50": _quantile("0.5"),
     "request-duration-p90": _quantile("0.9"),
     "request-duration-p99": _quantile("0.99"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api import Metric, RolloutSpec, format_duration
@@ -13,25 +15,36 @@ from .promql import BUILTIN_QUERIES, REQUEST_COUNT_QUERY, QueryError, QueryVaria
 from .result import CheckResult, QueryOutcome, format_number
 from .sources import MetricProvider, TemplateSource
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class AnalysisContext:
-    """Who is being analysed: names for the query variables, and the default window."""
+    """Who is being analysed: names for the query variables, and the default query window."""
 
     namespace: str
     target: str  # SeldonDeployment name
     stable: str  # stable predictor name
     candidate: str  # candidate predictor name
-    interval_s: float  # analysis interval, the default query window
+    default_window_s: float  # how far back a metric without its own window reads (AnalysisSpec.default_window_s)
 
     @classmethod
     def from_spec(cls, spec: RolloutSpec, namespace: str) -> AnalysisContext:
         return cls(namespace=namespace, target=spec.target.name, stable=spec.stable_predictor,
-                   candidate=spec.candidate.predictor_name, interval_s=spec.analysis.interval_s)
+                   candidate=spec.candidate.predictor_name, default_window_s=spec.analysis.default_window_s)
+
+    def window_s(self, metric: Metric, windows: Mapping[str, float] | None = None) -> float:
+        """How far back this check of ``metric`` reads: the override in ``windows``, its own window, or the
+        default window."""
+        if windows is not None and metric.name in windows:
+            override = windows[metric.name]
+            # Below 1s (or not a number): 1s, PromQL's shortest window; never further back than allowed.
+            return override if math.isfinite(override) and override >= 1 else 1.0
+        return metric.window_s if metric.window_s is not None else self.default_window_s
 
     def variables(self, window_s: float | None = None) -> QueryVariables:
         return QueryVariables.for_window(self.namespace, self.target, self.stable, self.candidate,
-                                         self.interval_s if window_s is None else window_s)
+                                         self.default_window_s if window_s is None else window_s)
 
 
 @dataclass(frozen=True)
@@ -45,17 +58,22 @@ class _Gate:
 
 async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provider: MetricProvider,
                      templates: TemplateSource | None, judge: Judge | None = None,
-                     min_requests: int = 0) -> tuple[CheckResult, ...]:
-    """Check every metric once. Never raises: problems become Inconclusive results that say why."""
+                     min_requests: int = 0, windows: Mapping[str, float] | None = None) -> tuple[CheckResult, ...]:
+    """Check every metric once. Never raises: problems become Inconclusive results that say why.
+
+    ``windows`` (metric name -> seconds) replaces the window of the metrics it names for this run, e.g. a
+    window clipped so that it reads no samples from before the candidate served.
+    """
     if not metrics:
         return ()
-    # Count over the widest window any metric reads: the data those checks are judged on.
-    gate_window_s = max(m.window_s or context.interval_s for m in metrics)
-    gate = await _request_gate(context, provider, min_requests, gate_window_s)
+    windows_s = [context.window_s(m, windows) for m in metrics]
+    # Count over the widest window any check reads: the data those checks are judged on.
+    gate = await _request_gate(context, provider, min_requests, max(windows_s))
     if gate is not None:
-        return tuple(_gated(metric, context, gate) for metric in metrics)
+        return tuple(_gated(m, w, gate) for m, w in zip(metrics, windows_s, strict=True))
     chosen = judge if judge is not None else ThresholdJudge()
-    return tuple(await asyncio.gather(*(_check(m, context, provider, templates, chosen) for m in metrics)))
+    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen)
+                                        for m, w in zip(metrics, windows_s, strict=True))))
 
 
 async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int,
@@ -77,16 +95,15 @@ async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_
     return None
 
 
-def _gated(metric: Metric, context: AnalysisContext, gate: _Gate) -> CheckResult:
+def _gated(metric: Metric, window_s: float, gate: _Gate) -> CheckResult:
     return CheckResult(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
                        message=f"{metric.name}: {gate.reason} — inconclusive", query=gate.query,
-                       window=format_duration(metric.window_s or context.interval_s),
-                       min=metric.min, max=metric.max, error=gate.error)
+                       window=format_duration(window_s), min=metric.min, max=metric.max, error=gate.error)
 
 
-async def _check(metric: Metric, context: AnalysisContext, provider: MetricProvider,
+async def _check(metric: Metric, window_s: float, context: AnalysisContext, provider: MetricProvider,
                  templates: TemplateSource | None, judge: Judge) -> CheckResult:
-    window = format_duration(metric.window_s or context.interval_s)
+    window = format_duration(window_s)
 
     def inconclusive(message: str, query: str = "", error: str = "") -> CheckResult:
         return CheckResult(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
@@ -97,7 +114,7 @@ async def _check(metric: Metric, context: AnalysisContext, provider: MetricProvi
     if template is None:
         return inconclusive(problem, error=problem)
     try:
-        query = render_query(template, context.variables(metric.window_s))
+        query = render_query(template, context.variables(window_s))
     except QueryError as exc:
         return inconclusive(str(exc), error=str(exc))
     outcome = await _ask(provider, query)
@@ -129,7 +146,7 @@ async def _query_template(metric: Metric, context: AnalysisContext,
     try:
         found = await templates.get(context.namespace, ref)
     except Exception as exc:  # an API failure must not stop the other metrics
-        return None, f"AnalysisTemplate {ref!r} could not be read: {exc}"
+        return None, f"AnalysisTemplate {ref!r} could not be read: {_api_failure(exc)}"
     if found is None:
         return None, f"AnalysisTemplate {ref!r} not found in namespace {context.namespace}"
     return found, ""
@@ -140,3 +157,13 @@ async def _ask(provider: MetricProvider, query: str) -> QueryOutcome:
         return await provider.query(query)
     except Exception as exc:  # a provider should not raise; if one does, it is an error like any other
         return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
+
+
+def _api_failure(exc: Exception) -> str:
+    """A template source's failure in words for status. The text of an API error carries the response's
+    headers and body, so only its status code is kept; the whole error is logged at debug level."""
+    log.debug("reading an AnalysisTemplate failed", exc_info=exc)
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return f"the API server answered HTTP {status}"
+    return str(exc) or type(exc).__name__

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..api import RolloutSpec
-from ..engine import TargetObservation, TrafficChange
+from ..traffic import TargetObservation, TrafficChange, TrafficTarget
 
 
 class TargetNotFound(LookupError):
@@ -18,10 +17,13 @@ class TargetNotFound(LookupError):
 
 
 class TrafficBackend(Protocol):
-    async def observe(self, namespace: str, spec: RolloutSpec) -> TargetObservation:
+    async def observe(self, namespace: str, target: TrafficTarget) -> TargetObservation:
         """What the deployment looks like now: never raises for a missing target, reports it instead."""
         ...
 
-    async def apply(self, namespace: str, spec: RolloutSpec, change: TrafficChange) -> bool:
-        """Make the change true (idempotently); return whether anything had to be written."""
+    async def apply(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
+        """Make the change true (idempotently); return whether anything had to be written.
+
+        Raises LookupError (target or stable predictor gone), ForeignPredictorError (the write would
+        touch a predictor this rollout did not create) or RuntimeError (it could not be done now)."""
         ...

@@ -21,15 +21,23 @@ from typing import Any
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from ..api import SELDON_GROUP, SELDON_PLURAL, SELDON_VERSION, RolloutSpec
-from ..engine import TargetObservation, TrafficChange
+from ..api import SELDON_GROUP, SELDON_PLURAL, SELDON_VERSION
+from ..traffic import TargetObservation, TrafficChange, TrafficTarget
 
 VERSION_ANNOTATION = "modelrollout.dev/version"
-MANAGED_BY_ANNOTATION = "modelrollout.dev/candidate-of"
+MANAGED_BY_ANNOTATION = "modelrollout.dev/candidate-of"  # the stable predictor a candidate was copied from
+OWNER_UID_ANNOTATION = "modelrollout.dev/owner-uid"  # the ModelRollout that created the candidate
+OWNER_ANNOTATION = "modelrollout.dev/owner"  # its namespace/name, for people
 WEIGHT_ANNOTATION = "modelrollout.dev/weight"
+SVC_NAME_ANNOTATION = "seldon.io/svc-name"  # unique per predictor: Seldon's webhook refuses a copy of it
 CONFLICT_RETRIES = 8
+REQUEST_TIMEOUT_S = 10.0
 
 Predictor = dict[str, Any]
+
+
+class ForeignPredictorError(RuntimeError):
+    """The write would change a predictor this rollout did not create."""
 
 
 # ------------------------------------------------------------------ pure transformations
@@ -63,18 +71,36 @@ def _find(predictors: list[Predictor], name: str) -> Predictor | None:
     return next((p for p in predictors if p.get("name") == name), None)
 
 
-def observe_deployment(sdep: Mapping[str, Any] | None, spec: RolloutSpec) -> TargetObservation:
-    ref = f"SeldonDeployment {spec.target.name}"
+def _annotations(predictor: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (predictor or {}).get("annotations") or {}
+
+
+def owned_by(predictor: Mapping[str, Any] | None, uid: str) -> bool:
+    return predictor is not None and bool(uid) and _annotations(predictor).get(OWNER_UID_ANNOTATION) == uid
+
+
+def _foreign_owner(predictors: list[Predictor], target: TrafficTarget) -> str:
+    """The owner of another rollout's candidate copied from the same stable predictor ("" if none)."""
+    for predictor in predictors:
+        annotations = _annotations(predictor)
+        uid = annotations.get(OWNER_UID_ANNOTATION)
+        if uid and uid != target.owner_uid and annotations.get(MANAGED_BY_ANNOTATION) == target.stable_predictor:
+            return str(annotations.get(OWNER_ANNOTATION) or f"uid {uid}")
+    return ""
+
+
+def observe_deployment(sdep: Mapping[str, Any] | None, target: TrafficTarget) -> TargetObservation:
+    ref = f"SeldonDeployment {target.name}"
     if sdep is None:
         return TargetObservation(exists=False, error=f"{ref} not found")
     predictors = list((sdep.get("spec") or {}).get("predictors") or [])
-    stable = _find(predictors, spec.stable_predictor)
+    stable = _find(predictors, target.stable_predictor)
     if stable is None:
         names = ", ".join(str(p.get("name")) for p in predictors) or "none"
-        return TargetObservation(exists=True, error=f"stable predictor {spec.stable_predictor!r} not found in "
+        return TargetObservation(exists=True, error=f"stable predictor {target.stable_predictor!r} not found in "
                                                     f"{ref} (predictors: {names})")
-    candidate = _find(predictors, spec.candidate.predictor_name)
-    pool = _pool(predictors, {spec.stable_predictor, spec.candidate.predictor_name})
+    candidate = _find(predictors, target.candidate_predictor)
+    pool = _pool(predictors, {target.stable_predictor, target.candidate_predictor})
     reported = sdep.get("status") or {}
     return TargetObservation(
         exists=True,
@@ -84,6 +110,8 @@ def observe_deployment(sdep: Mapping[str, Any] | None, spec: RolloutSpec) -> Tar
         candidate_present=candidate is not None,
         candidate_weight=_weight_of(candidate, pool),
         candidate_model_uri=str(model_node(candidate).get("modelUri") or "") if candidate else "",
+        candidate_owned=candidate is None or owned_by(candidate, target.owner_uid),
+        foreign_owner=_foreign_owner(predictors, target),
         state=str(reported.get("state") or ""),
         state_message=str(reported.get("description") or ""),
     )
@@ -114,47 +142,73 @@ def _weight_of(candidate: Mapping[str, Any] | None, pool: int) -> int:
     return min(100, round(share * 100 / pool))
 
 
-def _candidate_from(stable: Predictor, spec: RolloutSpec) -> Predictor:
+def _candidate_from(stable: Predictor, target: TrafficTarget) -> Predictor:
     candidate = copy.deepcopy(stable)
-    candidate["name"] = spec.candidate.predictor_name
+    candidate["name"] = target.candidate_predictor
     candidate.pop("shadow", None)
-    model_node(candidate)["modelUri"] = spec.candidate.model_uri
-    annotations = dict(candidate.get("annotations") or {})
-    annotations[VERSION_ANNOTATION] = spec.candidate.version
-    annotations[MANAGED_BY_ANNOTATION] = spec.stable_predictor
+    model_node(candidate)["modelUri"] = target.candidate_model_uri
+    annotations = {k: v for k, v in _annotations(candidate).items()
+                   if k != SVC_NAME_ANNOTATION and not str(k).startswith("modelrollout.dev/")}
+    annotations[VERSION_ANNOTATION] = target.candidate_version
+    annotations[MANAGED_BY_ANNOTATION] = target.stable_predictor
+    annotations[OWNER_UID_ANNOTATION] = target.owner_uid
+    if target.owner_name:
+        annotations[OWNER_ANNOTATION] = target.owner_name
     candidate["annotations"] = annotations
     # Component specs name containers after graph nodes; the copy keeps them, so the same image serves.
     return candidate
 
 
-def desired_predictors(predictors: list[Predictor], spec: RolloutSpec, change: TrafficChange) -> list[Predictor]:
-    """The predictors list after the change; raises LookupError when the stable predictor is missing."""
+def desired_predictors(predictors: list[Predictor], target: TrafficTarget, change: TrafficChange) -> list[Predictor]:
+    """The predictors list after the change.
+
+    Raises LookupError when the stable predictor is missing and ForeignPredictorError when the change
+    would touch a candidate predictor this rollout did not create (checked on every write, under the
+    read's resourceVersion, so two rollouts racing for one target cannot both win).
+    """
     result = copy.deepcopy(predictors)
-    stable = _find(result, spec.stable_predictor)
+    stable = _find(result, target.stable_predictor)
     if stable is None:
-        raise LookupError(f"stable predictor {spec.stable_predictor!r} not found")
-    owned = {spec.stable_predictor, spec.candidate.predictor_name}
+        raise LookupError(f"stable predictor {target.stable_predictor!r} not found")
+    owned = {target.stable_predictor, target.candidate_predictor}
     pool = _pool(result, owned)
-    candidate = _find(result, spec.candidate.predictor_name)
+    candidate = _find(result, target.candidate_predictor)
+    if candidate is not None and not owned_by(candidate, target.owner_uid):
+        raise ForeignPredictorError(f"predictor {target.candidate_predictor!r} was not created by this rollout")
+    foreign = _foreign_owner(result, target)
+    if foreign and change.kind in ("weight", "adopt"):
+        raise ForeignPredictorError(f"ModelRollout {foreign} owns a candidate on stable predictor "
+                                    f"{target.stable_predictor!r}")
 
     if change.kind == "weight":
         if candidate is None:
-            candidate = _candidate_from(stable, spec)
+            candidate = _candidate_from(stable, target)
             result.insert(result.index(stable) + 1, candidate)
         else:  # keep the candidate's model in line with the spec, in case someone edited it
-            model_node(candidate)["modelUri"] = spec.candidate.model_uri
+            model_node(candidate)["modelUri"] = target.candidate_model_uri
         share = _share_of(change.candidate_weight, pool)
         candidate["traffic"] = share
-        annotations = candidate.get("annotations") or {}
-        candidate["annotations"] = {**annotations, WEIGHT_ANNOTATION: str(change.candidate_weight)}
+        candidate["annotations"] = {**_annotations(candidate), WEIGHT_ANNOTATION: str(change.candidate_weight)}
         stable["traffic"] = pool - share
         return result
 
-    if change.kind == "promote":
-        model_node(stable)["modelUri"] = spec.candidate.model_uri
-        stable["annotations"] = {**(stable.get("annotations") or {}), VERSION_ANNOTATION: spec.candidate.version}
-    result = [p for p in result if p.get("name") != spec.candidate.predictor_name]
-    stable = _find(result, spec.stable_predictor)
+    if change.kind == "adopt":
+        # The stable predictor takes the candidate's model; traffic stays as it is until it serves it.
+        model_node(stable)["modelUri"] = target.candidate_model_uri
+        stable["annotations"] = {**_annotations(stable), VERSION_ANNOTATION: target.candidate_version}
+        return result
+
+    if change.kind == "promote" and str(model_node(stable).get("modelUri") or "") != target.candidate_model_uri:
+        raise RuntimeError(f"stable predictor {target.stable_predictor!r} does not serve "
+                           f"{target.candidate_model_uri} yet; its traffic cannot move")
+    if change.kind == "rollback" and change.restore_model_uri \
+            and str(model_node(stable).get("modelUri") or "") == target.candidate_model_uri:
+        model_node(stable)["modelUri"] = change.restore_model_uri
+        stable["annotations"] = {k: v for k, v in _annotations(stable).items() if k != VERSION_ANNOTATION}
+    if candidate is None:
+        return result
+    result = [p for p in result if p.get("name") != target.candidate_predictor]
+    stable = _find(result, target.stable_predictor)
     assert stable is not None
     stable["traffic"] = pool
     return result
@@ -164,41 +218,44 @@ def desired_predictors(predictors: list[Predictor], spec: RolloutSpec, change: T
 
 
 class SeldonV1Backend:
-    def __init__(self, api_client: ApiClient) -> None:
+    def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self._api = CustomObjectsApi(api_client)
+        self.request_timeout_s = request_timeout_s
 
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = self._api.get_namespaced_custom_object(SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, name)
+            obj = self._api.get_namespaced_custom_object(SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, name,
+                                                         _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         return dict(obj)  # type: ignore[call-overload,no-any-return]
 
-    async def observe(self, namespace: str, spec: RolloutSpec) -> TargetObservation:
-        sdep = await asyncio.to_thread(self._get, namespace, spec.target.name)
-        return observe_deployment(sdep, spec)
+    async def observe(self, namespace: str, target: TrafficTarget) -> TargetObservation:
+        sdep = await asyncio.to_thread(self._get, namespace, target.name)
+        return observe_deployment(sdep, target)
 
-    def _apply_sync(self, namespace: str, spec: RolloutSpec, change: TrafficChange) -> bool:
+    def _apply_sync(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
         for _ in range(CONFLICT_RETRIES):
-            sdep = self._get(namespace, spec.target.name)
+            sdep = self._get(namespace, target.name)
             if sdep is None:
-                raise LookupError(f"SeldonDeployment {namespace}/{spec.target.name} not found")
+                raise LookupError(f"SeldonDeployment {namespace}/{target.name} not found")
             predictors = list(sdep.get("spec", {}).get("predictors") or [])
-            desired = desired_predictors(predictors, spec, change)
+            desired = desired_predictors(predictors, target, change)
             if desired == predictors:
                 return False
             sdep["spec"]["predictors"] = desired  # metadata.resourceVersion from the read guards the write
             try:
                 self._api.replace_namespaced_custom_object(
-                    SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, spec.target.name, sdep)
+                    SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, target.name, sdep,
+                    _request_timeout=self.request_timeout_s)
                 return True
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-        raise RuntimeError(f"SeldonDeployment {namespace}/{spec.target.name} kept changing under us: "
+        raise RuntimeError(f"SeldonDeployment {namespace}/{target.name} kept changing under us: "
                            f"{CONFLICT_RETRIES} conflicting writes in a row")
 
-    async def apply(self, namespace: str, spec: RolloutSpec, change: TrafficChange) -> bool:
-        return await asyncio.to_thread(self._apply_sync, namespace, spec, change)
+    async def apply(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
+        return await asyncio.to_thread(self._apply_sync, namespace, target, change)

@@ -1,0 +1,213 @@
+"""The per-metric ledger and the gate: which checks are due, what they earned, when they roll back.
+
+Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gate.py):
+- Every defined metric has its own latest record for this revision; a check of one metric never
+  changes another metric's record, and only a metric's own Pass clears its streaks.
+- A Pass counts for the gate ("fresh") only when its window started at or after the candidate began
+  serving at the current weight (and, on an analysis step, at or after the step began).
+- No check's window reaches back before this revision's candidate first served: the first check of a
+  metric is due one full window after that moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..api import Metric, Phase, RolloutSpec, StepKind
+from ..status import CheckRecord, ConditionType, RolloutStatus, Verdict
+from .context import ACTIVE_PHASES, Tick, current_step, step_metric_names, whole_seconds
+
+# ------------------------------------------------------------------ when checks run
+
+
+def metrics_due(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -> tuple[Metric, ...]:
+    """The metrics the handler must run before calling ``decide`` this tick (empty: none are due)."""
+    if not _analysing(status):
+        return ()
+    now = whole_seconds(now)
+    return tuple(m for m in spec.analysis.metrics if now >= next_check_at(spec, status, m))
+
+
+def next_check_at(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> dt.datetime:
+    """When this metric is next checked: every interval, and as soon as a full window at the current
+    weight exists when its latest record does not count for the gate yet; never before one full window
+    of this revision's candidate serving."""
+    assert status.serving_since is not None
+    window = dt.timedelta(seconds=spec.analysis.window_s(metric))
+    first = status.serving_since + window
+    record = status.analysis.record(metric.name)
+    if record is None or record.at is None:
+        return first
+    due = max(first, record.at + dt.timedelta(seconds=spec.analysis.interval_s))
+    bound = fresh_bound(spec, status, metric.name)
+    if not is_fresh_pass(spec, status, metric.name) and bound is not None:
+        fresh_at = bound + window
+        if fresh_at > record.at:
+            due = min(due, max(first, fresh_at))
+    return due
+
+
+def next_due(spec: RolloutSpec, status: RolloutStatus) -> dt.datetime | None:
+    if not _analysing(status) or not spec.analysis.metrics:
+        return None
+    return min(next_check_at(spec, status, m) for m in spec.analysis.metrics)
+
+
+def _analysing(status: RolloutStatus) -> bool:
+    """Checks run while the candidate serves traffic in an active phase and no promotion write began."""
+    if status.phase not in ACTIVE_PHASES or status.promotion_started_at is not None:
+        return False
+    return status.weight_since is not None and status.serving_since is not None and status.candidate_weight > 0
+
+
+def window_start(spec: RolloutSpec, metric: Metric, now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(seconds=spec.analysis.window_s(metric))
+
+
+# ------------------------------------------------------------------ what counts for the gate
+
+
+def fresh_bound(spec: RolloutSpec, status: RolloutStatus, metric: str) -> dt.datetime | None:
+    """A Pass of this metric counts only if its window starts at or after this (None: nothing counts)."""
+    bound = status.weight_since
+    if bound is None:
+        return None
+    step = current_step(spec, status)
+    if (status.phase is Phase.PROGRESSING and step is not None and step.kind is StepKind.ANALYSIS
+            and metric in step_metric_names(spec, step) and status.step_started_at is not None):
+        bound = max(bound, status.step_started_at)
+    return bound
+
+
+def is_fresh_pass(spec: RolloutSpec, status: RolloutStatus, metric: str) -> bool:
+    record = status.analysis.record(metric)
+    bound = fresh_bound(spec, status, metric)
+    return (record is not None and bound is not None and record.verdict is Verdict.PASS
+            and record.weight == status.candidate_weight and record.window_start is not None
+            and record.window_start >= bound)
+
+
+def unearned(spec: RolloutSpec, status: RolloutStatus, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The metrics (all defined ones unless named) without a fresh Pass at the current weight."""
+    wanted = names if names is not None else tuple(m.name for m in spec.analysis.metrics)
+    return tuple(n for n in wanted if not is_fresh_pass(spec, status, n))
+
+
+def gate_open(spec: RolloutSpec, status: RolloutStatus) -> bool:
+    """The candidate may get more traffic (or be promoted): every metric passed at the current weight."""
+    return not unearned(spec, status)
+
+
+def describe_unearned(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime,
+                      names: tuple[str, ...] | None = None) -> str:
+    """Why the gate is closed, metric by metric, in words."""
+    parts = []
+    for name in unearned(spec, status, names):
+        record = status.analysis.record(name)
+        metric = spec.analysis.metric(name)
+        if status.weight_since is None:
+            parts.append(f"{name}: the candidate is not serving at {status.candidate_weight}% yet")
+        elif record is not None and record.verdict is not Verdict.PASS:
+            parts.append(record.message)
+        elif metric is not None and status.serving_since is not None:
+            wait = max(0, int((next_check_at(spec, status, metric) - now).total_seconds()))
+            parts.append(f"{name}: waiting for a check over a full window at {status.candidate_weight}% "
+                         f"(in {wait}s)")
+        else:
+            parts.append(f"{name}: not checked yet")
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ recording results
+
+
+def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[str, str]:
+    """Fold this tick's check results into the ledger. Returns (reason, message) of a rollback, or
+    ("", "") when the results do not roll the candidate back."""
+    checks = [c for c in tick.obs.checks or () if spec.analysis.metric(c.metric) is not None]
+    defined = {m.name for m in spec.analysis.metrics}
+    ledger = {r.metric: r for r in tick.status.analysis.last_checks if r.metric in defined}
+    for check in checks:
+        metric = spec.analysis.metric(check.metric)
+        assert metric is not None
+        previous = ledger.get(check.metric)
+        failures = previous.failures if previous else 0
+        inconclusive = previous.inconclusive if previous else 0
+        if check.verdict is Verdict.PASS:
+            failures = inconclusive = 0
+        elif check.verdict is Verdict.FAIL:
+            failures += 1
+        else:
+            inconclusive += 1
+        ledger[check.metric] = CheckRecord(
+            metric=check.metric, verdict=check.verdict, value=check.value, message=check.message,
+            query=check.query, window=check.window, min=check.min, max=check.max, at=tick.now,
+            window_start=window_start(spec, metric, tick.now), weight=tick.status.candidate_weight,
+            failures=failures, inconclusive=inconclusive)
+    order = [m.name for m in spec.analysis.metrics if m.name in ledger]
+    records = tuple(ledger[n] for n in order)
+    last_run = tick.now if checks else tick.status.analysis.last_run_at
+    tick.update(analysis=type(tick.status.analysis)(last_run_at=last_run, last_checks=records))
+    if not checks:
+        return "", ""
+    return _judge_streaks(tick, spec, checks_now=tuple(ledger[c.metric] for c in checks))
+
+
+def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) -> tuple[str, str]:
+    limits = spec.analysis
+    records = tick.status.analysis.last_checks
+    failing = [r for r in records if r.failures >= limits.failure_limit]
+    blind = [r for r in records if r.inconclusive >= limits.inconclusive_limit]
+    _conditions(tick)
+    if failing:
+        detail = "; ".join(f"{r.message} ({r.failures} consecutive failed checks since its last pass)"
+                           for r in failing)
+        return "AnalysisFailed", f"Rolled back {spec.candidate.version}: {detail}; failureLimit {limits.failure_limit}."
+    if blind:
+        detail = "; ".join(f"{r.message} ({r.inconclusive} consecutive inconclusive checks since its last pass)"
+                           for r in blind)
+        return "AnalysisInconclusive", (f"Rolled back {spec.candidate.version}: analysis was inconclusive and "
+                                        f"no data is never a pass: {detail}; inconclusiveLimit "
+                                        f"{limits.inconclusive_limit}.")
+    _report(tick, spec, checks_now)
+    return "", ""
+
+
+def _report(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) -> None:
+    """Conditions and Events for a tick whose checks did not roll back."""
+    limits = spec.analysis
+    failed = [r for r in checks_now if r.verdict is Verdict.FAIL]
+    blind = [r for r in checks_now if r.verdict is Verdict.INCONCLUSIVE]
+    if failed:
+        tick.emit("Warning", "AnalysisFailed",
+                  f"Analysis of {spec.candidate.version} failed; the weight holds until each metric passes "
+                  f"again (rollback at failureLimit {limits.failure_limit}): "
+                  + "; ".join(f"{r.message} ({r.failures} since its last pass)" for r in failed) + ".")
+    if blind:
+        tick.emit("Warning", "AnalysisInconclusive",
+                  f"Analysis of {spec.candidate.version} was inconclusive; the weight holds (rollback at "
+                  f"inconclusiveLimit {limits.inconclusive_limit}): "
+                  + "; ".join(f"{r.message} ({r.inconclusive} since its last pass)" for r in blind) + ".")
+    records = tick.status.analysis.last_checks
+    if not failed and not blind and all(r.verdict is Verdict.PASS for r in records) and tick.initial_healthy != "True":
+        tick.emit("Normal", "AnalysisPassed", f"All {len(records)} metric(s) of {spec.candidate.version} "
+                  "passed their latest check.")
+
+
+def _conditions(tick: Tick) -> None:
+    """AnalysisHealthy from the ledger: False if a metric's latest check failed, Unknown if one had no
+    answer, True when every checked metric's latest check passed."""
+    records = tick.status.analysis.last_checks
+    not_passing = [r for r in records if r.verdict is Verdict.FAIL]
+    unknown = [r for r in records if r.verdict is Verdict.INCONCLUSIVE]
+    if not_passing:
+        tick.condition(ConditionType.HEALTHY, "False", "ChecksFailed", "; ".join(r.message for r in not_passing))
+    elif unknown:
+        tick.condition(ConditionType.HEALTHY, "Unknown", "ChecksInconclusive", "; ".join(r.message for r in unknown))
+    else:
+        tick.condition(ConditionType.HEALTHY, "True", "ChecksPassed", "; ".join(r.message for r in records))
+
+
+def blocking_verdicts(status: RolloutStatus) -> str:
+    """Latest records that are not a Pass, in words ("" when every record passed)."""
+    return "; ".join(r.message for r in status.analysis.last_checks if r.verdict is not Verdict.PASS)

@@ -1,0 +1,209 @@
+"""Steps: setWeight, pause and analysis, and the serving clock they run on.
+
+Clocks count from when the target *serves* the candidate at the step's weight (``weight_since``), not
+from when the spec asked for it: a pause that ran out while the deployment was still starting would
+otherwise move on with nothing observed. A setWeight that raises the weight needs the gate: every
+metric's latest check a Pass over a full window at the current weight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..api import Phase, RolloutSpec, Step, StepKind
+from ..status import ConditionType
+from ..traffic import TrafficChange
+from . import gate, promotion
+from .context import (
+    Tick,
+    current_step,
+    desired_weight,
+    seconds_between,
+    step_label,
+    step_metric_names,
+    step_started_message,
+)
+
+
+def track_serving(tick: Tick, spec: RolloutSpec) -> None:
+    """Update the serving clocks and the observed weight from this tick's observation."""
+    target = tick.target
+    status = tick.status
+    observed = target.candidate_weight if target.ready and target.candidate_ours else 0
+    serving = (target.ready and target.serving and target.candidate_ours and observed > 0
+               and target.candidate_model_uri in ("", spec.candidate.model_uri))
+    if serving:
+        same = status.weight_since is not None and status.candidate_weight == observed
+        tick.update(serving_since=status.serving_since or tick.now,
+                    weight_since=status.weight_since if same else tick.now)
+    else:
+        tick.update(weight_since=None)
+    tick.update(candidate_weight=observed)
+
+
+def run_steps(tick: Tick, spec: RolloutSpec) -> None:
+    """Work through steps until one has to wait; at most one pass over the list per tick."""
+    for _ in range(len(spec.steps) + 1):
+        step = current_step(spec, tick.status)
+        if step is None:
+            _steps_finished(tick, spec)
+            return
+        if step.kind is StepKind.SET_WEIGHT:
+            done = _set_weight_step(tick, spec, step)
+        elif step.kind is StepKind.PAUSE:
+            done = _pause_step(tick, spec, step)
+        else:
+            done = _analysis_step(tick, spec, step)
+        if not done:
+            return
+        advance(tick, spec)
+
+
+def _steps_finished(tick: Tick, spec: RolloutSpec) -> None:
+    """Promotion needs every metric to pass over a full window at the final weight; until then the
+    candidate holds it (and analysis goes on, so a failing one still rolls back at the limit)."""
+    final = desired_weight(spec, len(spec.steps) - 1)
+    if spec.analysis.metrics and not _earned(tick, spec, final):
+        why = gate.describe_unearned(spec, tick.status, tick.now)
+        hold(tick, spec, final)
+        _holding(tick, spec, f"All steps done; promotion of {spec.candidate.version} waits for every metric to "
+                             f"pass at {final}%: {why}")
+        return
+    promotion.begin(tick, spec, requested=False)
+    promotion.promote(tick, spec)
+
+
+def advance(tick: Tick, spec: RolloutSpec) -> None:
+    index = tick.status.step_index + 1
+    tick.update(step_index=index, step_started_at=tick.now)
+    tick.condition(ConditionType.PROGRESSING, "True", "StepAdvanced", f"Step {step_label(spec, index)} started.")
+    if index < len(spec.steps):
+        tick.emit("Normal", "StepStarted", step_started_message(spec, index))
+
+
+def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
+    weight = step.weight or 0
+    status = tick.status
+    if weight_in_place(tick, spec, weight):
+        tick.emit("Normal", "WeightSet",
+                  f"Candidate {spec.candidate.version} now serves {weight}% of traffic "
+                  f"(stable {spec.stable_predictor} {100 - weight}%).")
+        return True
+    before = desired_weight(spec, status.step_index - 1) if status.step_index > 0 else 0
+    if weight > status.candidate_weight and not may_raise(tick, spec):
+        why = gate.describe_unearned(spec, tick.status, tick.now) or gate.blocking_verdicts(tick.status)
+        hold(tick, spec, before)
+        _holding(tick, spec, f"Step {step_label(spec, status.step_index)}: holding {spec.candidate.version} at "
+                             f"{tick.status.candidate_weight}% before {weight}%: {why}")
+        return False
+    tick.ask(TrafficChange("weight", weight))
+    tick.update(message=f"Step {step_label(spec, status.step_index)}: shifting {weight}% of "
+                        f"traffic to {spec.candidate.version}")
+    return False
+
+
+def _earned(tick: Tick, spec: RolloutSpec, weight: int) -> bool:
+    return tick.status.candidate_weight == weight and gate.gate_open(spec, tick.status)
+
+
+def may_raise(tick: Tick, spec: RolloutSpec) -> bool:
+    """Whether the candidate may get more than it serves now. From a weight above 0: only when every metric
+    passed over a full window at that weight. From 0: when it never served in this revision (nothing could
+    be measured), or every metric's latest check passed (it vanished and comes back)."""
+    status = tick.status
+    if not spec.analysis.metrics:
+        return True
+    if status.candidate_weight == 0:
+        return status.serving_since is None or not gate.blocking_verdicts(status)
+    return gate.gate_open(spec, status)
+
+
+def _holding(tick: Tick, spec: RolloutSpec, message: str) -> None:
+    tick.update(message=message)
+    tick.condition(ConditionType.PROGRESSING, "True", "AwaitingAnalysis", message)
+    _wake_for_checks(tick, spec)
+
+
+def _pause_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
+    label = step_label(spec, tick.status.step_index)
+    weight = desired_weight(spec, tick.status.step_index)
+    if step.duration_s is None:
+        hold(tick, spec, weight)
+        tick.update(phase=Phase.PAUSED)
+        paused(tick, spec)
+        return False
+    started = serving_clock_start(tick, spec)
+    if started is None:
+        hold(tick, spec, weight)
+        tick.update(message=f"Step {label}: the {step.duration_s:g}s pause starts once the candidate serves "
+                            f"{weight}%")
+        return False
+    ends = started + dt.timedelta(seconds=step.duration_s)
+    if tick.now >= ends:
+        return True
+    hold(tick, spec, weight)
+    remaining = seconds_between(tick.now, ends)
+    tick.wake_within(remaining)
+    # No countdown in the message: status changes only when something a reader needs changes.
+    tick.update(message=f"Step {label}: pausing until {ends.strftime('%H:%M:%SZ')} with candidate "
+                        f"{spec.candidate.version} at {weight}%")
+    return False
+
+
+def serving_clock_start(tick: Tick, spec: RolloutSpec) -> dt.datetime | None:
+    """When the current step's clock started: the later of the step's start and the moment the candidate
+    served the step's weight; None while it does not serve it yet."""
+    status = tick.status
+    started = status.step_started_at or tick.now
+    if desired_weight(spec, status.step_index) == 0:
+        return started
+    if status.weight_since is None or status.candidate_weight != desired_weight(spec, status.step_index):
+        return None
+    return max(started, status.weight_since)
+
+
+def _analysis_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
+    label = step_label(spec, tick.status.step_index)
+    names = step_metric_names(spec, step)
+    hold(tick, spec, desired_weight(spec, tick.status.step_index))
+    missing = gate.unearned(spec, tick.status, names)
+    if not missing:
+        passed = "; ".join(r.message for r in tick.status.analysis.last_checks if r.metric in names)
+        tick.emit("Normal", "AnalysisStepPassed", f"Step {label}: all {len(names)} metric(s) passed ({passed}).")
+        return True
+    why = gate.describe_unearned(spec, tick.status, tick.now, names)
+    tick.update(message=f"Step {label}: analysis of {', '.join(names)} over a full window in this step: {why}")
+    _wake_for_checks(tick, spec)
+    return False
+
+
+def paused(tick: Tick, spec: RolloutSpec) -> None:
+    label = step_label(spec, tick.status.step_index)
+    tick.update(message=f"Paused at step {label} with {spec.candidate.version} at "
+                        f"{tick.status.candidate_weight}%; resume to continue")
+    tick.condition(ConditionType.PROGRESSING, "False", "Paused", tick.status.message)
+
+
+def hold(tick: Tick, spec: RolloutSpec, weight: int) -> None:
+    """Correct drift while steps wait: the candidate keeps the weight the steps gave it so far. A weight
+    lowered by someone else goes back up only as a step would: when it is earned at the lower weight."""
+    if weight_in_place(tick, spec, weight):
+        return
+    if weight > tick.status.candidate_weight and not may_raise(tick, spec):
+        return
+    tick.ask(TrafficChange("weight", weight))
+
+
+def weight_in_place(tick: Tick, spec: RolloutSpec, weight: int) -> bool:
+    target = tick.target
+    if target.candidate_present and target.candidate_model_uri not in ("", spec.candidate.model_uri):
+        return False  # a predictor left over from an earlier candidate still serves the old model
+    if weight == 0:
+        return tick.status.candidate_weight == 0
+    return target.candidate_ours and tick.status.candidate_weight == weight
+
+
+def _wake_for_checks(tick: Tick, spec: RolloutSpec) -> None:
+    due = gate.next_due(spec, tick.status)
+    if due is not None:
+        tick.wake_within(seconds_between(tick.now, due))

@@ -1,0 +1,196 @@
+"""One tick of one rollout: read, observe, measure, decide, then write in the order that is safe.
+
+The write order is the point of this module:
+1. the finalizer, if the plan has traffic at stake (before anything that a deletion would have to undo);
+2. the status (the decision on record, conditional on the resourceVersion that was read);
+3. the traffic change;
+4. Events, and the removal of a handled action annotation;
+5. the finalizer's removal once nothing is at stake.
+A crash or a conflict between any two of these leaves a status from which the next tick completes the
+decision (a rollback stays a rollback, a promotion goes on) and never undoes it.
+
+Every dependency comes in through the constructor, so the whole pipeline runs against fakes in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .analysis import AnalysisContext, CheckResult, MetricProvider, TemplateSource, run_checks
+from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
+from .backends import TrafficBackend
+from .backends.seldon_v1 import ForeignPredictorError
+from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
+from .status import RolloutStatus, Verdict
+from .traffic import TargetObservation, TrafficTarget
+
+ACTION_ANNOTATION = f"{GROUP}/action"
+FINALIZER = f"{GROUP}/rollback"  # held while a rollout has traffic at stake: deletion rolls it back first
+ERROR_BACKOFF_S = 5.0
+ANALYSIS_DEADLINE_S = 20.0
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): read it again and decide again."""
+
+
+class RolloutStore(Protocol):
+    """ModelRollout objects as the reconciler reads and writes them."""
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def write_status(self, namespace: str, name: str, resource_version: str,
+                           status: dict[str, Any]) -> str:
+        """Replace the status if the object is still at resource_version (else raise Conflict); return the
+        new resourceVersion."""
+        ...
+
+    async def set_finalizers(self, namespace: str, name: str, resource_version: str,
+                             finalizers: list[str]) -> str: ...
+
+    async def clear_action(self, namespace: str, name: str, action: str) -> None:
+        """Remove the action annotation if it still holds ``action`` (a newer request is kept)."""
+        ...
+
+
+class EventSink(Protocol):
+    async def post(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class TickStats:
+    """What the last tick did, for telemetry."""
+
+    checks: tuple[CheckResult, ...] = ()
+    traffic_kind: str = ""
+    provider_error: bool = False
+
+
+@dataclass
+class Reconciler:
+    store: RolloutStore
+    backends: Mapping[str, TrafficBackend]
+    events: EventSink
+    templates: TemplateSource
+    provider_for: Callable[[str], MetricProvider]
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    analysis_deadline_s: float = ANALYSIS_DEADLINE_S
+    on_plan: Callable[[str, str, Plan, TickStats], None] | None = None
+
+    async def tick(self, namespace: str, name: str) -> float | None:
+        """One reconcile step; seconds until the next, or None when the rollout no longer exists."""
+        obj = await self.store.get(namespace, name)
+        if obj is None:
+            return None
+        metadata = obj.get("metadata") or {}
+        generation = int(metadata.get("generation") or 0)
+        status = RolloutStatus.from_dict(obj.get("status"))
+        action = (metadata.get("annotations") or {}).get(ACTION_ANNOTATION)
+        deleting = bool(metadata.get("deletionTimestamp"))
+        uid = str(metadata.get("uid") or "")
+        now = self.clock()
+        spec: RolloutSpec | SpecError
+        try:
+            spec = RolloutSpec.parse(obj.get("spec") or {}, self.limits)
+        except SpecError as exc:
+            spec = exc
+
+        observed_at = _traffic_target(spec, status, uid, f"{namespace}/{name}")
+        backend = self.backends.get(observed_at.kind) if observed_at is not None else None
+        target = TargetObservation(exists=False)
+        if backend is not None and observed_at is not None:
+            target = await backend.observe(namespace, observed_at)
+        checks: tuple[CheckResult, ...] | None = None
+        if not isinstance(spec, SpecError) and target.ready and target.serving and not deleting:
+            due = metrics_due(spec, status, now)
+            if due:
+                checks = await self._measure(spec, namespace, due)
+        plan = decide(spec, generation, status, Observations(target=target, checks=checks, action=action,
+                                                             deleting=deleting), now)
+        return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks)
+
+    async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...]) -> tuple[CheckResult, ...]:
+        provider = self.provider_for(spec.analysis.prometheus_address or self.limits.default_prometheus)
+        try:
+            return await asyncio.wait_for(
+                run_checks(due, AnalysisContext.from_spec(spec, namespace), provider, self.templates,
+                           min_requests=spec.analysis.min_requests),
+                timeout=self.analysis_deadline_s)
+        except TimeoutError:
+            problem = f"the analysis did not finish within {self.analysis_deadline_s:g}s"
+            return tuple(CheckResult(metric=m.name, verdict=Verdict.INCONCLUSIVE, value=None,
+                                     message=f"{m.name}: {problem} — inconclusive", error=problem,
+                                     min=m.min, max=m.max) for m in due)
+
+    async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
+                         action: str | None, uid: str, checks: tuple[CheckResult, ...] | None) -> float:
+        metadata = obj.get("metadata") or {}
+        version = str(metadata.get("resourceVersion") or "")
+        finalizers = list(metadata.get("finalizers") or [])
+        deleting = bool(metadata.get("deletionTimestamp"))
+        if plan.needs_finalizer and FINALIZER not in finalizers and not deleting:
+            finalizers.append(FINALIZER)
+            version = await self.store.set_finalizers(namespace, name, version, finalizers)
+        if plan.status != before:
+            version = await self.store.write_status(namespace, name, version, plan.status.to_dict())
+        stats = TickStats(checks=checks or (), provider_error=any(c.error for c in checks or ()))
+        if plan.traffic is not None:
+            acting_on = _traffic_target(None, plan.status, uid, f"{namespace}/{name}")
+            backend = self.backends.get(acting_on.kind) if acting_on is not None else None
+            if backend is None or acting_on is None:
+                log.warning("%s/%s: no traffic backend for the recorded target; nothing applied", namespace, name)
+            else:
+                try:
+                    if await backend.apply(namespace, acting_on, plan.traffic):
+                        stats.traffic_kind = plan.traffic.kind
+                except ForeignPredictorError as exc:
+                    await self.events.post(obj, "Warning", "TrafficRefused",
+                                           f"Did not apply {plan.traffic.kind} to {acting_on.kind}/{acting_on.name}: "
+                                           f"{exc}; it is left as it is.")
+                    return ERROR_BACKOFF_S
+                except (LookupError, RuntimeError) as exc:
+                    # The decision is on record; the next tick asks for the same change again.
+                    await self.events.post(obj, "Warning", "TrafficUpdateFailed",
+                                           f"Could not apply {plan.traffic.kind} to {acting_on.kind}/{acting_on.name}: "
+                                           f"{exc}")
+                    return ERROR_BACKOFF_S
+        for event in plan.events:
+            await self.events.post(obj, event.type, event.reason, event.message)
+        if plan.clear_action and action is not None:
+            await self.store.clear_action(namespace, name, action)
+        if not plan.needs_finalizer and FINALIZER in finalizers:
+            await self.store.set_finalizers(namespace, name, version, [f for f in finalizers if f != FINALIZER])
+        if self.on_plan is not None:
+            self.on_plan(namespace, name, plan, stats)
+        return plan.requeue_after
+
+
+def _traffic_target(spec: RolloutSpec | SpecError | None, status: RolloutStatus, uid: str,
+                    owner: str) -> TrafficTarget | None:
+    """What traffic writes act on: the names the revision recorded while one is on record, else the spec's."""
+    recorded = bool(status.target_name) and (
+        spec is None or isinstance(spec, SpecError) or status.phase in ACTIVE_PHASES
+        or (status.phase is not None and status.phase.terminal and _same_candidate(spec, status)))
+    if recorded:
+        return TrafficTarget(kind=status.target_kind or "SeldonDeployment", name=status.target_name,
+                             stable_predictor=status.stable_predictor, candidate_predictor=status.candidate_predictor,
+                             candidate_model_uri=status.candidate_model_uri,
+                             candidate_version=status.candidate_version, owner_uid=uid, owner_name=owner)
+    if spec is None or isinstance(spec, SpecError):
+        return None
+    return TrafficTarget(kind=spec.target.kind, name=spec.target.name, stable_predictor=spec.stable_predictor,
+                         candidate_predictor=spec.candidate.predictor_name,
+                         candidate_model_uri=spec.candidate.model_uri, candidate_version=spec.candidate.version,
+                         owner_uid=uid, owner_name=owner)
+
+
+def _same_candidate(spec: RolloutSpec, status: RolloutStatus) -> bool:
+    return (spec.candidate.version, spec.candidate.model_uri) == (status.candidate_version, status.candidate_model_uri)

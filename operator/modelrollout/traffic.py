@@ -1,0 +1,87 @@
+"""The traffic contract between the engine and the traffic backends, in neutral terms.
+
+The engine reads a ``TargetObservation`` and asks for a ``TrafficChange``; a backend (``backends/``)
+turns those into its platform's objects. ``TrafficTarget`` names what a change acts on: the names a
+revision recorded when it started, so an edit of the spec mid-rollout never redirects a write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# What the target's controller reports about serving (Seldon v1: status.state).
+CREATING = "Creating"
+FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class TargetObservation:
+    """What the handler saw on the target this tick."""
+
+    exists: bool
+    stable_present: bool = False
+    stable_model_uri: str = ""  # the stable predictor's model
+    stable_version: str = ""  # best-effort version label of the stable model
+    candidate_present: bool = False
+    candidate_weight: int = 0  # the candidate's share of the traffic the rollout controls (0 if absent)
+    error: str = ""  # why the target or the stable predictor is not usable, in words
+    # The candidate predictor's model ("" = not reported); lets the engine notice a predictor left over
+    # from an earlier candidate that still serves the old model.
+    candidate_model_uri: str = ""
+    # Whether this rollout created the candidate predictor (it carries the rollout's UID). A predictor of
+    # that name that someone else made is never taken over, changed or removed.
+    candidate_owned: bool = True
+    # Another rollout's candidate on the same stable predictor ("namespace/name" of its owner, or "").
+    foreign_owner: str = ""
+    # What the target's controller reports ("" when none does): CREATING while some predictor has no
+    # ready server, FAILED when it gave up.
+    state: str = ""
+    state_message: str = ""
+
+    @property
+    def serving(self) -> bool:
+        """Every predictor can answer (or nothing says otherwise)."""
+        return self.state not in (CREATING, FAILED)
+
+    @property
+    def failed(self) -> bool:
+        return self.state == FAILED
+
+    @property
+    def ready(self) -> bool:
+        return self.exists and self.stable_present
+
+    @property
+    def candidate_ours(self) -> bool:
+        return self.candidate_present and self.candidate_owned
+
+
+@dataclass(frozen=True)
+class TrafficChange:
+    """The traffic the backend must make true (a desired state, idempotent, never a delta).
+
+    - ``weight``: the candidate serves ``candidate_weight``% (created as a copy of stable if absent);
+    - ``adopt``: the stable predictor takes the candidate's model, traffic unchanged (promotion, part 1);
+    - ``promote``: the candidate predictor goes and stable takes its share (promotion, part 2);
+    - ``rollback``: the candidate predictor goes and stable takes its share; with ``restore_model_uri``
+      a stable predictor that already took the candidate's model goes back to that model.
+    """
+
+    kind: Literal["weight", "adopt", "promote", "rollback"]
+    candidate_weight: int = 0
+    restore_model_uri: str = ""
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """What a traffic change acts on."""
+
+    kind: str  # e.g. SeldonDeployment
+    name: str
+    stable_predictor: str
+    candidate_predictor: str
+    candidate_model_uri: str
+    candidate_version: str
+    owner_uid: str  # the ModelRollout's UID: written on the candidate predictor it creates
+    owner_name: str = ""  # "namespace/name" of the ModelRollout, for people reading the predictor
