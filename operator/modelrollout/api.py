@@ -121,6 +121,10 @@ class Candidate:
     model_uri: str
     version: str
     predictor_name: str
+    node: str = ""  # the graph node to give the candidate's model ("" = the graph's one MODEL node)
+    replicas: int = 1
+    copy_autoscaling: bool = False
+    copy_explainer: bool = False
 
 
 class StepKind(enum.StrEnum):
@@ -204,10 +208,17 @@ class RolloutSpec:
         _dns_label(predictor_name, "spec.candidate.predictorName")
         if predictor_name == stable:
             raise SpecError("spec.candidate.predictorName", "must differ from stablePredictor")
+        replicas = cand_raw.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise SpecError("spec.candidate.replicas", f"{replicas!r} is not a whole number of at least 1")
         candidate = Candidate(
             model_uri=_str(cand_raw, "modelUri", "spec.candidate.modelUri"),
             version=_str(cand_raw, "version", "spec.candidate.version"),
             predictor_name=predictor_name,
+            node=str(cand_raw.get("node") or ""),
+            replicas=replicas,
+            copy_autoscaling=bool(cand_raw.get("autoscaling", False)),
+            copy_explainer=bool(cand_raw.get("explainer", False)),
         )
         strategy = _mapping(spec, "strategy", "spec.strategy", required=True)
         unknown = sorted(set(strategy) - {"canary"})

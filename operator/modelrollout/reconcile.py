@@ -27,7 +27,7 @@ from .backends import TrafficBackend
 from .backends.seldon_v1 import ForeignPredictorError
 from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
 from .status import RolloutStatus, Verdict
-from .traffic import TargetObservation, TrafficTarget
+from .traffic import TargetObservation, TrafficRefused, TrafficTarget
 
 ACTION_ANNOTATION = f"{GROUP}/action"
 FINALIZER = f"{GROUP}/rollback"  # held while a rollout has traffic at stake: deletion rolls it back first
@@ -115,7 +115,7 @@ class Reconciler:
                 checks = await self._measure(spec, namespace, due)
         plan = decide(spec, generation, status, Observations(target=target, checks=checks, action=action,
                                                              deleting=deleting), now)
-        return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks)
+        return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks, spec, target)
 
     async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...]) -> tuple[CheckResult, ...]:
         provider = self.provider_for(spec.analysis.prometheus_address or self.limits.default_prometheus)
@@ -131,7 +131,8 @@ class Reconciler:
                                      min=m.min, max=m.max) for m in due)
 
     async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
-                         action: str | None, uid: str, checks: tuple[CheckResult, ...] | None) -> float:
+                         action: str | None, uid: str, checks: tuple[CheckResult, ...] | None,
+                         spec: RolloutSpec | SpecError, target: TargetObservation) -> float:
         metadata = obj.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")
         finalizers = list(metadata.get("finalizers") or [])
@@ -143,7 +144,7 @@ class Reconciler:
             version = await self.store.write_status(namespace, name, version, plan.status.to_dict())
         stats = TickStats(checks=checks or (), provider_error=any(c.error for c in checks or ()))
         if plan.traffic is not None:
-            acting_on = _traffic_target(None, plan.status, uid, f"{namespace}/{name}")
+            acting_on = _traffic_target(spec, plan.status, uid, f"{namespace}/{name}")
             backend = self.backends.get(acting_on.kind) if acting_on is not None else None
             if backend is None or acting_on is None:
                 log.warning("%s/%s: no traffic backend for the recorded target; nothing applied", namespace, name)
@@ -151,6 +152,15 @@ class Reconciler:
                 try:
                     if await backend.apply(namespace, acting_on, plan.traffic):
                         stats.traffic_kind = plan.traffic.kind
+                except TrafficRefused as exc:
+                    # Refused for good: record the refusal as the rollout's end (the next tick removes a
+                    # candidate that is already there).
+                    refused = decide(spec, plan.status.observed_generation, plan.status,
+                                     Observations(target=target, refused=str(exc)), self.clock())
+                    await self.store.write_status(namespace, name, version, refused.status.to_dict())
+                    for event in refused.events:
+                        await self.events.post(obj, event.type, event.reason, event.message)
+                    return ERROR_BACKOFF_S
                 except ForeignPredictorError as exc:
                     await self.events.post(obj, "Warning", "TrafficRefused",
                                            f"Did not apply {plan.traffic.kind} to {acting_on.kind}/{acting_on.name}: "
@@ -179,17 +189,23 @@ def _traffic_target(spec: RolloutSpec | SpecError | None, status: RolloutStatus,
     recorded = bool(status.target_name) and (
         spec is None or isinstance(spec, SpecError) or status.phase in ACTIVE_PHASES
         or (status.phase is not None and status.phase.terminal and _same_candidate(spec, status)))
-    if recorded:
-        return TrafficTarget(kind=status.target_kind or "SeldonDeployment", name=status.target_name,
-                             stable_predictor=status.stable_predictor, candidate_predictor=status.candidate_predictor,
-                             candidate_model_uri=status.candidate_model_uri,
-                             candidate_version=status.candidate_version, owner_uid=uid, owner_name=owner)
-    if spec is None or isinstance(spec, SpecError):
+    usable = spec if isinstance(spec, RolloutSpec) else None
+    if not recorded and usable is None:
         return None
-    return TrafficTarget(kind=spec.target.kind, name=spec.target.name, stable_predictor=spec.stable_predictor,
-                         candidate_predictor=spec.candidate.predictor_name,
-                         candidate_model_uri=spec.candidate.model_uri, candidate_version=spec.candidate.version,
-                         owner_uid=uid, owner_name=owner)
+    candidate = usable.candidate if usable is not None else None
+    if recorded:
+        kind, name = status.target_kind or "SeldonDeployment", status.target_name
+        stable, predictor = status.stable_predictor, status.candidate_predictor
+        uri, version = status.candidate_model_uri, status.candidate_version
+    else:
+        assert usable is not None and candidate is not None
+        kind, name, stable = usable.target.kind, usable.target.name, usable.stable_predictor
+        predictor, uri, version = candidate.predictor_name, candidate.model_uri, candidate.version
+    return TrafficTarget(kind=kind, name=name, stable_predictor=stable, candidate_predictor=predictor,
+                         candidate_model_uri=uri, candidate_version=version, owner_uid=uid, owner_name=owner,
+                         node=candidate.node if candidate else "", replicas=candidate.replicas if candidate else 1,
+                         copy_autoscaling=bool(candidate and candidate.copy_autoscaling),
+                         copy_explainer=bool(candidate and candidate.copy_explainer))
 
 
 def _same_candidate(spec: RolloutSpec, status: RolloutStatus) -> bool:

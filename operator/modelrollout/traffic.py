@@ -25,6 +25,9 @@ class TargetObservation:
     stable_version: str = ""  # best-effort version label of the stable model
     candidate_present: bool = False
     candidate_weight: int = 0  # the candidate's share of the traffic the rollout controls (0 if absent)
+    # The traffic the stable and candidate predictors share (other predictors keep theirs). Under 100,
+    # several weights round to the same share; the engine then believes the weight it asked for.
+    pool: int = 100
     error: str = ""  # why the target or the stable predictor is not usable, in words
     # The candidate predictor's model ("" = not reported); lets the engine notice a predictor left over
     # from an earlier candidate that still serves the old model.
@@ -71,6 +74,7 @@ class TrafficChange:
     kind: Literal["weight", "adopt", "promote", "rollback"]
     candidate_weight: int = 0
     restore_model_uri: str = ""
+    restore_version: str = ""  # the stable's version label to restore with restore_model_uri
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,17 @@ class TrafficTarget:
     candidate_version: str
     owner_uid: str  # the ModelRollout's UID: written on the candidate predictor it creates
     owner_name: str = ""  # "namespace/name" of the ModelRollout, for people reading the predictor
+    node: str = ""  # the graph node that holds the model ("" = the graph's one MODEL node)
+    replicas: int = 1  # the candidate's replicas
+    copy_autoscaling: bool = False
+    copy_explainer: bool = False
+
+
+def share_of(weight: int, pool: int) -> int:
+    """The traffic a weight (percent of the pool) gives the candidate, in whole percent of all traffic."""
+    return round(weight * pool / 100)
+
+
+class TrafficRefused(RuntimeError):
+    """The target refused the write for good (an admission webhook, a validation error): asking again
+    will not help, so the rollout fails with the refusal's message."""

@@ -228,7 +228,7 @@ def test_analysis_step_ignores_results_from_before_it_started() -> None:
 
 def test_analysis_step_fails_the_rollout_at_the_failure_limit() -> None:
     run = at_analysis_step()
-    run.tick(after=1, checks=(check("success-rate", Verdict.FAIL, 0.9),))
+    run.tick(after=30, checks=(check("success-rate", Verdict.FAIL, 0.9),))
     plan = run.tick(after=30, checks=(check("success-rate", Verdict.FAIL, 0.9),))
     assert plan.status.phase is Phase.ROLLED_BACK
     assert plan.traffic == TrafficChange("rollback")
@@ -902,3 +902,11 @@ def test_an_invalid_spec_mid_rollout_fails_it_and_rolls_the_candidate_back() -> 
     plan = run.tick(after=1)
     assert plan.status.revision == 2
     assert plan.status.phase is Phase.PROGRESSING
+
+
+def test_results_nobody_asked_for_are_not_evidence() -> None:
+    run = at_analysis_step()
+    assert run.due() == ()
+    plan = run.tick(after=1, checks=(check("success-rate", Verdict.PASS), check("latency-p99", Verdict.PASS)))
+    assert plan.status.analysis.last_checks == ()  # not due: a stray or late answer changes nothing
+    assert "AnalysisStepPassed" not in reasons(plan)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from modelrollout.api import Phase
@@ -297,7 +298,7 @@ def test_a_stable_predictor_that_cannot_serve_the_new_model_goes_back_and_the_ro
         assert run.tick(after=1).status.phase is Phase.PROMOTING
     plan = run.tick(after=1)
     assert plan.status.phase is Phase.FAILED
-    assert plan.traffic == TrafficChange("rollback", restore_model_uri=STABLE_URI)
+    assert plan.traffic == TrafficChange("rollback", restore_model_uri=STABLE_URI, restore_version="1.0.0")
     assert "PromotionFailed" in [c.reason for c in plan.status.conditions]
     assert run.world.stable_uri == STABLE_URI and not run.world.candidate_present
     assert not any(p.status.phase is Phase.SUCCEEDED for p in run.plans)
@@ -336,3 +337,18 @@ def test_no_check_is_due_before_the_candidate_served_a_full_window() -> None:
     run.tick(after=1)
     assert metrics_due(spec, run.status, T0 + dt.timedelta(seconds=30)) == ()
     assert metrics_due(spec, run.status, T0 + dt.timedelta(seconds=31)) != ()
+
+
+def test_a_pool_under_100_rounds_weights_and_the_step_still_completes() -> None:
+    """Another predictor holds 20%: 33% of the remaining 80 is a share of 26, which reads back as 32%."""
+
+    class SharedPool(World):
+        def observe(self) -> Any:
+            seen = super().observe()
+            share = round(self.candidate_weight * 80 / 100)
+            return replace(seen, pool=80, candidate_weight=round(share * 100 / 80) if self.candidate_present else 0)
+
+    run = Run(make_spec(steps=[{"setWeight": 33}, {"pause": {}}]), SharedPool())
+    run.tick()
+    plan = run.tick(after=1)
+    assert plan.status.candidate_weight == 33 and plan.status.phase is Phase.PAUSED

@@ -258,3 +258,25 @@ def _earned(status: RolloutStatus, weight: int) -> bool:
 RolloutMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=60, deadline=None,
                                             suppress_health_check=[HealthCheck.too_slow])
 TestRolloutMachine = RolloutMachine.TestCase
+
+
+def test_a_write_the_target_refuses_for_good_fails_the_rollout_with_its_message() -> None:
+    from modelrollout.traffic import TrafficRefused
+
+    cluster = Cluster.make(canary())
+    real_apply = cluster.seldon.apply
+
+    async def refusing(namespace: str, target: Any, change: Any) -> bool:
+        if change.kind == "weight" and change.candidate_weight == 60:
+            raise TrafficRefused('admission webhook "v1.vseldondeployment.kb.io" denied the request: '
+                                 "Found duplicate service name")
+        return await real_apply(namespace, target, change)
+
+    cluster.seldon.apply = refusing  # type: ignore[method-assign]
+    tick_until(cluster, lambda: cluster.store.status.phase is Phase.FAILED)
+    status = cluster.store.status
+    assert "Found duplicate service name" in status.message
+    assert any(c.reason == "TrafficRefused" for c in status.conditions)
+    assert any(reason == "Failed" for _, reason, _ in cluster.events.posted)
+    tick_until(cluster, lambda: cluster.seldon.candidate() is None, limit=5)  # the candidate at 20% goes
+    assert cluster.seldon.predictors[0]["traffic"] == 100

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from modelrollout.api import RolloutSpec
 from modelrollout.backends.seldon_v1 import (
     OWNER_UID_ANNOTATION,
+    SELDON_VERSION_ANNOTATION,
     SVC_NAME_ANNOTATION,
-    VERSION_ANNOTATION,
     ForeignPredictorError,
     desired_predictors,
     model_node,
     observe_deployment,
 )
-from modelrollout.traffic import TrafficChange, TrafficTarget
+from modelrollout.traffic import TrafficChange, TrafficTarget, share_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _SPEC = RolloutSpec.parse(yaml.safe_load((EXAMPLES / "modelrollout.yaml").read_text())["spec"])
@@ -46,7 +46,7 @@ def test_first_weight_adds_a_candidate_copied_from_stable() -> None:
     assert traffic(out) == {"main": 90, "main-candidate": 10}
     candidate = out[1]
     assert model_node(candidate)["modelUri"] == "file:///models/digits/2.0.0"
-    assert candidate["annotations"][VERSION_ANNOTATION] == "2.0.0"
+    assert candidate["annotations"][SELDON_VERSION_ANNOTATION] == "2.0.0"  # the executor's predictor_version
     assert candidate["graph"]["implementation"] == predictors()[0]["graph"]["implementation"]
     assert model_node(out[0])["modelUri"] == "file:///models/digits/1.0.0"  # stable untouched
 
@@ -128,7 +128,9 @@ def test_other_predictors_keep_their_share_and_fields() -> None:
     assert traffic(out)["legacy"] == 20 and traffic(out)["mirror"] == 0
     assert sum(t for n, t in traffic(out).items() if n != "mirror") == 100
     assert out[2] == preds[1] and out[3] == preds[2]
-    assert observe_deployment({"spec": {"predictors": out}}, SPEC).candidate_weight == 33
+    observed = observe_deployment({"spec": {"predictors": out}}, SPEC)
+    assert (observed.pool, traffic(out)["main-candidate"]) == (80, 26)  # 33% of the 80 the rollout controls
+    assert share_of(observed.candidate_weight, observed.pool) == share_of(33, 80)  # the engine believes 33
 
 
 @given(st.integers(0, 100), st.integers(0, 100))
@@ -161,3 +163,49 @@ def test_observe_reads_the_controllers_state() -> None:
     obs = observe_deployment(sdep, SPEC)
     assert not obs.serving and obs.state_message == "waiting for x"
     assert observe_deployment({"spec": {"predictors": predictors()}}, SPEC).serving  # no controller: serving
+
+
+TRANSFORMED = {"name": "main", "traffic": 100, "replicas": 3, "annotations": {"seldon.io/svc-name": "digits-main"},
+               "explainer": {"type": "AnchorTabular", "modelUri": "gs://bucket/explainer"},
+               "componentSpecs": [{"replicas": 3, "hpaSpec": {"minReplicas": 3, "maxReplicas": 10},
+                                   "spec": {"containers": [{"name": "features", "image": "features:1"}]}}],
+               "graph": {"name": "features", "type": "TRANSFORMER", "modelUri": "gs://bucket/feature-scaler",
+                         "children": [{"name": "classifier", "type": "MODEL", "implementation": "SKLEARN_SERVER",
+                                       "modelUri": "file:///models/digits/1.0.0"}]}}
+
+
+def test_the_candidates_model_goes_to_the_model_node_never_to_a_transformer_in_front_of_it() -> None:
+    out = desired_predictors([copy.deepcopy(TRANSFORMED)], SPEC, TrafficChange("weight", 10))
+    candidate = out[1]
+    assert candidate["graph"]["modelUri"] == "gs://bucket/feature-scaler"  # the transformer is untouched
+    assert candidate["graph"]["children"][0]["modelUri"] == "file:///models/digits/2.0.0"
+    assert observe_deployment({"spec": {"predictors": out}}, SPEC).stable_model_uri == "file:///models/digits/1.0.0"
+
+
+def test_several_model_nodes_need_spec_candidate_node() -> None:
+    two = copy.deepcopy(TRANSFORMED)
+    two["graph"]["type"] = "MODEL"
+    observed = observe_deployment({"spec": {"predictors": [two]}}, SPEC)
+    assert not observed.ready and "spec.candidate.node" in observed.error
+    named = TrafficTarget(**{**SPEC.__dict__, "node": "classifier"})
+    out = desired_predictors([two], named, TrafficChange("weight", 10))
+    assert out[1]["graph"]["children"][0]["modelUri"] == "file:///models/digits/2.0.0"
+
+
+def test_a_canary_costs_its_own_replicas_not_a_copy_of_the_fleet() -> None:
+    out = desired_predictors([copy.deepcopy(TRANSFORMED)], SPEC, TrafficChange("weight", 10))
+    candidate = out[1]
+    assert candidate["replicas"] == 1 and candidate["componentSpecs"][0]["replicas"] == 1
+    assert "hpaSpec" not in candidate["componentSpecs"][0] and "explainer" not in candidate
+    assert "seldon.io/svc-name" not in candidate["annotations"]
+    asked = TrafficTarget(**{**SPEC.__dict__, "replicas": 2, "copy_autoscaling": True, "copy_explainer": True})
+    kept = desired_predictors([copy.deepcopy(TRANSFORMED)], asked, TrafficChange("weight", 10))[1]
+    assert kept["replicas"] == 2 and kept["componentSpecs"][0]["hpaSpec"] and kept["explainer"]
+    assert out[0] == {**TRANSFORMED, "traffic": 90}  # stable keeps everything but its share
+
+
+def test_a_weight_step_changes_nothing_but_traffic_so_no_pod_restarts() -> None:
+    at_10 = desired_predictors([copy.deepcopy(TRANSFORMED)], SPEC, TrafficChange("weight", 10))
+    at_50 = desired_predictors(at_10, SPEC, TrafficChange("weight", 50))
+    for before, after in zip(at_10, at_50, strict=True):
+        assert {k: v for k, v in before.items() if k != "traffic"} == {k: v for k, v in after.items() if k != "traffic"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,13 +23,13 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from ..api import SELDON_GROUP, SELDON_PLURAL, SELDON_VERSION
-from ..traffic import TargetObservation, TrafficChange, TrafficTarget
+from ..traffic import TargetObservation, TrafficChange, TrafficRefused, TrafficTarget, share_of
 
 VERSION_ANNOTATION = "modelrollout.dev/version"
 MANAGED_BY_ANNOTATION = "modelrollout.dev/candidate-of"  # the stable predictor a candidate was copied from
 OWNER_UID_ANNOTATION = "modelrollout.dev/owner-uid"  # the ModelRollout that created the candidate
 OWNER_ANNOTATION = "modelrollout.dev/owner"  # its namespace/name, for people
-WEIGHT_ANNOTATION = "modelrollout.dev/weight"
+SELDON_VERSION_ANNOTATION = "version"  # Seldon's executor reports it as predictor_version
 SVC_NAME_ANNOTATION = "seldon.io/svc-name"  # unique per predictor: Seldon's webhook refuses a copy of it
 CONFLICT_RETRIES = 8
 REQUEST_TIMEOUT_S = 10.0
@@ -49,21 +50,54 @@ def _graph_nodes(node: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         yield from _graph_nodes(child)
 
 
-def model_node(predictor: Mapping[str, Any]) -> dict[str, Any]:
-    """The graph node that holds the model: the root if it has a modelUri, else the first node that does."""
-    graph = predictor.get("graph") or {}
-    for node in _graph_nodes(graph):
-        if node.get("modelUri"):
-            return node  # type: ignore[return-value]
-    return graph  # type: ignore[return-value]
+_NOT_A_MODEL = {"ROUTER", "COMBINER", "TRANSFORMER", "OUTPUT_TRANSFORMER"}
 
 
-def predictor_version(predictor: Mapping[str, Any]) -> str:
-    """The version label we wrote, else the model URI's last path segment (…/digits/1.0.0 → 1.0.0)."""
-    annotated = (predictor.get("annotations") or {}).get(VERSION_ANNOTATION)
+def find_model_node(predictor: Mapping[str, Any], name: str = "") -> tuple[dict[str, Any] | None, str]:
+    """The graph node that holds the model, or None and why.
+
+    With ``name``, the node of that name. Otherwise the one node of type MODEL (or of no type: Seldon's
+    prepackaged servers are models) that has a modelUri; a transformer or router in front of it is never
+    the model, and several candidates need ``spec.candidate.node`` to say which.
+    """
+    nodes = list(_graph_nodes(predictor.get("graph") or {}))
+    if name:
+        named = [n for n in nodes if n.get("name") == name]
+        if named:
+            return named[0], ""  # type: ignore[return-value]
+        return None, f"graph node {name!r} (spec.candidate.node) not found in predictor {predictor.get('name')!r}"
+    models = [n for n in nodes if n.get("modelUri") and str(n.get("type") or "MODEL").upper() not in _NOT_A_MODEL]
+    if len(models) == 1:
+        return models[0], ""  # type: ignore[return-value]
+    if not models:
+        return None, (f"predictor {predictor.get('name')!r} has no graph node of type MODEL with a modelUri; "
+                      "set spec.candidate.node")
+    names = ", ".join(str(n.get("name")) for n in models)
+    return None, f"predictor {predictor.get('name')!r} has several model nodes ({names}); set spec.candidate.node"
+
+
+def model_node(predictor: Mapping[str, Any], name: str = "") -> dict[str, Any]:
+    node, problem = find_model_node(predictor, name)
+    if node is None:
+        raise LookupError(problem)
+    return node
+
+
+def _model_uri(predictor: Mapping[str, Any] | None, name: str = "") -> str:
+    if predictor is None:
+        return ""
+    node, _ = find_model_node(predictor, name)
+    return str(node.get("modelUri") or "") if node else ""
+
+
+def predictor_version(predictor: Mapping[str, Any], node: str = "") -> str:
+    """Seldon's ``version`` annotation (the executor's predictor_version label), else the model URI's last
+    path segment (…/digits/1.0.0 → 1.0.0)."""
+    annotations = predictor.get("annotations") or {}
+    annotated = annotations.get(SELDON_VERSION_ANNOTATION) or annotations.get(VERSION_ANNOTATION)
     if annotated:
         return str(annotated)
-    uri = str(model_node(predictor).get("modelUri") or "")
+    uri = _model_uri(predictor, node)
     return uri.rstrip("/").rsplit("/", 1)[-1] if uri else ""
 
 
@@ -99,17 +133,21 @@ def observe_deployment(sdep: Mapping[str, Any] | None, target: TrafficTarget) ->
         names = ", ".join(str(p.get("name")) for p in predictors) or "none"
         return TargetObservation(exists=True, error=f"stable predictor {target.stable_predictor!r} not found in "
                                                     f"{ref} (predictors: {names})")
+    _, problem = find_model_node(stable, target.node)
+    if problem:
+        return TargetObservation(exists=True, error=problem)
     candidate = _find(predictors, target.candidate_predictor)
     pool = _pool(predictors, {target.stable_predictor, target.candidate_predictor})
     reported = sdep.get("status") or {}
     return TargetObservation(
         exists=True,
         stable_present=True,
-        stable_model_uri=str(model_node(stable).get("modelUri") or ""),
-        stable_version=predictor_version(stable),
+        stable_model_uri=_model_uri(stable, target.node),
+        stable_version=predictor_version(stable, target.node),
         candidate_present=candidate is not None,
         candidate_weight=_weight_of(candidate, pool),
-        candidate_model_uri=str(model_node(candidate).get("modelUri") or "") if candidate else "",
+        pool=pool,
+        candidate_model_uri=_model_uri(candidate, target.node),
         candidate_owned=candidate is None or owned_by(candidate, target.owner_uid),
         foreign_owner=_foreign_owner(predictors, target),
         state=str(reported.get("state") or ""),
@@ -123,38 +161,40 @@ def _pool(predictors: list[Predictor], owned: set[str]) -> int:
     return max(0, 100 - others)
 
 
-def _share_of(weight: int, pool: int) -> int:
-    return round(weight * pool / 100)
-
-
 def _weight_of(candidate: Mapping[str, Any] | None, pool: int) -> int:
-    """The candidate's weight as a percent of the pool.
-
-    Several weights can round to the same share of a pool under 100, so the weight we set is kept in an
-    annotation and believed as long as the share still matches it (nobody changed traffic by hand).
-    """
+    """The candidate's weight as a percent of the pool (several weights round to one share of a pool under
+    100; the engine then believes the weight it asked for, so nothing is kept on the predictor)."""
     if candidate is None or pool <= 0:
         return 0
-    share = int(candidate.get("traffic") or 0)
-    recorded = (candidate.get("annotations") or {}).get(WEIGHT_ANNOTATION)
-    if recorded is not None and str(recorded).isdigit() and _share_of(int(recorded), pool) == share:
-        return int(recorded)
-    return min(100, round(share * 100 / pool))
+    return min(100, round(int(candidate.get("traffic") or 0) * 100 / pool))
 
 
 def _candidate_from(stable: Predictor, target: TrafficTarget) -> Predictor:
+    """A copy of the stable predictor serving the candidate's model: its own name and version, its own
+    capacity (``replicas``, no autoscaler or explainer unless asked), no ``seldon.io/svc-name`` (Seldon's
+    webhook refuses two predictors with one service name) and none of our bookkeeping."""
     candidate = copy.deepcopy(stable)
     candidate["name"] = target.candidate_predictor
     candidate.pop("shadow", None)
-    model_node(candidate)["modelUri"] = target.candidate_model_uri
+    candidate.pop("traffic", None)
+    model_node(candidate, target.node)["modelUri"] = target.candidate_model_uri
     annotations = {k: v for k, v in _annotations(candidate).items()
                    if k != SVC_NAME_ANNOTATION and not str(k).startswith("modelrollout.dev/")}
-    annotations[VERSION_ANNOTATION] = target.candidate_version
+    annotations[SELDON_VERSION_ANNOTATION] = target.candidate_version
     annotations[MANAGED_BY_ANNOTATION] = target.stable_predictor
     annotations[OWNER_UID_ANNOTATION] = target.owner_uid
     if target.owner_name:
         annotations[OWNER_ANNOTATION] = target.owner_name
     candidate["annotations"] = annotations
+    candidate["replicas"] = target.replicas
+    for component in candidate.get("componentSpecs") or ():
+        if "replicas" in component:
+            component["replicas"] = target.replicas
+        if not target.copy_autoscaling:
+            component.pop("hpaSpec", None)
+            component.pop("kedaSpec", None)
+    if not target.copy_explainer:
+        candidate.pop("explainer", None)
     # Component specs name containers after graph nodes; the copy keeps them, so the same image serves.
     return candidate
 
@@ -185,26 +225,29 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
             candidate = _candidate_from(stable, target)
             result.insert(result.index(stable) + 1, candidate)
         else:  # keep the candidate's model in line with the spec, in case someone edited it
-            model_node(candidate)["modelUri"] = target.candidate_model_uri
-        share = _share_of(change.candidate_weight, pool)
-        candidate["traffic"] = share
-        candidate["annotations"] = {**_annotations(candidate), WEIGHT_ANNOTATION: str(change.candidate_weight)}
+            model_node(candidate, target.node)["modelUri"] = target.candidate_model_uri
+        share = share_of(change.candidate_weight, pool)
+        candidate["traffic"] = share  # only traffic changes per step: predictor annotations restart pods
         stable["traffic"] = pool - share
         return result
 
     if change.kind == "adopt":
-        # The stable predictor takes the candidate's model; traffic stays as it is until it serves it.
-        model_node(stable)["modelUri"] = target.candidate_model_uri
-        stable["annotations"] = {**_annotations(stable), VERSION_ANNOTATION: target.candidate_version}
+        # The stable predictor takes the candidate's model (its pods restart anyway); traffic stays as it
+        # is until it serves it.
+        model_node(stable, target.node)["modelUri"] = target.candidate_model_uri
+        stable["annotations"] = {**_annotations(stable), SELDON_VERSION_ANNOTATION: target.candidate_version}
         return result
 
-    if change.kind == "promote" and str(model_node(stable).get("modelUri") or "") != target.candidate_model_uri:
+    if change.kind == "promote" and _model_uri(stable, target.node) != target.candidate_model_uri:
         raise RuntimeError(f"stable predictor {target.stable_predictor!r} does not serve "
                            f"{target.candidate_model_uri} yet; its traffic cannot move")
     if change.kind == "rollback" and change.restore_model_uri \
-            and str(model_node(stable).get("modelUri") or "") == target.candidate_model_uri:
-        model_node(stable)["modelUri"] = change.restore_model_uri
-        stable["annotations"] = {k: v for k, v in _annotations(stable).items() if k != VERSION_ANNOTATION}
+            and _model_uri(stable, target.node) == target.candidate_model_uri:
+        model_node(stable, target.node)["modelUri"] = change.restore_model_uri
+        annotations = {k: v for k, v in _annotations(stable).items() if k != SELDON_VERSION_ANNOTATION}
+        if change.restore_version:
+            annotations[SELDON_VERSION_ANNOTATION] = change.restore_version
+        stable["annotations"] = annotations
     if candidate is None:
         return result
     result = [p for p in result if p.get("name") != target.candidate_predictor]
@@ -252,6 +295,9 @@ class SeldonV1Backend:
                     _request_timeout=self.request_timeout_s)
                 return True
             except ApiException as exc:
+                if exc.status in (400, 403, 422):  # a webhook or validation said no: asking again won't help
+                    raise TrafficRefused(f"the API server refused the change to SeldonDeployment {target.name}: "
+                                         f"{_refusal(exc)}") from exc
                 if exc.status != 409:
                     raise
         raise RuntimeError(f"SeldonDeployment {namespace}/{target.name} kept changing under us: "
@@ -259,3 +305,12 @@ class SeldonV1Backend:
 
     async def apply(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
         return await asyncio.to_thread(self._apply_sync, namespace, target, change)
+
+
+def _refusal(exc: ApiException) -> str:
+    """The API server's own message (e.g. an admission webhook's reason), bounded."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return (message or f"HTTP {exc.status} {exc.reason}")[:400]

@@ -30,6 +30,7 @@ class Observations:
     checks: tuple[CheckResult, ...] | None = None  # metrics the handler ran this tick; None: none ran
     action: str | None = None  # manual action requested through the action annotation
     deleting: bool = False  # the ModelRollout is being deleted: its candidate must go first
+    refused: str = ""  # the target refused this rollout's last write for good (a webhook), in its words
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ def decide(spec: RolloutSpec | SpecError, generation: int, status: RolloutStatus
     if obs.deleting:
         _deleting(tick, acting)
         return tick.plan()
+    if obs.refused and running:
+        revisions.roll_back(tick, Phase.FAILED, "TrafficRefused",
+                            f"Failed: {obs.refused}; the candidate {status.candidate_version} is taken away and "
+                            "nothing is asked again until the spec or the target changes.")
+        return tick.plan()
     cause = revisions.restart_cause(spec, tick.status)
     if cause:
         acting = spec
@@ -79,7 +84,7 @@ def _deleting(tick: Tick, spec: RolloutSpec) -> None:
                             f"The ModelRollout is being deleted: rolled back {spec.candidate.version}; stable "
                             f"predictor {spec.stable_predictor} takes all traffic.",
                             restore_model_uri=tick.status.stable_model_uri if tick.status.promotion_started_at
-                            else "")
+                            else "", restore_version=tick.status.stable_version)
     elif tick.status.phase is not None and tick.status.phase.terminal:
         revisions.end_state(tick, spec)
     if tick.obs.action:

@@ -124,7 +124,10 @@ def describe_unearned(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime
 def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[str, str]:
     """Fold this tick's check results into the ledger. Returns (reason, message) of a rollback, or
     ("", "") when the results do not roll the candidate back."""
-    checks = [c for c in tick.obs.checks or () if spec.analysis.metric(c.metric) is not None]
+    # Only results of checks that were due count: a result nobody asked for (a late answer after the
+    # promotion was decided, a duplicate) is not evidence about the candidate at this weight.
+    due = {m.name for m in metrics_due(spec, tick.initial, tick.now)}
+    checks = [c for c in tick.obs.checks or () if c.metric in due]
     defined = {m.name for m in spec.analysis.metrics}
     ledger = {r.metric: r for r in tick.status.analysis.last_checks if r.metric in defined}
     for check in checks:

@@ -94,7 +94,7 @@ def _promotion_failed(tick: Tick, spec: RolloutSpec, waited: float) -> None:
               f"Promotion of {spec.candidate.version} failed: stable predictor {spec.stable_predictor} did not "
               f"serve it within {waited:.0f}s ({detail}; progressDeadline {spec.progress_deadline_s:g}s); it goes "
               f"back to {restore or 'its previous model'} and the candidate is removed.",
-              restore_model_uri=restore)
+              restore_model_uri=restore, restore_version=tick.status.stable_version)
 
 
 def promotion_deadline(tick: Tick, spec: RolloutSpec) -> dt.datetime | None:

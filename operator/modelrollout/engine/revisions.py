@@ -94,12 +94,14 @@ def finish(tick: Tick, phase: Phase, reason: str, message: str) -> None:
     tick.requeue_after = TERMINAL_REQUEUE_S
 
 
-def roll_back(tick: Tick, phase: Phase, reason: str, message: str, restore_model_uri: str = "") -> None:
+def roll_back(tick: Tick, phase: Phase, reason: str, message: str, restore_model_uri: str = "",
+              restore_version: str = "") -> None:
     """End the revision and take the candidate's traffic away. The ended phase is written before the
     traffic change, so a crash in between is completed by the next tick (end_state), never undone."""
     finish(tick, phase, reason, message)
     if tick.target.ready and (tick.target.candidate_ours or restore_model_uri):
-        tick.ask(TrafficChange("rollback", restore_model_uri=restore_model_uri))
+        tick.ask(TrafficChange("rollback", restore_model_uri=restore_model_uri,
+                               restore_version=restore_version if restore_model_uri else ""))
         # What this write makes true; if it is lost, the next tick reads the weight back and asks again.
         tick.update(candidate_weight=0)
     tick.emit("Warning", str(phase), message)
@@ -168,7 +170,8 @@ def end_state(tick: Tick, spec: RolloutSpec | None) -> None:
     if promotion_failed and status.stable_model_uri and target.stable_model_uri == status.candidate_model_uri:
         restore = status.stable_model_uri
     if target.candidate_ours or restore:
-        tick.ask(TrafficChange("rollback", restore_model_uri=restore))
+        tick.ask(TrafficChange("rollback", restore_model_uri=restore,
+                               restore_version=status.stable_version if restore else ""))
 
 
 def check_steps_edit(tick: Tick, spec: RolloutSpec) -> None:

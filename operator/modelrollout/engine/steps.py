@@ -12,7 +12,7 @@ import datetime as dt
 
 from ..api import Phase, RolloutSpec, Step, StepKind
 from ..status import ConditionType
-from ..traffic import TrafficChange
+from ..traffic import TrafficChange, share_of
 from . import gate, promotion
 from .context import (
     Tick,
@@ -30,6 +30,9 @@ def track_serving(tick: Tick, spec: RolloutSpec) -> None:
     target = tick.target
     status = tick.status
     observed = target.candidate_weight if target.ready and target.candidate_ours else 0
+    wanted = desired_weight(spec, status.step_index)
+    if observed and observed != wanted and share_of(wanted, target.pool) == share_of(observed, target.pool):
+        observed = wanted  # a pool under 100 rounds several weights to one share: believe the one asked for
     serving = (target.ready and target.serving and target.candidate_ours and observed > 0
                and target.candidate_model_uri in ("", spec.candidate.model_uri))
     if serving:
