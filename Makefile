@@ -85,9 +85,10 @@ demo: cluster-up ## the main job: a ModelRollout on the local cluster, with live
 	$(PY) -m localcluster.demo
 
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contracts (ARCHITECTURE.md)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	PYTHONPATH=operator:. $(VENV)/bin/lint-imports --no-cache
 
 .PHONY: test-model-server
 test-model-server: model-server-env ## the model server's suite, in its own environment
