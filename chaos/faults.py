@@ -3,6 +3,10 @@
 Shared by the chaos scripts, the end-to-end tests and the rollout benchmark. Everything here talks
 to loopback only: the ingress's ``/dataplane/status`` and each model server's fault admin API
 (``model_server/modelserver/faults.py``: ``GET|PUT|DELETE /faults`` on the server's ``adminPort``).
+
+The admin API is off unless a server is started with ``MODEL_ADMIN_ENABLED=1``, and then every call needs
+``Authorization: Bearer <MODEL_ADMIN_TOKEN>``. The local data plane starts its model servers that way with
+one token per local cluster, kept in ``ADMIN_TOKEN_FILE`` (owner-only): ``admin_token()``.
 """
 
 from __future__ import annotations
@@ -18,16 +22,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from localcluster.model_admin import ADMIN_TOKEN_FILE, admin_token
+
 ADMIN_PATH = "/faults"
 
 
-def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
+def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 3.0,
+             token: str | None = None) -> Any:
     if not url.startswith("http://127."):
         raise ValueError(f"refusing a non-loopback URL {url!r}")
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
+
+
+def _admin(server: dict[str, Any], method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    url = admin_url(server)
+    try:
+        return _request(url, method, body, token=admin_token())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise urllib.error.URLError(f"{url}: the model server refused the admin token in {ADMIN_TOKEN_FILE}; "
+                                        "was it started by another data plane?") from exc
+        raise
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            raise urllib.error.URLError(
+                f"{url}: nothing listens; the model server's fault admin API is off. The data plane must start "
+                "it with MODEL_ADMIN_ENABLED=1 and the token (a data plane from before that change must be "
+                "restarted: python -m localcluster.services down && python -m localcluster.services up)") from exc
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,16 +109,16 @@ def admin_url(server: dict[str, Any]) -> str:
 
 
 def get_faults(server: dict[str, Any]) -> dict[str, Any]:
-    return dict(_request(admin_url(server)))
+    return dict(_admin(server))
 
 
 def set_faults(server: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """PUT the changes (latency_ms, latency_jitter_ms, latency_distribution, error_rate, error_status)."""
-    return dict(_request(admin_url(server), "PUT", changes))
+    return dict(_admin(server, "PUT", changes))
 
 
 def clear_faults(server: dict[str, Any]) -> dict[str, Any]:
-    return dict(_request(admin_url(server), "DELETE"))
+    return dict(_admin(server, "DELETE"))
 
 
 @dataclass
@@ -185,7 +213,17 @@ class Answer:
     at: float  # monotonic, when the request was sent
     status: int
     seconds: float
-    predictor: str
+    version: str  # the model version that answered (its meta.tags), "" when none did
+
+
+def _answered_version(payload: bytes) -> str:
+    """The version a prediction names (meta.tags served_model_version, else model_version): no header on a
+    Seldon answer says which predictor answered, but the model's tags do."""
+    try:
+        tags = (json.loads(payload).get("meta") or {}).get("tags") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(tags.get("served_model_version") or tags.get("model_version") or "")
 
 
 def predict(ingress_url: str, namespace: str, deployment: str = "digits", timeout: float = 10.0) -> Answer:
@@ -198,10 +236,10 @@ def predict(ingress_url: str, namespace: str, deployment: str = "digits", timeou
     started = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            resp.read()
-            return Answer(started, resp.status, time.monotonic() - started, resp.headers.get("Seldon-Predictor", ""))
+            payload = resp.read()
+            return Answer(started, resp.status, time.monotonic() - started, _answered_version(payload))
     except urllib.error.HTTPError as exc:
         exc.read()
-        return Answer(started, exc.code, time.monotonic() - started, exc.headers.get("Seldon-Predictor", "") or "")
+        return Answer(started, exc.code, time.monotonic() - started, "")
     except (urllib.error.URLError, OSError):
         return Answer(started, 0, time.monotonic() - started, "")

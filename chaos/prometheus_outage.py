@@ -18,17 +18,17 @@ import sys
 import time
 
 from chaos.harness import Scenario, model_uri, rollout, run_scenario, traffic
-from localcluster.prometheus import PrometheusServer, ScrapeJob
+from localcluster.prometheus import PrometheusServer, dataplane_jobs
 from tests.support import wait_for
 
 INTERVAL_S, INCONCLUSIVE_LIMIT = 3.0, 5
 
 
 def run(sc: Scenario, outage_s: float) -> None:
-    jobs = [ScrapeJob("seldon-ingress", [f"127.0.0.1:{sc.services.ingress_port}"])]
+    jobs = dataplane_jobs(f"127.0.0.1:{sc.services.ingress_port}")
     private = PrometheusServer(sc.workdir / "prometheus", jobs, scrape_interval="1s").start()
     sc.cleanups.append(lambda: private.stop())
-    wait_for(lambda: private.query('up{job="seldon-ingress"} == 1'), "the private Prometheus to scrape", timeout=30)
+    wait_for(lambda: private.query('up{job="seldon-executors"} == 1'), "the private Prometheus to scrape", timeout=30)
     sc.deploy()
     sc.locust(users=4, duration_s=150)
     sc.operator(prometheus_url=private.url)

@@ -32,7 +32,7 @@ from modelrollout.api import parse_duration  # noqa: E402
 
 from localcluster import controlplane  # noqa: E402
 from localcluster.executor_exporter import ExecutorExporter, Traffic  # noqa: E402
-from localcluster.prometheus import PrometheusServer, ScrapeJob  # noqa: E402
+from localcluster.prometheus import PrometheusServer  # noqa: E402
 
 SDEP = yaml.safe_load((REPO / "examples" / "seldondeployment.yaml").read_text())
 # Metrics come from the synthetic exporter: the local data plane need not serve these deployments.
@@ -94,9 +94,9 @@ def main() -> int:
     controlplane.up()
     config.load_kube_config(str(controlplane.KUBECONFIG))
     api, core = client.CustomObjectsApi(), client.CoreV1Api()
-    exporter = ExecutorExporter().start()
     workdir = Path(tempfile.mkdtemp(prefix="bench-prometheus-"))
-    prometheus = PrometheusServer(workdir, [ScrapeJob("executor", [exporter.address])]).start()
+    exporter = ExecutorExporter(workdir / "executors.json").start()
+    prometheus = PrometheusServer(workdir, [exporter.scrape_job()]).start()
     log = open(workdir / "operator.log", "ab")  # noqa: SIM115
     operator = subprocess.Popen([sys.executable, "-m", "modelrollout", "--prometheus-url", prometheus.url,
                                  "--metrics-port", "0", "--health-endpoint", ""], stdout=log, stderr=log,

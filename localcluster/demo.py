@@ -71,8 +71,11 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 
 
 def ingress_counts(ingress_url: str, predictor: str | None = None) -> Counts:
-    """Requests the ingress answered in NAMESPACE (optionally one predictor's): all, 5xx, slower than SLOW_S."""
-    with urllib.request.urlopen(f"{ingress_url}/metrics", timeout=5) as resp:
+    """Requests the ingress answered in NAMESPACE (optionally one predictor's): all, 5xx, slower than SLOW_S.
+
+    The executors' predictions (their series for NAMESPACE), plus the requests the mesh failed itself (no
+    ready server: they never reached an executor; the gateway does not tell predictions from feedback)."""
+    with urllib.request.urlopen(f"{ingress_url}/metrics/{NAMESPACE}", timeout=5) as resp:
         text = resp.read().decode()
     counts = Counts()
     for family in text_string_to_metric_families(text):
@@ -80,7 +83,7 @@ def ingress_counts(ingress_url: str, predictor: str | None = None) -> Counts:
             continue
         for sample in family.samples:
             labels = sample.labels
-            if labels.get("namespace") != NAMESPACE or labels.get("service") != "predictions":
+            if labels.get("service") != "predictions":
                 continue
             if predictor is not None and labels.get("predictor_name") != predictor:
                 continue
@@ -91,6 +94,18 @@ def ingress_counts(ingress_url: str, predictor: str | None = None) -> Counts:
             elif sample.name.endswith("_bucket") and labels.get("le") == str(SLOW_S):
                 counts.slow -= sample.value  # slow = count - within SLOW_S, added below
     counts.slow += counts.total
+    with urllib.request.urlopen(f"{ingress_url}/stats/prometheus", timeout=5) as resp:
+        mesh = resp.read().decode()
+    for family in text_string_to_metric_families(mesh):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name != "istio_requests_total" or labels.get("destination_service_namespace") != NAMESPACE
+                    or labels.get("response_flags") == "-"):
+                continue
+            if predictor is not None and labels.get("destination_service_name") != f"digits-{predictor}":
+                continue
+            counts.total += sample.value
+            counts.failed += sample.value if labels.get("response_code", "").startswith("5") else 0.0
     return counts
 
 

@@ -1,23 +1,41 @@
 """Synthetic Seldon executor request metrics, with traffic set by the caller.
 
 Used by the integration tests and the reaction benchmark, where metric values must be exactly what the
-test says: it stands in for the executor's metrics endpoint, nothing else. The demo and the end-to-end
+test says: it stands in for the executors' metrics endpoints, nothing else. The demo and the end-to-end
 tests use the real local data plane instead.
 
-It serves ``seldon_api_executor_server_requests_seconds_{bucket,count,sum}`` with the executor's labels,
-as if each predictor received ``rps`` requests per second with a share ``error_ratio`` of 500s, all
+It serves what the local data plane's executors serve, in the same shape
+(``localcluster.dataplane.routing``): ``seldon_api_executor_server_requests_seconds_{bucket,count,sum}``
+with deployment_name, predictor_name, predictor_version, service="predictions", method="post" and code,
+in the executor's buckets, per namespace at ``/metrics/<namespace>`` and without a namespace label. It
+writes a file_sd targets file with one target per namespace it knows (``watch`` or ``set``), and
+``scrape_job`` gives the Prometheus job that relabels the namespace on, as a PodMonitor would. Each
+predictor behaves as if it received ``rps`` requests per second with a share ``error_ratio`` of 500s, all
 taking ``latency_s``. Counters advance with wall-clock time, so Prometheus sees real rates.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-METRIC = "seldon_api_executor_server_requests_seconds"
+from localcluster.dataplane.routing import (
+    EXECUTOR_CONTAINER,
+    EXECUTOR_HELP,
+    EXECUTOR_LABELS,
+    EXECUTOR_METHOD,
+    EXECUTOR_METRIC,
+    Histogram,
+    render_histograms,
+)
+from localcluster.prometheus import POD_MONITOR, ScrapeJob, target_group, write_targets
+
+METRIC = EXECUTOR_METRIC
+_PATH = re.compile(r"^/metrics/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
 
 
 @dataclass
@@ -30,6 +48,7 @@ class Traffic:
 @dataclass
 class _Series:
     traffic: Traffic
+    version: str = ""
     ok: float = 0.0
     errors: float = 0.0
     seconds: float = 0.0
@@ -37,9 +56,11 @@ class _Series:
 
 
 class ExecutorExporter:
-    def __init__(self) -> None:
+    def __init__(self, targets_file: Path) -> None:
+        self.targets_file = targets_file
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
+        self._namespaces: set[str] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -48,7 +69,12 @@ class ExecutorExporter:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
 
+    def scrape_job(self, name: str = "executor", mode: str = POD_MONITOR) -> ScrapeJob:
+        """The Prometheus job for these executors: their targets file, the namespace from relabelling."""
+        return ScrapeJob(name, [], file_sd=str(self.targets_file), mode=mode)
+
     def start(self) -> ExecutorExporter:
+        self._write_targets()
         self._thread.start()
         return self
 
@@ -56,16 +82,34 @@ class ExecutorExporter:
         self._server.shutdown()
         self._server.server_close()
 
-    def set(self, namespace: str, deployment: str, predictor: str, traffic: Traffic) -> None:
-        """From now on, this predictor serves this traffic (counters keep what they had)."""
+    def watch(self, namespace: str) -> None:
+        """From now on Prometheus scrapes this namespace's executors (series appear with ``set``).
+
+        Prometheus takes up to ~5 s to act on a new target, as it would for a new pod: call this early."""
+        with self._lock:
+            if namespace in self._namespaces:
+                return
+            self._namespaces.add(namespace)
+        self._write_targets()
+
+    def set(self, namespace: str, deployment: str, predictor: str, traffic: Traffic, version: str = "") -> None:
+        """From now on, this predictor serves this traffic (counters keep what they had). `version` is its
+        predictor_version label (the predictor's `version` annotation; "" when it has none)."""
+        self.watch(namespace)
         with self._lock:
             key = (namespace, deployment, predictor)
             series = self._series.get(key)
             if series is None:
-                self._series[key] = _Series(traffic, updated=time.monotonic())
+                self._series[key] = _Series(traffic, version, updated=time.monotonic())
             else:
                 self._advance(series, time.monotonic())
-                series.traffic = traffic
+                series.traffic, series.version = traffic, version
+
+    def _write_targets(self) -> None:
+        with self._lock:
+            namespaces = sorted(self._namespaces)
+        write_targets(self.targets_file, [target_group(self.address, ns, metrics_path=f"/metrics/{ns}",
+                                                       container=EXECUTOR_CONTAINER) for ns in namespaces])
 
     @staticmethod
     def _advance(series: _Series, now: float) -> None:
@@ -76,33 +120,38 @@ class ExecutorExporter:
         series.seconds += requests * series.traffic.latency_s
         series.updated = now
 
-    def render(self) -> str:
-        lines = [f"# TYPE {METRIC} histogram"]
+    def render(self, namespace: str) -> str:
+        histograms: dict[tuple[str, ...], Histogram] = {}
         now = time.monotonic()
         with self._lock:
-            for (namespace, deployment, predictor), series in sorted(self._series.items()):
+            for (ns, deployment, predictor), series in sorted(self._series.items()):
+                if ns != namespace:
+                    continue
                 self._advance(series, now)
                 for code, count in (("200", series.ok), ("500", series.errors)):
                     if count <= 0 and code == "500":
                         continue
-                    labels = (f'deployment_name="{deployment}",predictor_name="{predictor}",code="{code}",'
-                              f'method="POST",service="predictions",namespace="{namespace}"')
                     total = int(count)
-                    for bound in BUCKETS:
-                        inside = total if series.traffic.latency_s <= bound else 0
-                        lines.append(f'{METRIC}_bucket{{{labels},le="{bound}"}} {inside}')
-                    lines.append(f'{METRIC}_bucket{{{labels},le="+Inf"}} {total}')
+                    histogram = Histogram()
+                    histogram.observe(series.traffic.latency_s, total)
                     share = count / (series.ok + series.errors) if series.ok + series.errors else 0
-                    lines.append(f"{METRIC}_count{{{labels}}} {total}")
-                    lines.append(f"{METRIC}_sum{{{labels}}} {series.seconds * share:.6f}")
-        return "\n".join(lines) + "\n"
+                    histogram.sum = series.seconds * share
+                    labels = (deployment, predictor, series.version, "predictions", EXECUTOR_METHOD, code)
+                    histograms[labels] = histogram
+        return render_histograms(METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, histograms)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = exporter.render().encode()
+                match = _PATH.fullmatch(self.path)
+                if match is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = exporter.render(match.group(1)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -2,11 +2,27 @@
 
 Used by the local cluster and by the tests: scrape the given targets at a short interval, keep the
 data in a folder of ours, wait for readiness with a deadline, stop only our own process.
+
+Namespaces come from relabelling, never from the exporters. On a cluster each Seldon executor runs in its
+predictor's pod and exports no namespace; Prometheus attaches the pod's namespace from service discovery
+(``__meta_kubernetes_namespace``). Two scrape modes render that step as the two usual set-ups do:
+
+- ``podmonitor`` (default): as a Prometheus Operator PodMonitor/ServiceMonitor generates it, the label
+  ``namespace`` (and ``pod``, ``container``);
+- ``analytics``: as Seldon's seldon-core-analytics chart's ``kubernetes-pods`` job does, the label
+  ``kubernetes_namespace`` (and ``kubernetes_pod_name``).
+
+The local data plane serves every namespace from one ingress, so it exposes its executors' series per
+namespace (``/metrics/<namespace>``) and writes one file_sd target per namespace with the meta labels a
+pod would have (``target_group``); the relabelling above then gives each its namespace. ``honor_labels`` is
+false, as in both set-ups: an exporter that sent a ``namespace`` label itself would see it renamed
+``exported_namespace``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,11 +35,29 @@ from pathlib import Path
 
 import yaml
 
-from localcluster.controlplane import ControlPlaneError, answers, free_port, wait_until
+from localcluster.controlplane import STATE_DIR, ControlPlaneError, answers, free_port, wait_until
 
 
 class PrometheusError(ControlPlaneError):
     """Prometheus could not be started (a local-cluster error like the others)."""
+
+
+POD_MONITOR = "podmonitor"  # namespace=..., as a Prometheus Operator PodMonitor (the default)
+ANALYTICS = "analytics"  # kubernetes_namespace=..., as seldon-core-analytics' kubernetes-pods job
+NAMESPACE_LABEL = {POD_MONITOR: "namespace", ANALYTICS: "kubernetes_namespace"}
+# Kubernetes service discovery's meta labels of a pod target; file_sd and static targets carry them here.
+META_NAMESPACE = "__meta_kubernetes_namespace"
+META_POD = "__meta_kubernetes_pod_name"
+META_CONTAINER = "__meta_kubernetes_pod_container_name"
+_RELABEL_TARGETS = {
+    POD_MONITOR: ((META_NAMESPACE, "namespace"), (META_POD, "pod"), (META_CONTAINER, "container")),
+    ANALYTICS: ((META_NAMESPACE, "kubernetes_namespace"), (META_POD, "kubernetes_pod_name")),
+}
+# The local data plane's file_sd targets (written by localcluster.dataplane's controller).
+TARGETS_DIR = STATE_DIR / "prometheus" / "targets"
+EXECUTOR_TARGETS = "executors.json"  # one target per namespace: its executors' series, /metrics/<namespace>
+MODEL_SERVER_TARGETS = "model-servers.json"  # one target per model-server process
+GATEWAY_STATS_PATH = "/stats/prometheus"  # where Istio's proxies (the ingress gateway too) export their stats
 
 
 @dataclass
@@ -33,6 +67,7 @@ class ScrapeJob:
     metrics_path: str = "/metrics"
     labels: dict[str, str] = field(default_factory=dict)
     file_sd: str | None = None  # a targets file Prometheus re-reads when it changes (instead of targets)
+    mode: str | None = None  # POD_MONITOR or ANALYTICS: relabel the targets' meta labels; None: as they are
 
 
 def render_config(jobs: Sequence[ScrapeJob], scrape_interval: str) -> str:
@@ -42,13 +77,59 @@ def render_config(jobs: Sequence[ScrapeJob], scrape_interval: str) -> str:
     }, sort_keys=False)
 
 
+def relabel_configs(mode: str) -> list[dict[str, object]]:
+    """The target relabelling of a scrape mode: the pod's namespace (and name, container) become labels."""
+    if mode not in _RELABEL_TARGETS:
+        raise ValueError(f"unknown scrape mode {mode!r}; use {POD_MONITOR!r} or {ANALYTICS!r}")
+    return [{"source_labels": [source], "action": "replace", "target_label": target}
+            for source, target in _RELABEL_TARGETS[mode]]
+
+
 def _scrape_config(job: ScrapeJob) -> dict[str, object]:
     config: dict[str, object] = {"job_name": job.name, "metrics_path": job.metrics_path}
     if job.file_sd:
         config["file_sd_configs"] = [{"files": [job.file_sd], "refresh_interval": "5s"}]
     else:
         config["static_configs"] = [{"targets": list(job.targets), "labels": dict(job.labels)}]
+    if job.mode is not None:
+        config["honor_labels"] = False
+        config["relabel_configs"] = relabel_configs(job.mode)
     return config
+
+
+def target_group(address: str, namespace: str, metrics_path: str | None = None, pod: str | None = None,
+                 container: str | None = None) -> dict[str, object]:
+    """A file_sd target group for something that runs in `namespace`, with the meta labels its pod would have."""
+    labels = {META_NAMESPACE: namespace}
+    if metrics_path is not None:
+        labels["__metrics_path__"] = metrics_path
+    if pod is not None:
+        labels[META_POD] = pod
+    if container is not None:
+        labels[META_CONTAINER] = container
+    return {"targets": [address], "labels": labels}
+
+
+def write_targets(path: Path, groups: Sequence[dict[str, object]]) -> str:
+    """Write a file_sd targets file atomically (Prometheus never reads half a file); returns its text."""
+    text = json.dumps(list(groups), indent=1, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def dataplane_jobs(ingress: str, targets_dir: Path = TARGETS_DIR, mode: str = POD_MONITOR) -> list[ScrapeJob]:
+    """Scrape jobs for the local data plane at `ingress` (host:port), relabelled in `mode`: its executors
+    (per namespace), its model servers and its ingress gateway's Istio stats (a pod in istio-system)."""
+    return [
+        ScrapeJob("seldon-executors", [], file_sd=str(targets_dir / EXECUTOR_TARGETS), mode=mode),
+        ScrapeJob("model-servers", [], file_sd=str(targets_dir / MODEL_SERVER_TARGETS), mode=mode),
+        ScrapeJob("istio-ingressgateway", [ingress], metrics_path=GATEWAY_STATS_PATH, mode=mode,
+                  labels={META_NAMESPACE: "istio-system", META_POD: "istio-ingressgateway-0",
+                          META_CONTAINER: "istio-proxy"}),
+    ]
 
 
 class PrometheusServer:
@@ -69,6 +150,9 @@ class PrometheusServer:
         if not Path(self.binary).exists():
             raise PrometheusError(f"prometheus not found at {self.binary}; `make system-deps` installs it")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for job in self.jobs:  # a targets file not written yet is no targets, not a discovery error
+            if job.file_sd and not Path(job.file_sd).exists():
+                write_targets(Path(job.file_sd), [])
         config = self.workdir / "prometheus.yml"
         config.write_text(render_config(self.jobs, self.scrape_interval))
         with open(self.workdir / "prometheus.log", "ab") as log:

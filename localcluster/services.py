@@ -19,8 +19,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from localcluster import controlplane
-from localcluster.prometheus import PrometheusServer, ScrapeJob
+from localcluster import controlplane, webhook_registration
+from localcluster.prometheus import PrometheusServer, ScrapeJob, dataplane_jobs
 
 REPO = controlplane.REPO
 STATE = controlplane.STATE_DIR / "services.json"
@@ -33,6 +33,7 @@ class Services:
     prometheus_port: int
     dataplane_pid: int
     prometheus_pid: int
+    webhook_port: int = 0  # Seldon's validating webhook, served by the data plane (HTTPS, registered while up)
 
     @property
     def ingress_url(self) -> str:
@@ -54,7 +55,8 @@ def healthy(services: Services | None) -> bool:
     return (services is not None and controlplane.pid_alive(services.dataplane_pid)
             and controlplane.pid_alive(services.prometheus_pid)
             and controlplane.answers(f"{services.ingress_url}/dataplane/status")
-            and controlplane.answers(f"{services.prometheus_url}/-/ready"))
+            and controlplane.answers(f"{services.prometheus_url}/-/ready")
+            and webhook_registration.answers(services.webhook_port))
 
 
 def up() -> Services:
@@ -62,29 +64,31 @@ def up() -> Services:
     if healthy(current):
         assert current is not None
         controlplane.log(f"reusing data plane {current.ingress_url} and Prometheus {current.prometheus_url}")
+        webhook_registration.register(current.webhook_port)  # again, should the API server have lost it
         return current
     down(quiet=True)
     logs = controlplane.STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    ingress_port = controlplane.free_port()
+    ingress_port, webhook_port = controlplane.free_port(), controlplane.free_port()
     with open(logs / "dataplane.log", "ab") as out:
         dataplane = subprocess.Popen(
             [sys.executable, "-m", "localcluster.dataplane", "--port", str(ingress_port),
-             "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR)],
+             "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR),
+             *webhook_registration.dataplane_args(webhook_port)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     status_url = f"http://127.0.0.1:{ingress_port}/dataplane/status"
     controlplane.wait_until(lambda: controlplane.answers(status_url), "the data plane", 60, dataplane)
+    webhook_registration.register(webhook_port)  # after it listens; SeldonDeployment writes now meet Seldon's rules
     targets = controlplane.STATE_DIR / "prometheus" / "targets" / "model-servers.json"
     targets.parent.mkdir(parents=True, exist_ok=True)
     if not targets.exists():
         targets.write_text("[]")
     prometheus = PrometheusServer(controlplane.STATE_DIR / "prometheus", [
-        ScrapeJob("seldon-ingress", [f"127.0.0.1:{ingress_port}"]),
-        ScrapeJob("model-servers", [], file_sd=str(targets)),
+        *dataplane_jobs(f"127.0.0.1:{ingress_port}", targets.parent),  # namespace by relabelling (PodMonitor)
         ScrapeJob("modelrollout-operator", [f"127.0.0.1:{OPERATOR_METRICS_PORT}"]),
     ]).start()
     assert prometheus.proc is not None
-    services = Services(ingress_port, prometheus.port, dataplane.pid, prometheus.proc.pid)
+    services = Services(ingress_port, prometheus.port, dataplane.pid, prometheus.proc.pid, webhook_port)
     STATE.write_text(json.dumps(asdict(services), indent=2))
     controlplane.log(f"data plane ingress {services.ingress_url}; Prometheus {services.prometheus_url}")
     return services
@@ -103,6 +107,7 @@ def _stop_pid(pid: int, timeout: float = 30) -> None:
 
 def down(quiet: bool = False) -> None:
     services = Services.load()
+    webhook_registration.unregister()  # first: failurePolicy Fail would refuse writes while no webhook answers
     if services is not None:
         _stop_pid(services.dataplane_pid)  # it stops its model servers before it exits
         _stop_pid(services.prometheus_pid)

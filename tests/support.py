@@ -124,6 +124,7 @@ class TrafficWatch:
     def __init__(self, kube: Kube, namespace: str, name: str, max_seconds: float = 600.0) -> None:
         self.kube, self.namespace, self.name, self.max_seconds = kube, namespace, name, max_seconds
         self.history: list[dict[str, int]] = []
+        self.versions: list[list[dict[str, Any]]] = []  # every version's predictors, whole
         self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
 
@@ -149,6 +150,7 @@ class TrafficWatch:
                 continue
             buffer = buffer.lstrip()[end:]
             predictors = (obj.get("spec") or {}).get("predictors") or []
+            self.versions.append(predictors)
             self.history.append({str(p.get("name")): int(p.get("traffic") or 0) for p in predictors})
 
     def max_share(self, predictor: str) -> int:

@@ -1,44 +1,106 @@
-"""The local ingress: Seldon's URL layout, Istio-style weighted routing and mirroring, executor metrics.
+"""The local ingress: Istio's gateway with Seldon's VirtualServices, and each predictor pod's executor.
 
-    POST /seldon/<namespace>/<deployment>/api/v1.0/predictions   → one live predictor, by traffic weight
-    POST /seldon/<namespace>/<deployment>/api/v1.0/feedback      → the predictor named by the
-                                                                   `Seldon-Predictor` header, else by weight
-    GET  /metrics                                                → seldon_api_executor_server_requests_seconds
-    GET  /dataplane/status                                       → predictors, processes, ports (JSON)
+    POST /seldon/<namespace>/<deployment>/api/v1.0/predictions   → one predictor, by the VirtualService's weights
+    POST /seldon/<namespace>/<deployment>/api/v1.0/feedback      → the same way: the route has no header match
+    GET  /metrics/<namespace>   → that namespace's executor series, seldon_api_executor_server_requests_seconds
+    GET  /stats/prometheus      → the gateway's istio_requests_total (a pod in istio-system)
+    GET  /dataplane/status      → servers (pods), their template hash and readiness; routes as applied (JSON)
 
-Each answer carries a `Seldon-Predictor` header naming who answered. Shadow predictors get a copy of
-every prediction request; their answers are counted in the metrics and discarded.
+What it models, and where from:
+
+- Routing (Istio, as Seldon's controller configures it: ``createIstioResources`` in
+  operator/controllers/seldondeployment_controller.go). ``routes`` holds each deployment's VirtualService
+  as the controller last wrote it. Each request goes to one non-shadow predictor by weight, whether it has
+  a ready server or not; the last shadow predictor gets a copy (its traffic percent, or all) whose answer
+  is discarded. Answers carry no header naming the predictor: nothing on a cluster does.
+- The mesh. A chosen predictor without a ready endpoint fails at the gateway: 503 ``no healthy upstream``
+  (response_flags UH), counted in ``istio_requests_total`` and never by an executor. A connection refused
+  is retried, as Istio's default retry policy does (connect-failure, 2 retries, previous hosts), on
+  another ready endpoint of the same predictor only, never another predictor; with none left it is a
+  503 at the gateway too (UF,URX). A model-server process stands for its whole pod (executor included),
+  so a connection it resets is the gateway's 503 too (UC, not retried by that policy).
+- The executor (executor/api/rest/server.go, executor/api/metric): every request that reaches a
+  predictor's pod is observed, with the pod's deployment_name, predictor_name, predictor_version (its
+  ``version`` annotation), service (predictions, feedback), method ``post`` and code (the status it
+  answered), in the executor's buckets; a model that times out makes the executor answer 500.
+  The series carry no namespace: Prometheus adds it when it scrapes ``/metrics/<namespace>`` (see
+  ``localcluster.prometheus``). Series of a deployment go when it is deleted, as its pods' would.
+
+Not modelled: Istio's retries of upstream 503s (its default ``retriable-status-codes``), the executor's
+``_summary`` and client-side (executor → model) metrics, gRPC, and sidecar (reporter="destination") stats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .routing import DeploymentRoute, live_choice, shadows
+from .routing import (
+    CONNECT_FAILED,
+    CONNECTION_TERMINATED,
+    EXECUTOR_HELP,
+    EXECUTOR_LABELS,
+    EXECUTOR_METRIC,
+    MESH_HELP,
+    MESH_LABELS,
+    MESH_METRIC,
+    NO_FLAGS,
+    NO_HEALTHY_UPSTREAM,
+    NO_ROUTE,
+    DeploymentRoute,
+    Histogram,
+    PredictorRoute,
+    executor_labels,
+    mesh_labels,
+    mirror_of,
+    pick,
+    render_counters,
+    render_histograms,
+)
 from .supervisor import ServerProcess, Supervisor
 
-# The executor's own buckets would do; these resolve the latencies a rollout gates on (tens of ms to s).
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
-PREDICTOR_HEADER = "Seldon-Predictor"
+MESH_RETRIES = 2  # Istio's default retry policy: 2 retries on connect failure, on other hosts
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MESH_BODY = {NO_HEALTHY_UPSTREAM: b"no healthy upstream",
+              CONNECT_FAILED: b"upstream connect error or disconnect/reset before headers. "
+                              b"reset reason: connection failure",
+              CONNECTION_TERMINATED: b"upstream connect error or disconnect/reset before headers. "
+                                     b"reset reason: connection termination"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+    upstream: bool  # the gateway picked an endpoint (it knows the destination workload)
+    flags: str = NO_FLAGS  # NO_FLAGS: an executor answered; else the gateway did, for this reason
+
+    @classmethod
+    def from_mesh(cls, flags: str, upstream: bool) -> Answer:
+        return cls(503, _MESH_BODY[flags], "text/plain", upstream, flags)
 
 
 class Ingress:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor, rng: random.Random | None = None, retries: int = MESH_RETRIES) -> None:
         self.supervisor = supervisor
+        self.rng = rng or random.Random()
+        self.retries = retries
+        # Each deployment's VirtualService as the controller last wrote it (it writes only when every
+        # predictor of the deployment is ready).
         self.routes: dict[tuple[str, str], DeploymentRoute] = {}
-        self.registry = CollectorRegistry()
-        self.requests = Histogram(
-            "seldon_api_executor_server_requests_seconds", "Requests through the executor, by predictor",
-            ["deployment_name", "predictor_name", "code", "method", "service", "namespace"],
-            buckets=BUCKETS, registry=self.registry)
+        # namespace → executor label values → histogram; (namespace, deployment) → mesh label values → count
+        self.executor: dict[str, dict[tuple[str, ...], Histogram]] = {}
+        self.mesh: dict[tuple[str, str], dict[tuple[str, ...], float]] = {}
         self._round_robin: dict[tuple[str, str, str], itertools.count[int]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -46,7 +108,9 @@ class Ingress:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/seldon/{namespace}/{deployment}/api/v1.0/{service:predictions|feedback}", self.handle)
-        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/metrics/{namespace}", self.executor_metrics)
+        app.router.add_get("/metrics", self.no_metrics)
+        app.router.add_get("/stats/prometheus", self.mesh_metrics)
         app.router.add_get("/dataplane/status", self.status)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
@@ -62,12 +126,21 @@ class Ingress:
         if self._session is not None:
             await self._session.close()
 
-    def ready_predictors(self, route: DeploymentRoute) -> set[str]:
-        return {p.name for p in route.predictors
-                if self.supervisor.ready_endpoints(route.namespace, route.deployment, p.name)}
+    def forget(self, namespace: str, deployment: str) -> None:
+        """The deployment is gone: its VirtualService, its pods' executor series and the gateway's series."""
+        self.routes.pop((namespace, deployment), None)
+        self.mesh.pop((namespace, deployment), None)
+        series = self.executor.get(namespace, {})
+        for labels in [labels for labels in series if labels[0] == deployment]:
+            del series[labels]
+        if not series:
+            self.executor.pop(namespace, None)
+        for key in [k for k in self._round_robin if k[:2] == (namespace, deployment)]:
+            del self._round_robin[key]
 
-    def _endpoint(self, namespace: str, deployment: str, predictor: str) -> ServerProcess | None:
-        endpoints = self.supervisor.ready_endpoints(namespace, deployment, predictor)
+    def _endpoint(self, namespace: str, deployment: str, predictor: str, tried: set[int]) -> ServerProcess | None:
+        """A ready endpoint of the predictor not tried yet for this request (round robin)."""
+        endpoints = [e for e in self.supervisor.ready_endpoints(namespace, deployment, predictor) if id(e) not in tried]
         if not endpoints:
             return None
         counter = self._round_robin.setdefault((namespace, deployment, predictor), itertools.count())
@@ -77,81 +150,110 @@ class Ingress:
         namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
         service = request.match_info["service"]
         route = self.routes.get((namespace, deployment))
-        if route is None:
-            return web.json_response({"status": {"code": 404, "info": f"no SeldonDeployment {namespace}/{deployment}",
-                                                 "status": "FAILURE"}}, status=404)
+        if route is None:  # no VirtualService matches the path: Envoy answers 404 itself
+            self._count_mesh(namespace, deployment, None, Answer(404, b"", "text/plain", False, NO_ROUTE),
+                             request.host)
+            return web.Response(status=404)
         body = await request.read()
-        ready = self.ready_predictors(route)
-        named = request.headers.get(PREDICTOR_HEADER)
-        predictor = named if service == "feedback" and named in ready else live_choice(route, ready)
-        if predictor is None:
-            # Counted too: users got this answer, and a success rate that missed it would flatter.
-            self.requests.labels(deployment, "", "503", "POST", service, namespace).observe(0.0)
-            return web.json_response({"status": {"code": 503, "status": "FAILURE",
-                                                 "info": f"no ready predictor in {namespace}/{deployment}"}},
-                                     status=503)
-        if service == "predictions":
-            for mirror in shadows(route, ready):
-                task = asyncio.create_task(self._mirror(namespace, deployment, mirror, body))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+        mirror = mirror_of(route)
+        if mirror is not None and self.rng.random() * 100 < mirror.percent:
+            task = asyncio.create_task(self._mirror(namespace, deployment, mirror.predictor.name, service, body))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        destination = pick(route, self.rng)
+        answer = await self._send(namespace, deployment, destination, service, body)
+        self._count_mesh(namespace, deployment, destination, answer, request.host)
+        return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
+
+    async def _send(self, namespace: str, deployment: str, destination: PredictorRoute | None, service: str,
+                    body: bytes) -> Answer:
+        """To a ready endpoint of the destination; a refused connection is retried on another endpoint of the
+        same destination only. With no endpoint left the gateway answers 503 itself."""
+        tried: set[int] = set()
+        for _ in range(1 + self.retries):
+            if destination is None:
+                break
+            endpoint = self._endpoint(namespace, deployment, destination.name, tried)
+            if endpoint is None:
+                break
+            tried.add(id(endpoint))
+            answer = await self._executor(endpoint, service, body)
+            if answer.flags != CONNECT_FAILED:
+                return answer
+        return Answer.from_mesh(CONNECT_FAILED, True) if tried else Answer.from_mesh(NO_HEALTHY_UPSTREAM, False)
+
+    async def _mirror(self, namespace: str, deployment: str, predictor: str, service: str, body: bytes) -> None:
+        endpoint = self._endpoint(namespace, deployment, predictor, set())
+        if endpoint is not None:
+            await self._executor(endpoint, service, body)  # the shadow's executor counts it; the answer is dropped
+
+    async def _executor(self, endpoint: ServerProcess, service: str, body: bytes) -> Answer:
+        """One request to a predictor pod, observed by its executor when the pod answers; when the connection
+        is refused (flags CONNECT_FAILED: retriable) or reset, the gateway's answer instead."""
+        if self._session is None:
+            return Answer.from_mesh(CONNECT_FAILED, True)
         started = time.perf_counter()
-        status, payload, content_type, unreachable = await self._forward(namespace, deployment, predictor, service,
-                                                                         body)
-        if unreachable and service == "predictions":
-            # As Istio retries a connect failure once: the dead endpoint is out of routing by now.
-            retry = live_choice(route, self.ready_predictors(route))
-            if retry is not None:
-                predictor = retry
-                status, payload, content_type, unreachable = await self._forward(namespace, deployment, predictor,
-                                                                                 service, body)
-        if unreachable:  # the user gets this 503: count it (a retried one they never saw is not counted)
-            self.requests.labels(deployment, predictor, "503", "POST", service, namespace).observe(
-                time.perf_counter() - started)
-        return web.Response(status=status, body=payload, content_type=content_type,
-                            headers={PREDICTOR_HEADER: predictor})
+        endpoint.in_flight += 1
+        try:
+            async with self._session.post(f"{endpoint.url}/api/v1.0/{service}", data=body,
+                                          headers={"Content-Type": "application/json"}) as resp:
+                status, payload = resp.status, await resp.read()
+                content_type = resp.content_type or "application/json"
+        except aiohttp.ClientConnectorError:
+            # Nothing listens: the pod is gone. Out of routing until the supervisor sees it ready again.
+            endpoint.ready = False
+            return Answer.from_mesh(CONNECT_FAILED, True)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+            # The pod reset the connection (it died under the request, or a pooled connection to it was stale).
+            return Answer.from_mesh(CONNECTION_TERMINATED, True)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # The model did not answer in time: the executor answers 500.
+            status, content_type = 500, "application/json"
+            payload = f'{{"status": {{"code": 500, "info": "{type(exc).__name__}", "status": "FAILURE"}}}}'.encode()
+        finally:
+            endpoint.in_flight -= 1
+        self._observe(endpoint, service, status, time.perf_counter() - started)
+        return Answer(status, payload, content_type, True)
 
-    async def _mirror(self, namespace: str, deployment: str, predictor: str, body: bytes) -> None:
-        await self._forward(namespace, deployment, predictor, "predictions", body)  # answer discarded
+    def _observe(self, endpoint: ServerProcess, service: str, status: int, seconds: float) -> None:
+        series = self.executor.setdefault(endpoint.spec.namespace, {})
+        labels = executor_labels(endpoint.spec, service, status)
+        series.setdefault(labels, Histogram()).observe(seconds)
 
-    async def _forward(self, namespace: str, deployment: str, predictor: str, service: str,
-                       body: bytes) -> tuple[int, bytes, str, bool]:
-        """Send to one ready endpoint of the predictor; the flag says it could not be reached (not counted)."""
-        started = time.perf_counter()
-        endpoint = self._endpoint(namespace, deployment, predictor)
-        status, payload, content_type = 503, b'{"status": {"code": 503, "info": "no endpoint"}}', "application/json"
-        if endpoint is not None and self._session is not None:
-            endpoint.in_flight += 1
-            try:
-                async with self._session.post(f"{endpoint.url}/api/v1.0/{service}", data=body,
-                                              headers={"Content-Type": "application/json"}) as resp:
-                    status, payload = resp.status, await resp.read()
-                    content_type = resp.content_type or "application/json"
-            except aiohttp.ClientConnectionError as exc:
-                # The process died under us: take it out of routing until the supervisor sees it again.
-                endpoint.ready = False
-                info = f"upstream {predictor}: {type(exc).__name__}"
-                payload = f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
-                return 503, payload, content_type, True
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                info = f"upstream {predictor}: {type(exc).__name__}"
-                status, payload = 503, f'{{"status": {{"code": 503, "info": "{info}"}}}}'.encode()
-            finally:
-                endpoint.in_flight -= 1
-        self.requests.labels(deployment, predictor, str(status), "POST", service, namespace).observe(
-            time.perf_counter() - started)
-        return status, payload, content_type, False
+    def _count_mesh(self, namespace: str, deployment: str, destination: PredictorRoute | None, answer: Answer,
+                    host: str) -> None:
+        labels = mesh_labels(namespace, destination, answer.upstream, answer.status, answer.flags, host)
+        counts = self.mesh.setdefault((namespace, deployment), {})
+        counts[labels] = counts.get(labels, 0.0) + 1
 
-    async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def executor_metrics(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["namespace"]
+        if not _NAMESPACE.fullmatch(namespace):
+            return web.Response(status=404, text=f"{namespace!r} is not a namespace name\n")
+        text = render_histograms(EXECUTOR_METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, self.executor.get(namespace, {}))
+        return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+
+    async def no_metrics(self, _: web.Request) -> web.Response:
+        return web.Response(status=404, text="executor series are per namespace: /metrics/<namespace>; "
+                                             "the gateway's at /stats/prometheus\n")
+
+    async def mesh_metrics(self, _: web.Request) -> web.Response:
+        merged: dict[tuple[str, ...], float] = {}
+        for counts in self.mesh.values():
+            for labels, value in counts.items():
+                merged[labels] = merged.get(labels, 0.0) + value
+        text = render_counters(MESH_METRIC, MESH_HELP, MESH_LABELS, merged)
+        return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
 
     async def status(self, _: web.Request) -> web.Response:
         servers: list[dict[str, Any]] = [
             {"namespace": s.spec.namespace, "deployment": s.spec.deployment, "predictor": s.spec.predictor,
              "replica": s.spec.replica, "modelUri": s.spec.model_uri, "version": s.version, "ready": s.ready,
              "restarts": s.restarts, "pid": s.proc.pid if s.proc else None, "httpPort": s.http_port,
-             "metricsPort": s.metrics_port, "adminPort": s.admin_port, "inFlight": s.in_flight}
+             "metricsPort": s.metrics_port, "adminPort": s.admin_port, "inFlight": s.in_flight,
+             "templateHash": s.spec.template, "predictorVersion": s.spec.predictor_version}
             for s in self.supervisor.servers.values()]
-        routes = {f"{ns}/{dep}": [{"name": p.name, "traffic": p.traffic, "shadow": p.shadow} for p in r.predictors]
+        routes = {f"{ns}/{dep}": [{"name": p.name, "traffic": p.traffic, "shadow": p.shadow, "service": p.service}
+                                  for p in r.predictors]
                   for (ns, dep), r in self.routes.items()}
         return web.json_response({"servers": servers, "routes": routes})

@@ -2,7 +2,9 @@
 
 Starts one seldon-core microservice per (predictor, replica) from the model server's own environment,
 waits for its readiness endpoint, restarts it with backoff when it dies, and drains it (no requests in
-flight) before stopping it when its predictor goes away.
+flight) before stopping it when its predictor goes away. A new pod template (``ServerSpec.template``: the
+model, the predictor's annotations, componentSpecs...) replaces a replica's process as a rolling update
+replaces its pod: the old one serves until the new one is ready.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from localcluster.controlplane import free_port
+from localcluster.model_admin import admin_token
 
 from .routing import ServerSpec
 
@@ -41,6 +44,7 @@ class ServerProcess:
     in_flight: int = 0
     restarts: int = 0
     started_at: float = 0.0
+    ready_at: float = 0.0  # monotonic time it last became ready (its Deployment's progress)
     stopping: bool = False
     version: str = ""
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -122,6 +126,8 @@ class Supervisor:
             "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(server.http_port),
             "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(server.metrics_port),
             "MODEL_ADMIN_PORT": str(server.admin_port),
+            "MODEL_ADMIN_ENABLED": "1",  # the fault admin API, off by default, for chaos/faults.py
+            "MODEL_ADMIN_TOKEN": admin_token(),
             "GRPC_WORKERS": "0",
             "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
             # The labels Seldon's operator sets on a model container, which seldon-core puts on its metrics.
@@ -164,6 +170,7 @@ class Supervisor:
                 if not server.ready:
                     if await self._probe(server):
                         server.ready = True
+                        server.ready_at = time.monotonic()
                         backoff = 1.0
                         log.info("ready: %s on %s", server.spec.key, server.url)
                         old = self.retiring.pop(server.spec.key, None)

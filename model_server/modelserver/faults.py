@@ -11,6 +11,12 @@ Environment (all off by default):
   MODEL_FAULT_ERROR_RATE            fraction of predict calls answered with an error, 0..1
   MODEL_FAULT_ERROR_STATUS          HTTP status of those errors, 500 or 503 (default 503)
   MODEL_FAULT_SEED                  seed for the fault dice (default: random)
+
+Admin API (off unless MODEL_ADMIN_ENABLED=1; then MODEL_ADMIN_TOKEN is required, or the server refuses
+to start):
+  MODEL_ADMIN_ENABLED               1/true/yes/on to serve it; unset, 0/false/no/off: not served at all
+  MODEL_ADMIN_TOKEN                 bearer token every request must present (at least 16 characters)
+  MODEL_ADMIN_HOST / MODEL_ADMIN_PORT  bind address, default 127.0.0.1:9010
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -45,6 +52,7 @@ ENV_ERROR_RATE = "MODEL_FAULT_ERROR_RATE"
 ENV_ERROR_STATUS = "MODEL_FAULT_ERROR_STATUS"
 ENV_SEED = "MODEL_FAULT_SEED"
 
+ENV_ADMIN_ENABLED = "MODEL_ADMIN_ENABLED"
 ENV_ADMIN_HOST = "MODEL_ADMIN_HOST"
 ENV_ADMIN_PORT = "MODEL_ADMIN_PORT"
 ENV_ADMIN_TOKEN = "MODEL_ADMIN_TOKEN"
@@ -52,6 +60,12 @@ DEFAULT_ADMIN_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 9010
 ADMIN_PATH = "/faults"
 MAX_ADMIN_BODY_BYTES = 4096
+MIN_ADMIN_TOKEN_CHARS = 16
+# A socket that sends less than it announced, or nothing, is dropped after this long: never a hung handler.
+ADMIN_SOCKET_TIMEOUT_S = 5.0
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+_CONTENT_LENGTH = re.compile(r"^[0-9]{1,16}$")
 
 
 class FaultConfigError(ValueError):
@@ -217,50 +231,85 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class AdminSettings:
+    """Where the fault admin API listens, and whether at all. Off unless explicitly enabled; enabled, it
+    always requires a bearer token (checked here, so a server so misconfigured refuses to start)."""
+
+    enabled: bool = False
     host: str = DEFAULT_ADMIN_HOST
     port: int = DEFAULT_ADMIN_PORT
     token: str | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return self.port > 0
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        if self.token is None:
+            raise FaultConfigError(
+                f"{ENV_ADMIN_ENABLED} is set but {ENV_ADMIN_TOKEN} is not: refusing to start the fault admin API "
+                f"without a bearer token (set {ENV_ADMIN_TOKEN}, or unset {ENV_ADMIN_ENABLED})"
+            )
+        if len(self.token) < MIN_ADMIN_TOKEN_CHARS or any(c.isspace() for c in self.token):
+            raise FaultConfigError(
+                f"{ENV_ADMIN_TOKEN} must be at least {MIN_ADMIN_TOKEN_CHARS} characters without whitespace"
+            )
+        if not 0 < self.port < 65536:
+            raise FaultConfigError(f"{ENV_ADMIN_PORT} must be a port in 1..65535 when the admin API is enabled")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AdminSettings:
         env = os.environ if environ is None else environ
+        flag = env.get(ENV_ADMIN_ENABLED, "").strip().lower()
+        if flag not in _TRUE + _FALSE:
+            raise FaultConfigError(f"{ENV_ADMIN_ENABLED}={flag!r}: use 1 to enable the fault admin API, 0 or unset")
         raw_port = env.get(ENV_ADMIN_PORT, "").strip()
         try:
             port = int(raw_port) if raw_port else DEFAULT_ADMIN_PORT
         except ValueError as exc:
             raise FaultConfigError(f"{ENV_ADMIN_PORT}={raw_port!r} is not a port number") from exc
         return cls(
+            enabled=flag in _TRUE,
             host=env.get(ENV_ADMIN_HOST, "").strip() or DEFAULT_ADMIN_HOST,
             port=port,
             token=env.get(ENV_ADMIN_TOKEN) or None,
         )
 
 
-def authorise(client_host: str, authorization: str | None, token: str | None) -> HTTPStatus | None:
-    """None when the caller may use the admin API, else the status to refuse it with.
-
-    Without a token only loopback callers are served; with one, every caller must present it.
-    """
-    if token is None:
-        return None if is_loopback(client_host) else HTTPStatus.FORBIDDEN
+def authorise(authorization: str | None, token: str) -> HTTPStatus | None:
+    """None when the request presents the token (`Authorization: Bearer <token>`), else 401."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
         return HTTPStatus.UNAUTHORIZED
     return None
 
 
+def body_length(values: list[str]) -> tuple[HTTPStatus, str] | int:
+    """The body length a request announced in its Content-Length header(s), or the status to refuse it with.
+
+    Missing: 411. Several, or not a plain non-negative decimal (negative, signed, spaced, hex): 400. More
+    than MAX_ADMIN_BODY_BYTES: 413. Only a length so checked is ever read.
+    """
+    if not values:
+        return HTTPStatus.LENGTH_REQUIRED, "Content-Length required"
+    if len(values) > 1:
+        return HTTPStatus.BAD_REQUEST, "more than one Content-Length header"
+    raw = values[0]
+    if not _CONTENT_LENGTH.fullmatch(raw):
+        return HTTPStatus.BAD_REQUEST, f"Content-Length {raw[:20]!r} is not a non-negative whole number"
+    length = int(raw)
+    if length > MAX_ADMIN_BODY_BYTES:
+        return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes; at most {MAX_ADMIN_BODY_BYTES}"
+    return length
+
+
 def make_admin_server(shared: SharedFaultConfig, settings: AdminSettings) -> ThreadingHTTPServer:
-    if not is_loopback(settings.host) and settings.token is None:
+    if not settings.enabled or settings.token is None:
         raise FaultConfigError(
-            f"refusing to expose the fault admin API on {settings.host} without {ENV_ADMIN_TOKEN}"
+            f"the fault admin API is off: it needs {ENV_ADMIN_ENABLED}=1 and {ENV_ADMIN_TOKEN}"
         )
+    token = settings.token
 
     class AdminHandler(BaseHTTPRequestHandler):
         server_version = "modelserver-admin"
+        timeout = ADMIN_SOCKET_TIMEOUT_S  # on the socket: a slow or silent client cannot hold a thread
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.info("admin %s - %s", self.client_address[0], format % args)
@@ -270,13 +319,15 @@ def make_admin_server(shared: SharedFaultConfig, settings: AdminSettings) -> Thr
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            if status == HTTPStatus.UNAUTHORIZED:
+                self.send_header("WWW-Authenticate", 'Bearer realm="fault admin"')
             self.end_headers()
             self.wfile.write(payload)
 
         def _guard(self) -> bool:
-            refusal = authorise(self.client_address[0], self.headers.get("Authorization"), settings.token)
+            refusal = authorise(self.headers.get("Authorization"), token)
             if refusal is not None:
-                self._reply(refusal, {"error": "admin API: caller not allowed"})
+                self._reply(refusal, {"error": "admin API: missing or wrong bearer token"})
                 return False
             if self.path.split("?", 1)[0] != ADMIN_PATH:
                 self._reply(HTTPStatus.NOT_FOUND, {"error": f"unknown path; use {ADMIN_PATH}"})
@@ -296,12 +347,24 @@ def make_admin_server(shared: SharedFaultConfig, settings: AdminSettings) -> Thr
         def _update(self) -> None:
             if not self._guard():
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_ADMIN_BODY_BYTES:
-                self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+            if self.headers.get("Transfer-Encoding") is not None:
+                self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length, not Transfer-Encoding"})
+                return
+            length = body_length(self.headers.get_all("Content-Length") or [])
+            if not isinstance(length, int):
+                status, why = length
+                self._reply(status, {"error": why})
                 return
             try:
-                changes = json.loads(self.rfile.read(length) or b"{}")
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self._reply(HTTPStatus.REQUEST_TIMEOUT, {"error": "body shorter than its Content-Length"})
+                return
+            if len(body) != length:
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": "body shorter than its Content-Length"})
+                return
+            try:
+                changes = json.loads(body or b"{}")
                 config = shared.get().updated(changes)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 self._reply(HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {exc}"})
@@ -334,11 +397,13 @@ def _die_with_parent() -> None:
 def serve_admin_forever(shared: SharedFaultConfig, settings: AdminSettings) -> None:
     """Run the admin API until the parent server process goes away."""
     if not settings.enabled:
-        logger.info("fault admin API disabled (%s=0)", ENV_ADMIN_PORT)
+        logger.info("fault admin API off (set %s=1 and %s to serve it)", ENV_ADMIN_ENABLED, ENV_ADMIN_TOKEN)
         return
     parent = os.getppid()
     _die_with_parent()
     server = make_admin_server(shared, settings)
+    if not is_loopback(settings.host):
+        logger.warning("fault admin API bound to %s: reachable beyond this host (token required)", settings.host)
 
     def watch_parent() -> None:
         while os.getppid() == parent:

@@ -10,10 +10,14 @@ plus the fault knobs and admin API settings in modelserver.faults.
 
 REST (seldon protocol, port PREDICTIVE_UNIT_HTTP_SERVICE_PORT, default 9000):
   POST /api/v1.0/predictions  {"data": {"ndarray": [[64 pixel values 0..16], ...]}}
-       answers {"data": {"names": ["class"], "ndarray": [label, ...]}}; with
+       answers {"data": {"names": ["class"], "ndarray": [label, ...]},
+                "meta": {"tags": {"served_model_version": "2.0.0", ...}}}; with
        {"meta": {"tags": {"return_proba": true}}} it answers per-class probabilities
        (names "0".."9") instead.
   POST /api/v1.0/feedback     {"request": ..., "response": ..., "reward": r, "truth": {"data": ...}}
+       outcomes are counted under the version named by the response's served_model_version tag,
+       whichever server receives the feedback (Seldon routes feedback by traffic weight, not by who
+       answered); "unknown" when the response carries none.
   GET  /health/status         503 until the model is loaded, then the model's identity
 Metrics: port PREDICTIVE_UNIT_METRICS_SERVICE_PORT (default 6000), path
 PREDICTIVE_UNIT_METRICS_ENDPOINT (default /metrics; Seldon's operator sets /prometheus).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -48,7 +53,9 @@ DEFAULT_MAX_BATCH_SIZE = 1000
 
 # Metric names (Prometheus). Seldon adds the labels method, worker_id, model_name, model_version, ...
 # Its own model_version label comes from the container image tag and overrides a custom tag of that
-# name, so the artifact's version travels as `artifact_version`.
+# name (seldon_core/metrics.py: DEFAULT_LABELS, merged over the tags in SeldonMetrics._merge_labels), so
+# the artifact's version travels as `artifact_version` (this server's model) and, on feedback outcomes,
+# as `served_model_version` (the model that produced the answer the feedback judges).
 PREDICTIONS = "predictions_total"
 INVALID_REQUESTS = "invalid_requests_total"
 INJECTED_ERRORS = "injected_errors_total"
@@ -63,6 +70,17 @@ MODEL_INFO = "model_artifact_info"
 
 BAD_DATA_REASON = "MICROSERVICE_BAD_DATA"
 
+# The tag in every answer's meta.tags naming the version of the model that produced it, and the label of
+# feedback outcomes that carries it back. Not `model_version`: seldon-core owns that label (see above).
+SERVED_VERSION_TAG = "served_model_version"
+# Feedback whose response names no (valid) version: never counted as the receiving server's own.
+UNKNOWN_VERSION = "unknown"
+# Versions come from clients (the feedback's response): only a label-safe name becomes a label value, and
+# past this many distinct ones per process the rest are counted together, so series stay bounded.
+MAX_FEEDBACK_VERSIONS = 256
+OTHER_VERSIONS = "other"
+_VERSION = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
 
 def _setting(given: Any, env_name: str, environ: Mapping[str, str]) -> str | None:
     """A seldon parameter when given, else the environment variable."""
@@ -70,6 +88,22 @@ def _setting(given: Any, env_name: str, environ: Mapping[str, str]) -> str | Non
         return str(given)
     value = environ.get(env_name, "").strip()
     return value or None
+
+
+def served_version(response: Any) -> str:
+    """The version a response says produced it (its meta.tags.served_model_version), else "unknown".
+
+    A value that is not a plain version name (a label-safe string of at most 63 characters) is
+    "unknown" too: it comes from the client and must not become an arbitrary label value.
+    """
+    meta = response.get("meta") if isinstance(response, dict) else None
+    tags = meta.get("tags") if isinstance(meta, dict) else None
+    value = tags.get(SERVED_VERSION_TAG) if isinstance(tags, dict) else None
+    if isinstance(value, str) and len(value) <= 63 and _VERSION.fullmatch(value):
+        return value
+    if value is not None:
+        logger.info("feedback response has an unusable %s tag; counted as %s", SERVED_VERSION_TAG, UNKNOWN_VERSION)
+    return UNKNOWN_VERSION
 
 
 class DigitsClassifier:
@@ -97,6 +131,11 @@ class DigitsClassifier:
             or (self.card or {}).get("version")
             or self.location.version_dir.name
         )
+        if len(self.version) > 63 or not _VERSION.fullmatch(self.version):
+            logger.warning(
+                "version %r is not a plain version name ([A-Za-z0-9._-], at most 63 characters): feedback on "
+                "this model's answers will be counted as %r", self.version, UNKNOWN_VERSION,
+            )
         batch_setting = _setting(max_batch_size, "MODEL_MAX_BATCH_SIZE", env)
         self.max_batch_size = int(batch_setting) if batch_setting else DEFAULT_MAX_BATCH_SIZE
         if self.max_batch_size < 1:
@@ -112,6 +151,7 @@ class DigitsClassifier:
         self.artifact_sha256: str | None = None
         self._pending: list[dict[str, Any]] = []
         self._pending_lock = threading.Lock()
+        self._feedback_versions: set[str] = set()
         logger.info(
             "model %s version %s from %s (max batch %d, faults %s)",
             (self.card or {}).get("model", "digits"),
@@ -211,7 +251,8 @@ class DigitsClassifier:
             data = {"names": [str(c) for c in classes], "ndarray": np.round(probabilities, 6).tolist()}
         else:
             data = {"names": ["class"], "ndarray": [int(label) for label in labels]}
-        meta: dict[str, Any] = {"tags": {"model_version": self.version}, "metrics": self.metrics()}
+        tags = {"model_version": self.version, SERVED_VERSION_TAG: self.version}
+        meta: dict[str, Any] = {"tags": tags, "metrics": self.metrics()}
         if isinstance(request, dict) and isinstance(request.get("meta"), dict) and "puid" in request["meta"]:
             meta["puid"] = request["meta"]["puid"]
         return {"data": data, "meta": meta}
@@ -262,41 +303,48 @@ class DigitsClassifier:
         """Count feedback and, given the truth, whether the served predictions were right.
 
         The predictions compared are the feedback's `response` when it has one, else this model's
-        answer for the feedback's `request`.
+        answer for the feedback's `request`. Outcomes are counted under the version of the model that
+        produced the predictions compared: the response's served_model_version tag ("unknown" without
+        one), or this model's own when it answered the request itself.
         """
         self._require_ready()
         message = json_format.MessageToDict(feedback)
         try:
-            correct, incorrect = self._score_feedback(message)
+            correct, incorrect, served_by = self._score_feedback(message)
         except InvalidInput as exc:
             self._count_invalid(exc)
             raise SeldonMicroserviceException(exc.message, status_code=400, reason=BAD_DATA_REASON) from exc
         reward = float(feedback.reward)
         queued = [self._counter(FEEDBACK, 1), self._counter(FEEDBACK_REWARD, reward)]
+        labels = {SERVED_VERSION_TAG: self._bounded_version(served_by)}
         if correct:
-            queued.append(self._counter(FEEDBACK_OUTCOMES, correct, outcome="correct"))
+            queued.append(self._counter(FEEDBACK_OUTCOMES, correct, outcome="correct", **labels))
         if incorrect:
-            queued.append(self._counter(FEEDBACK_OUTCOMES, incorrect, outcome="incorrect"))
+            queued.append(self._counter(FEEDBACK_OUTCOMES, incorrect, outcome="incorrect", **labels))
         self._queue_metrics(queued)
         answer = {
-            "jsonData": {"accepted": True, "reward": reward, "correct": correct, "incorrect": incorrect},
+            "jsonData": {"accepted": True, "reward": reward, "correct": correct, "incorrect": incorrect,
+                         SERVED_VERSION_TAG: served_by},
             # Protobuf drops zero values and seldon-core then fails on the missing field: send none.
             "meta": {"tags": {"model_version": self.version}, "metrics": self._drain_nonzero()},
         }
         return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
 
-    def _score_feedback(self, message: dict[str, Any]) -> tuple[int, int]:
+    def _score_feedback(self, message: dict[str, Any]) -> tuple[int, int, str]:
+        """Correct and incorrect predictions, and the version of the model that made them."""
         if "truth" not in message:
-            return 0, 0
+            return 0, 0, UNKNOWN_VERSION
         truth = parse_labels(message["truth"], "truth", N_CLASSES)
         if "response" in message and "data" in message["response"]:
             predicted = parse_labels(message["response"], "response", N_CLASSES)
+            served_by = served_version(message["response"])
         elif "request" in message:
             try:
                 features = parse_features(message["request"], N_FEATURES, self.max_batch_size, PIXEL_RANGE)
             except InvalidInput as exc:
                 raise InvalidInput(exc.reason, f"feedback request: {exc.message}") from exc
             predicted = np.asarray(self.model.predict(features), dtype=np.int64)
+            served_by = self.version  # this model answered the request just now: its own outcome
         else:
             raise InvalidInput("bad_feedback", "feedback has a truth but neither a request nor a response")
         if len(predicted) != len(truth):
@@ -304,7 +352,17 @@ class DigitsClassifier:
                 "bad_feedback", f"truth has {len(truth)} labels but there are {len(predicted)} predictions"
             )
         correct = int(np.sum(predicted == truth))
-        return correct, len(truth) - correct
+        return correct, len(truth) - correct, served_by
+
+    def _bounded_version(self, version: str) -> str:
+        """The version as a label value, or OTHER_VERSIONS once this process has seen too many."""
+        with self._pending_lock:
+            if version in self._feedback_versions:
+                return version
+            if len(self._feedback_versions) >= MAX_FEEDBACK_VERSIONS:
+                return OTHER_VERSIONS
+            self._feedback_versions.add(version)
+            return version
 
     # --- metrics ---------------------------------------------------------------------------------
 

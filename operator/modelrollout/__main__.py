@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import urllib.parse
 from typing import TYPE_CHECKING
@@ -70,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prometheus-url", default=os.environ.get("MODELROLLOUT_PROMETHEUS_URL",
                                                                    "http://127.0.0.1:9090"),
                         help="Prometheus used when a rollout names none (env MODELROLLOUT_PROMETHEUS_URL)")
+    parser.add_argument("--namespace-label", default=os.environ.get("MODELROLLOUT_NAMESPACE_LABEL", "namespace"),
+                        type=_label_name,
+                        help="the label the Prometheus scrape puts a pod's namespace in: namespace (Prometheus "
+                             "Operator PodMonitor, the default) or kubernetes_namespace (Seldon's analytics "
+                             "chart); env MODELROLLOUT_NAMESPACE_LABEL")
     parser.add_argument("--allowed-prometheus-url", dest="allowed_prometheus_urls", action="append",
                         type=_prometheus_url, default=None, metavar="URL",
                         help="another Prometheus a rollout may name in spec.analysis.prometheus.address "
@@ -106,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _label_name(text: str) -> str:
+    """argparse type of --namespace-label: a Prometheus label name."""
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Prometheus label name")
+    return text
+
+
 def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
     """Copy the parsed flags onto the operator's configuration (``handlers.CONFIG``)."""
     config.prometheus_url = args.prometheus_url
@@ -115,6 +128,7 @@ def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
     config.allowed_prometheus_urls = args.allowed_prometheus_urls
     config.provider_workers = args.provider_workers
     config.kube_request_timeout_s = args.kube_request_timeout
+    config.namespace_label = args.namespace_label
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ SELDON_PLURAL = "seldondeployments"
 
 BUILTIN_TEMPLATES = (
     "request-success-rate",
+    "request-success-rate-with-mesh",
     "request-duration-p50",
     "request-duration-p90",
     "request-duration-p99",
@@ -99,6 +100,7 @@ class Limits:
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S
     default_prometheus: str = DEFAULT_PROMETHEUS_URL
     allowed_prometheus: frozenset[str] = frozenset()  # besides default_prometheus
+    namespace_label: str = "namespace"  # where the scrape puts the namespace (kubernetes_namespace, ...)
 
     @property
     def min_window_s(self) -> float:

@@ -41,10 +41,11 @@ class OperatorConfig:
     provider_workers: int = 8  # threads for metric-provider I/O (apart from Kubernetes I/O)
     kube_workers: int = 16  # threads for Kubernetes I/O
     kube_request_timeout_s: float = 10.0  # every Kubernetes API call
+    namespace_label: str = "namespace"  # the label the scrape puts the namespace in
 
     def limits(self) -> Limits:
         return Limits(scrape_interval_s=self.scrape_interval_s, default_prometheus=self.prometheus_url,
-                      allowed_prometheus=frozenset(self.allowed_prometheus_urls))
+                      allowed_prometheus=frozenset(self.allowed_prometheus_urls), namespace_label=self.namespace_label)
 
 
 CONFIG = OperatorConfig()

@@ -112,16 +112,19 @@ class Reconciler:
         if not isinstance(spec, SpecError) and target.ready and target.serving and not deleting:
             due = metrics_due(spec, status, now)
             if due:
-                checks = await self._measure(spec, namespace, due)
+                checks = await self._measure(spec, namespace, due, status.stable_version)
         plan = decide(spec, generation, status, Observations(target=target, checks=checks, action=action,
                                                              deleting=deleting), now)
         return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks, spec, target)
 
-    async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...]) -> tuple[CheckResult, ...]:
+    async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...],
+                       stable_version: str) -> tuple[CheckResult, ...]:
         provider = self.provider_for(spec.analysis.prometheus_address or self.limits.default_prometheus)
         try:
             return await asyncio.wait_for(
-                run_checks(due, AnalysisContext.from_spec(spec, namespace), provider, self.templates,
+                run_checks(due, AnalysisContext.from_spec(spec, namespace, stable_version=stable_version,
+                                                          namespace_label=self.limits.namespace_label),
+                           provider, self.templates,
                            min_requests=spec.analysis.min_requests),
                 timeout=self.analysis_deadline_s)
         except TimeoutError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from chaos import faults
 from chaos.harness import (
@@ -129,11 +130,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 # AnalysisTemplates on the model servers' own metrics (scraped per predictor through the data plane's
 # file_sd targets, labelled namespace / deployment_name / predictor_name by Prometheus).
-FEEDBACK_ACCURACY = (
-    'sum(rate(feedback_outcomes_total{namespace="{{namespace}}",deployment_name="{{target}}",'
-    'predictor_name="{{candidate}}",outcome="correct"}[{{interval}}]))'
-    ' / sum(rate(feedback_outcomes_total{namespace="{{namespace}}",deployment_name="{{target}}",'
-    'predictor_name="{{candidate}}"}[{{interval}}]))')
+# Accuracy is the example's own query: keyed on the version that answered ({{candidateVersion}}), summed
+# over every predictor, so it holds however feedback is routed.
+FEEDBACK_ACCURACY: str = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "examples" / "analysistemplate-accuracy.yaml").read_text())["spec"]["query"]
 # `or vector(0)`: a model that never predicts 8 has no class="8" series at all; without it the ratio is
 # an empty result (inconclusive) exactly for the model it is meant to catch.
 CLASS_8_SHARE = (

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.harness import model_uri, rollout, traffic
-from localcluster.prometheus import PrometheusServer, ScrapeJob
+from localcluster.prometheus import PrometheusServer, dataplane_jobs
 from tests.e2e.conftest import CANDIDATE, E2E, FEEDBACK_ACCURACY, analysis_template
 from tests.support import TrafficWatch, wait_for
 
@@ -151,11 +151,11 @@ def test_operator_killed_mid_rollout_finishes_it(e2e: E2E) -> None:
 def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
     """With its Prometheus gone, the operator has no data: it must not promote, and rolls back after
     inconclusiveLimit checks (engine: a provider error is inconclusive, never a pass)."""
-    private = PrometheusServer(tmp_path / "prometheus", [
-        ScrapeJob("seldon-ingress", [f"127.0.0.1:{e2e.services.ingress_port}"])], scrape_interval="1s").start()
+    private = PrometheusServer(tmp_path / "prometheus", dataplane_jobs(f"127.0.0.1:{e2e.services.ingress_port}"),
+                               scrape_interval="1s").start()
     try:
-        wait_for(lambda: private.query('up{job="seldon-ingress"} == 1'), "the private Prometheus to scrape",
-                 timeout=30)
+        wait_for(lambda: private.query(f'up{{job="seldon-executors",namespace="{e2e.namespace}"}} == 1'),
+                 "the private Prometheus to scrape", timeout=30)
         e2e.start_locust(users=4)
         e2e.wait_traffic()
         e2e.start_operator(prometheus_url=private.url)
@@ -195,10 +195,11 @@ def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
 def test_a_healthy_candidate_is_promoted_under_a_15s_scrape(e2e: E2E, tmp_path: Path) -> None:
     """A Prometheus scraping every 15s (kube-prometheus-stack scrapes every 30s by default): the default
     window holds 4 scrapes, so a healthy candidate gets real verdicts, not empty ones and a rollback."""
-    slow = PrometheusServer(tmp_path / "prometheus", [
-        ScrapeJob("seldon-ingress", [f"127.0.0.1:{e2e.services.ingress_port}"])], scrape_interval="15s").start()
+    slow = PrometheusServer(tmp_path / "prometheus", dataplane_jobs(f"127.0.0.1:{e2e.services.ingress_port}"),
+                            scrape_interval="15s").start()
     try:
-        wait_for(lambda: slow.query('up{job="seldon-ingress"} == 1'), "the 15s Prometheus to scrape", timeout=60)
+        wait_for(lambda: slow.query(f'up{{job="seldon-executors",namespace="{e2e.namespace}"}} == 1'),
+                 "the 15s Prometheus to scrape", timeout=60)
         e2e.start_locust(users=4, duration_s=300)
         e2e.wait_traffic()
         e2e.start_operator(prometheus_url=slow.url, extra=("--scrape-interval", "15s"))

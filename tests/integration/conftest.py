@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from localcluster.executor_exporter import ExecutorExporter
-from localcluster.prometheus import PrometheusServer, ScrapeJob
+from localcluster.prometheus import PrometheusServer
 from tests.support import Kube, OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,17 +23,17 @@ UNSERVED_SDEP = {**SDEP, "metadata": {**SDEP["metadata"],
 
 
 @pytest.fixture(scope="session")
-def exporter() -> Iterator[ExecutorExporter]:
-    server = ExecutorExporter().start()
+def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutorExporter]:
+    server = ExecutorExporter(tmp_path_factory.mktemp("executors") / "executors.json").start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def prometheus(exporter: ExecutorExporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [ScrapeJob("executor", [exporter.address])],
+    # One target per namespace the exporter knows; Prometheus adds the namespace label (PodMonitor-style).
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [exporter.scrape_job()],
                               scrape_interval="1s").start()
-    wait_for(lambda: server.query('up{job="executor"} == 1'), "Prometheus to scrape the test exporter", timeout=30)
     yield server
     server.stop()
 
@@ -48,12 +48,13 @@ def operator(cluster: Kube, namespace: str, prometheus: PrometheusServer,
 
 
 @pytest.fixture
-def deployment(cluster: Kube, namespace: str) -> dict[str, Any]:
+def deployment(cluster: Kube, namespace: str, exporter: ExecutorExporter) -> dict[str, Any]:
     """The example SeldonDeployment "digits" (stable predictor "main" at 1.0.0) in the test namespace.
 
     Metrics here come from the controlled exporter, so the local data plane (when running) is told not
-    to serve it.
+    to serve it; the exporter's target for the namespace exists from now on, as its pods' would.
     """
+    exporter.watch(namespace)
     cluster.apply(UNSERVED_SDEP, namespace)
     return cluster.get("sdep", "digits", namespace)
 

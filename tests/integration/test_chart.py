@@ -143,8 +143,9 @@ def test_renders_and_validates_against_kubernetes_schemas(helm: str, case: str) 
 def test_default_is_cluster_wide_standalone_and_restricted(helm: str) -> None:
     docs = render(helm, [])
     args = container_args(docs)
-    assert "--all-namespaces" in args and not any(a.startswith("--namespace") for a in args)
+    assert "--all-namespaces" in args and not any(a.startswith("--namespace=") or a == "--namespace" for a in args)
     assert "--health-endpoint=http://0.0.0.0:8080/healthz" in args and "--metrics-port=8000" in args
+    assert "--namespace-label=namespace" in args  # where a PodMonitor puts the namespace
     assert "--scrape-interval=30s" in args and not any(a.startswith("--allowed-prometheus-url") for a in args)
     assert not any(a.startswith("--peering") for a in args)
     assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",

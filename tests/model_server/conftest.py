@@ -91,9 +91,14 @@ class ServerProcess:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}/faults"
 
-    def start(self) -> ServerProcess:
+    @property
+    def admin_enabled(self) -> bool:
+        return self.extra_env.get("MODEL_ADMIN_ENABLED", "") not in ("", "0")
+
+    def start(self, wait_ready: bool = True) -> ServerProcess:
         env = {
-            **os.environ,
+            # The admin API is what each test says it is, never what the calling shell had.
+            **{k: v for k, v in os.environ.items() if not k.startswith("MODEL_ADMIN_")},
             "MODEL_URI": self.model_dir.as_uri(),
             "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(self.http_port),
             "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(self.metrics_port),
@@ -114,12 +119,23 @@ class ServerProcess:
             start_new_session=True,
         )
         log.close()
+        if not wait_ready:
+            return self
         try:
             wait_until(self._ready, READY_DEADLINE_S, f"model server on port {self.http_port} to be ready")
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_exit(self, deadline_s: float = READY_DEADLINE_S) -> int:
+        """The exit status of a server expected to refuse to start."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=deadline_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"model server still running after {deadline_s:.0f}s:\n{self.log_tail()}") from None
 
     def _ready(self) -> bool:
         assert self.process is not None
@@ -128,10 +144,11 @@ class ServerProcess:
         try:
             health = requests.get(f"{self.base_url}/health/status", timeout=2)
             metrics = requests.get(self.metrics_url, timeout=2)
-            admin = requests.get(self.admin_url, timeout=2, headers=self.admin_headers())
+            admin_ok = (not self.admin_enabled
+                        or requests.get(self.admin_url, timeout=2, headers=self.admin_headers()).status_code == 200)
         except requests.ConnectionError:
             return False
-        return health.status_code == 200 and metrics.status_code == 200 and admin.status_code == 200
+        return health.status_code == 200 and metrics.status_code == 200 and admin_ok
 
     def admin_headers(self) -> dict[str, str]:
         token = self.extra_env.get("MODEL_ADMIN_TOKEN")
@@ -200,11 +217,11 @@ def start_server(
 ) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(model_dir: Path, **extra_env: str) -> ServerProcess:
+    def start(model_dir: Path, wait_ready: bool = True, **extra_env: str) -> ServerProcess:
         workdir = tmp_path_factory.mktemp("server")
         server = ServerProcess(model_dir=model_dir, log_path=workdir / "server.log", extra_env=extra_env)
         started.append(server)
-        return server.start()
+        return server.start(wait_ready=wait_ready)
 
     yield start
     for server in started:

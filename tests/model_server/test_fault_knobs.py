@@ -111,18 +111,74 @@ def test_loopback_detection(host: str, expected: bool) -> None:
     assert faults.is_loopback(host) is expected
 
 
+TOKEN = "a-token-of-24-characters"
+
+
+def test_admin_api_is_off_by_default() -> None:
+    settings = faults.AdminSettings.from_env({})
+    assert not settings.enabled
+    # A port and a token alone do not turn it on: only the explicit flag does.
+    assert not faults.AdminSettings.from_env({faults.ENV_ADMIN_PORT: "9010", faults.ENV_ADMIN_TOKEN: TOKEN}).enabled
+    for off in ("0", "false", "No", "off", ""):
+        assert not faults.AdminSettings.from_env({faults.ENV_ADMIN_ENABLED: off}).enabled
+    with pytest.raises(FaultConfigError, match="the fault admin API is off"):
+        faults.make_admin_server(faults.SharedFaultConfig(FaultConfig()), settings)
+
+
+def test_admin_api_enabled_with_a_token() -> None:
+    settings = faults.AdminSettings.from_env(
+        {faults.ENV_ADMIN_ENABLED: "1", faults.ENV_ADMIN_TOKEN: TOKEN, faults.ENV_ADMIN_PORT: "9123"}
+    )
+    assert (settings.enabled, settings.host, settings.port, settings.token) == (True, "127.0.0.1", 9123, TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({faults.ENV_ADMIN_ENABLED: "1"}, "refusing to start the fault admin API without a bearer token"),
+        ({faults.ENV_ADMIN_ENABLED: "true", faults.ENV_ADMIN_TOKEN: ""}, "without a bearer token"),
+        ({faults.ENV_ADMIN_ENABLED: "1", faults.ENV_ADMIN_TOKEN: "short"}, "at least 16 characters"),
+        ({faults.ENV_ADMIN_ENABLED: "1", faults.ENV_ADMIN_TOKEN: "sixteen chars with space"}, "without whitespace"),
+        ({faults.ENV_ADMIN_ENABLED: "1", faults.ENV_ADMIN_TOKEN: TOKEN, faults.ENV_ADMIN_PORT: "0"}, "1..65535"),
+        ({faults.ENV_ADMIN_ENABLED: "maybe"}, "use 1 to enable"),
+        ({faults.ENV_ADMIN_PORT: "http"}, "not a port number"),
+    ],
+)
+def test_bad_admin_settings_are_refused(env: dict[str, str], words: str) -> None:
+    with pytest.raises(FaultConfigError, match=words):
+        faults.AdminSettings.from_env(env)
+
+
 def test_admin_access_rule() -> None:
-    # No token: loopback only.
-    assert faults.authorise("127.0.0.1", None, None) is None
-    assert faults.authorise("10.1.2.3", None, None) == HTTPStatus.FORBIDDEN
-    # Token: everyone must present it, loopback included.
-    assert faults.authorise("127.0.0.1", None, "s3cret") == HTTPStatus.UNAUTHORIZED
-    assert faults.authorise("127.0.0.1", "Bearer wrong", "s3cret") == HTTPStatus.UNAUTHORIZED
-    assert faults.authorise("10.1.2.3", "Bearer s3cret", "s3cret") is None
-    assert faults.authorise("127.0.0.1", "bearer s3cret", "s3cret") is None
+    assert faults.authorise(None, TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise("", TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise("Bearer wrong", TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise(f"Basic {TOKEN}", TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise(TOKEN, TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise(f"Bearer {TOKEN[:-1]}", TOKEN) == HTTPStatus.UNAUTHORIZED
+    assert faults.authorise(f"Bearer {TOKEN}", TOKEN) is None
+    assert faults.authorise(f"bearer {TOKEN}", TOKEN) is None
 
 
-def test_admin_api_refuses_a_public_bind_without_token() -> None:
-    shared = faults.SharedFaultConfig(FaultConfig())
-    with pytest.raises(FaultConfigError, match="without MODEL_ADMIN_TOKEN"):
-        faults.make_admin_server(shared, faults.AdminSettings(host="0.0.0.0", port=0))
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], HTTPStatus.LENGTH_REQUIRED),
+        (["abc"], HTTPStatus.BAD_REQUEST),
+        (["-1"], HTTPStatus.BAD_REQUEST),
+        (["+5"], HTTPStatus.BAD_REQUEST),
+        (["1e3"], HTTPStatus.BAD_REQUEST),
+        ([" 5"], HTTPStatus.BAD_REQUEST),
+        (["5", "5"], HTTPStatus.BAD_REQUEST),
+        (["1" * 40], HTTPStatus.BAD_REQUEST),
+        ([str(faults.MAX_ADMIN_BODY_BYTES + 1)], HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+        (["0"], 0),
+        ([str(faults.MAX_ADMIN_BODY_BYTES)], faults.MAX_ADMIN_BODY_BYTES),
+    ],
+)
+def test_content_length_is_checked_before_any_body_is_read(values: list[str], expected: object) -> None:
+    checked = faults.body_length(values)
+    if isinstance(expected, HTTPStatus):
+        assert isinstance(checked, tuple) and checked[0] == expected
+    else:
+        assert checked == expected

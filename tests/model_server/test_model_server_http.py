@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -19,11 +20,13 @@ from .conftest import ServerProcess, metric_total
 
 VERSION = "2.0.0"
 ROW = [0.0] * 64
+ADMIN_TOKEN = "test-admin-token-4f1c9a7e"
 
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., ServerProcess], model_dir: Callable[[str], Path]) -> ServerProcess:
-    return start_server(model_dir(VERSION))
+    """2.0.0 with the fault admin API enabled (it needs a token then)."""
+    return start_server(model_dir(VERSION), MODEL_ADMIN_ENABLED="1", MODEL_ADMIN_TOKEN=ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def local_model(model_dir: Callable[[str], Path]) -> Any:
 def admin(server: ServerProcess) -> Iterator[ServerProcess]:
     """The default server, with its fault knobs reset after the test whatever happens."""
     yield server
-    requests.delete(server.admin_url, timeout=5).raise_for_status()
+    requests.delete(server.admin_url, headers=server.admin_headers(), timeout=5).raise_for_status()
 
 
 def assert_serving(server: ServerProcess) -> None:
@@ -75,6 +78,7 @@ def test_predictions_match_the_model_loaded_in_process(
         body = response.json()
         assert body["data"]["names"] == ["class"]
         assert body["meta"]["tags"]["model_version"] == VERSION
+        assert body["meta"]["tags"]["served_model_version"] == VERSION
         assert "metrics" not in body["meta"]  # INCLUDE_METRICS_IN_CLIENT_RESPONSE=false
         served.extend(body["data"]["ndarray"])
     assert served == local_model.predict(dataset.X_test).tolist()
@@ -218,8 +222,10 @@ def test_feedback_against_truth_for_a_request(
 
     assert delta("feedback_total", artifact_version=VERSION) == 1
     assert delta("feedback_reward_total", artifact_version=VERSION) == pytest.approx(0.5)
-    assert delta("feedback_outcomes_total", outcome="correct") == expected_correct
-    assert delta("feedback_outcomes_total", outcome="incorrect") == 60 - expected_correct
+    # No response in this feedback: this server answered the request itself, so the outcome is its own.
+    assert answer["served_model_version"] == VERSION
+    assert delta("feedback_outcomes_total", outcome="correct", served_model_version=VERSION) == expected_correct
+    assert delta("feedback_outcomes_total", outcome="incorrect", served_model_version=VERSION) == 60 - expected_correct
     assert delta("seldon_api_model_feedback_reward_total") == pytest.approx(0.5)
 
 
@@ -265,7 +271,8 @@ def test_bad_feedback_gets_a_400(server: ServerProcess, feedback: dict, words: s
 
 
 def test_admin_api_shows_and_validates(admin: ServerProcess) -> None:
-    shown = requests.get(admin.admin_url, timeout=5).json()
+    auth = admin.admin_headers()
+    shown = requests.get(admin.admin_url, headers=auth, timeout=5).json()
     assert shown == {
         "latency_ms": 0.0,
         "latency_jitter_ms": 0.0,
@@ -274,29 +281,102 @@ def test_admin_api_shows_and_validates(admin: ServerProcess) -> None:
         "error_status": 503,
     }
     for bad in ({"error_rate": 2}, {"latency": 5}, {"latency_distribution": "zipf"}):
-        response = requests.put(admin.admin_url, json=bad, timeout=5)
+        response = requests.put(admin.admin_url, json=bad, headers=auth, timeout=5)
         assert response.status_code == 400, bad
         assert "error" in response.json()
-    response = requests.post(admin.admin_url, data=b"{nope", timeout=5)
+    response = requests.post(admin.admin_url, data=b"{nope", headers=auth, timeout=5)
     assert response.status_code == 400
-    assert requests.get(admin.admin_url.replace("/faults", "/other"), timeout=5).status_code == 404
-    assert requests.get(admin.admin_url, timeout=5).json() == shown
+    assert requests.get(admin.admin_url.replace("/faults", "/other"), headers=auth, timeout=5).status_code == 404
+    assert requests.get(admin.admin_url, headers=auth, timeout=5).json() == shown
+
+
+def test_admin_api_refuses_a_missing_or_wrong_token(admin: ServerProcess) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {ADMIN_TOKEN}"},
+                    {"Authorization": ADMIN_TOKEN}, {"Authorization": f"Bearer {ADMIN_TOKEN}x"}):
+        for method in ("GET", "PUT", "DELETE"):
+            body = {"error_rate": 1.0} if method == "PUT" else None
+            response = requests.request(method, admin.admin_url, json=body, headers=headers, timeout=5)
+            assert response.status_code == 401, (method, headers)
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # Nothing changed, and unknown paths are not even revealed without the token.
+    assert requests.get(admin.admin_url, headers=admin.admin_headers(), timeout=5).json()["error_rate"] == 0.0
+    assert requests.get(admin.admin_url.replace("/faults", "/other"), timeout=5).status_code == 401
+
+
+def raw_admin_request(
+    server: ServerProcess, head: str, body: bytes = b"", timeout_s: float = 15.0
+) -> tuple[int, float]:
+    """Send `head` (request line and headers, CRLF-separated, no blank line) plus `body` on a raw socket,
+    keep the socket open, and return the status code and how long the answer took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.admin_port), timeout=timeout_s) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0].decode()
+    assert status_line.startswith("HTTP/"), answer[:200]
+    return int(status_line.split()[1]), time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        ([], b"", 411),  # no Content-Length at all
+        (["Transfer-Encoding: chunked"], b"2\r\n{}\r\n0\r\n\r\n", 411),
+        (["Content-Length: abc"], b"{}", 400),
+        (["Content-Length: -1"], b"{}", 400),
+        (["Content-Length: +2"], b"{}", 400),
+        (["Content-Length: 0x2"], b"{}", 400),
+        (["Content-Length: 2", "Content-Length: 2"], b"{}", 400),
+        (["Content-Length: 4097"], b"", 413),  # over the cap: refused before any of the body is read
+        (["Content-Length: 99999999999999999999"], b"", 400),
+        (["Content-Length: 2"], b"{}", 200),
+        (["Content-Length: 0"], b"", 200),
+    ],
+    ids=["missing", "chunked", "non-numeric", "negative", "signed", "hex", "repeated", "too-large", "huge",
+         "good", "empty"],
+)
+def test_admin_api_checks_content_length(admin: ServerProcess, headers: list[str], body: bytes, expected: int) -> None:
+    head = "\r\n".join(["PUT /faults HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {ADMIN_TOKEN}",
+                         "Content-Type: application/json", *headers])
+    status, took = raw_admin_request(admin, head, body)
+    assert status == expected
+    assert took < 3.0  # answered at once: never waiting for a body it will not read
+    assert requests.get(admin.admin_url, headers=admin.admin_headers(), timeout=5).status_code == 200
+
+
+def test_admin_api_does_not_hang_on_a_body_shorter_than_announced(admin: ServerProcess) -> None:
+    head = "\r\n".join(["PUT /faults HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {ADMIN_TOKEN}",
+                         "Content-Length: 100"])
+    status, took = raw_admin_request(admin, head, b'{"error_rate": 1')  # and then nothing, socket held open
+    assert status == 408
+    assert took < 10.0  # the handler's socket timeout (5 s), not forever
+    shown = requests.get(admin.admin_url, headers=admin.admin_headers(), timeout=5).json()
+    assert shown["error_rate"] == 0.0
 
 
 def test_admin_latency_slows_predictions(admin: ServerProcess) -> None:
+    auth = admin.admin_headers()
     baseline = statistics.median(timed_predict(admin, [ROW])[1] for _ in range(7))
-    set_to = requests.put(admin.admin_url, json={"latency_ms": 200}, timeout=5)
+    set_to = requests.put(admin.admin_url, json={"latency_ms": 200}, headers=auth, timeout=5)
     assert set_to.status_code == 200 and set_to.json()["latency_ms"] == 200.0
     slowed = [timed_predict(admin, [ROW]) for _ in range(5)]
     assert all(status == 200 for status, _ in slowed)
     assert statistics.median(t for _, t in slowed) >= baseline + 0.18
-    requests.delete(admin.admin_url, timeout=5).raise_for_status()
+    requests.delete(admin.admin_url, headers=auth, timeout=5).raise_for_status()
     assert statistics.median(timed_predict(admin, [ROW])[1] for _ in range(5)) < baseline + 0.1
 
 
 def test_admin_error_rate_fails_that_share_of_calls(admin: ServerProcess) -> None:
+    auth = admin.admin_headers()
     before = admin.scrape()
-    requests.put(admin.admin_url, json={"error_rate": 1.0, "error_status": 500}, timeout=5).raise_for_status()
+    requests.put(
+        admin.admin_url, json={"error_rate": 1.0, "error_status": 500}, headers=auth, timeout=5
+    ).raise_for_status()
     always = [admin.predict([ROW]) for _ in range(10)]
     assert [r.status_code for r in always] == [500] * 10
     assert "injected fault" in always[0].json()["status"]["info"]
@@ -304,7 +384,7 @@ def test_admin_error_rate_fails_that_share_of_calls(admin: ServerProcess) -> Non
 
     n, rate = 300, 0.3
     requests.put(
-        admin.admin_url, json={"error_rate": rate, "error_status": 503}, timeout=5
+        admin.admin_url, json={"error_rate": rate, "error_status": 503}, headers=auth, timeout=5
     ).raise_for_status()
     statuses = [admin.predict([ROW]).status_code for _ in range(n)]
     failures = statuses.count(503)
@@ -321,7 +401,7 @@ def test_admin_error_rate_fails_that_share_of_calls(admin: ServerProcess) -> Non
     assert injected == 10 + failures
 
 
-# --- fault knobs from the environment, and a token-protected admin API --------------------------------
+# --- fault knobs from the environment, and each server's own admin token --------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +415,8 @@ def faulty_server(
         MODEL_FAULT_LATENCY_DISTRIBUTION="uniform",
         MODEL_FAULT_ERROR_RATE="0.25",
         MODEL_FAULT_ERROR_STATUS="503",
-        MODEL_ADMIN_TOKEN="chaos-token",
+        MODEL_ADMIN_ENABLED="1",
+        MODEL_ADMIN_TOKEN="chaos-token-7d2e5b90",
     )
 
 
@@ -359,9 +440,9 @@ def test_env_faults_apply_from_the_start(faulty_server: ServerProcess, server: S
     assert gauges == {"fault_latency_ms": 60.0, "fault_latency_jitter_ms": 5.0, "fault_error_rate": 0.25}
 
 
-def test_admin_token_is_required_when_configured(faulty_server: ServerProcess) -> None:
+def test_admin_token_of_this_server_only(faulty_server: ServerProcess) -> None:
     assert requests.get(faulty_server.admin_url, timeout=5).status_code == 401
-    wrong = {"Authorization": "Bearer not-the-token"}
+    wrong = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # another server's token
     assert (
         requests.put(faulty_server.admin_url, json={"error_rate": 0}, headers=wrong, timeout=5).status_code
         == 401

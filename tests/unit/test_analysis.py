@@ -90,6 +90,104 @@ def test_window_seconds_become_a_promql_duration() -> None:
     assert QueryVariables.for_window("models", "iris", "main", "c", 90).interval == "1m30s"
 
 
+# --- {{candidateVersion}} and {{stableVersion}}
+
+VERSIONED = QueryVariables(namespace="models", target="iris", stable="main", candidate="main-candidate",
+                           interval="30s", candidate_version="2.1.0-degraded", stable_version="1.0.0")
+
+
+def with_versions(candidate_version: str = "2.0.0", stable_version: str = "1.0.0") -> QueryVariables:
+    return QueryVariables(namespace="models", target="iris", stable="main", candidate="main-candidate",
+                          interval="30s", candidate_version=candidate_version, stable_version=stable_version)
+
+
+def test_render_substitutes_the_versions() -> None:
+    template = ('sum(rate(feedback_outcomes_total{served_model_version="{{candidateVersion}}"}[{{interval}}]))'
+                ' / sum(rate(feedback_outcomes_total{served_model_version="{{ stableVersion }}"}[{{interval}}]))')
+    assert render_query(template, VERSIONED) == (
+        'sum(rate(feedback_outcomes_total{served_model_version="2.1.0-degraded"}[30s]))'
+        ' / sum(rate(feedback_outcomes_total{served_model_version="1.0.0"}[30s]))')
+    assert render_query("{{candidateVersion}}", with_versions("A_b.9-z")) == "A_b.9-z"
+    assert render_query("{{candidateVersion}}", with_versions("v" * 63)) == "v" * 63
+    assert VERSIONED.as_dict()["candidateVersion"] == "2.1.0-degraded"
+
+
+INJECTIONS = [
+    '2.0.0"} or vector(1) #',
+    '2.0.0",predictor_name=~".*',
+    "2.0.0}[5m]) or vector(1",
+    '2.0.0" or vector(1)',
+    "2.0.0\n",
+    "2.0.0 ",
+    " 2.0.0",
+    "2.0.0+build.5",  # semver build metadata: not a label-safe version name
+    "2.0.0\\",
+    "2.0.0'",
+    "2.0.0`",
+    "-2.0.0",
+    "2.0.0-",
+    "\uff12.0.0",  # a fullwidth digit
+    "{{candidate}}",
+    "v" * 64,
+]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_a_candidate_version_that_could_inject_promql_is_refused_never_substituted(value: str) -> None:
+    template = 'sum(rate(x{served_model_version="{{candidateVersion}}",predictor_name="{{candidate}}"}[{{interval}}]))'
+    with pytest.raises(QueryError, match=r"\{\{candidateVersion\}\} value .* is not a version name"):
+        render_query(template, with_versions(candidate_version=value))
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_a_stable_version_that_could_inject_promql_is_refused_never_substituted(value: str) -> None:
+    with pytest.raises(QueryError, match=r"\{\{stableVersion\}\} value .* is not a version name"):
+        render_query('x{served_model_version="{{stableVersion}}"}', with_versions(stable_version=value))
+
+
+def test_a_version_is_checked_only_where_a_query_uses_it() -> None:
+    # A bad or missing version never stops a query that does not use it (every builtin template, say).
+    bad = with_versions(candidate_version='2"} or vector(1) #', stable_version="")
+    for name, query in BUILTIN_QUERIES.items():
+        assert render_query(query, bad) == render_query(query, VARS), name
+    assert render_query("{{candidate}}/{{interval}}", bad) == "main-candidate/30s"
+
+
+def test_an_unknown_version_used_by_a_query_is_refused() -> None:
+    with pytest.raises(QueryError, match=r"^stable version unknown: the query uses \{\{stableVersion\}\}"):
+        render_query('x{v="{{stableVersion}}"}', with_versions(stable_version=""))
+    with pytest.raises(QueryError, match=r"^candidate version unknown: the query uses \{\{candidateVersion\}\}"):
+        render_query('x{v="{{candidateVersion}}"}', with_versions(candidate_version=""))
+    # VARS was built without versions: both unknown.
+    with pytest.raises(QueryError, match="candidate version unknown"):
+        render_query("{{candidateVersion}}", VARS)
+    with pytest.raises(QueryError, match="stable version unknown"):
+        render_query("{{stableVersion}}", VARS)
+
+
+def test_a_template_with_one_bad_version_is_refused_as_a_whole() -> None:
+    # The good candidate version comes first in the template: every variable is checked before any is put in.
+    with pytest.raises(QueryError, match="stableVersion"):
+        render_query("{{candidateVersion}} {{stableVersion}}", with_versions(stable_version="1.0.0)"))
+
+
+def test_versions_must_be_strings() -> None:
+    with pytest.raises(QueryError, match="candidate_version must be a string"):
+        QueryVariables(namespace="models", target="iris", stable="main", candidate="c", interval="30s",
+                       candidate_version=2.0)  # type: ignore[arg-type]
+
+
+def test_the_version_variables_are_known() -> None:
+    with pytest.raises(QueryError, match=r"\{\{candidateVersion\}\}, \{\{stableVersion\}\}"):
+        render_query("{{modelVersion}}", VERSIONED)
+
+
+def test_the_window_and_versions_carry_through_for_window() -> None:
+    variables = QueryVariables.for_window("models", "iris", "main", "c", 90, candidate_version="2.0.0",
+                                          stable_version="1.0.0")
+    assert (variables.interval, variables.candidate_version, variables.stable_version) == ("1m30s", "2.0.0", "1.0.0")
+
+
 # --------------------------------------------------------------------------------------------------
 # Builtin templates
 
@@ -104,7 +202,8 @@ def test_builtin_queries_select_the_candidate_of_this_deployment(name: str) -> N
     assert 'namespace="models"' in query
     assert 'deployment_name="iris"' in query
     assert 'predictor_name="main-candidate"' in query
-    assert 'service="predictions"' in query  # feedback requests would dilute errors and latency
+    assert 'service=~"predictions|/seldon.protos.Seldon/Predict|' in query  # feedback would dilute errors and latency
+    assert "feedback" not in query and "SendFeedback" not in query
     assert "[30s]" in query
     assert "{{" not in query
 
@@ -115,7 +214,8 @@ def test_success_rate_is_one_minus_the_share_of_5xx_requests() -> None:
     assert query.startswith("1 - ((sum(rate(")
     errors, requests_ = query.split(" or vector(0)) / ")
     assert "seldon_api_executor_server_requests_seconds_count{" in errors
-    assert 'code=~"5.."' in errors  # no 5xx series at all counts as 0 errors, not as no data
+    # no 5xx series at all counts as 0 errors, not as no data; gRPC failures count as 5xx do
+    assert 'code=~"5..|Unknown|DeadlineExceeded|Internal|Unavailable' in errors
     assert "code" not in requests_  # every request, so no requests at all stays no data
     assert requests_.startswith("sum(rate(") and requests_.endswith("[30s])))")
 
@@ -131,7 +231,9 @@ def test_duration_quantiles_come_from_the_histogram_buckets(name: str, quantile:
 def test_request_count_is_the_increase_over_the_window() -> None:
     query = render_query(REQUEST_COUNT_QUERY, VARS)
     assert query == ('sum(increase(seldon_api_executor_server_requests_seconds_count{namespace="models",'
-                     'deployment_name="iris",predictor_name="main-candidate",service="predictions"}[30s]))')
+                     'deployment_name="iris",predictor_name="main-candidate",'
+                     'service=~"predictions|/seldon.protos.Seldon/Predict|/inference.GRPCInferenceService/ModelInfer"'
+                     '}[30s]))')
     assert BUILTIN_QUERIES["request-count"] == REQUEST_COUNT_QUERY
 
 
@@ -556,7 +658,7 @@ def checks(metrics: list[Metric], fake: FakeProvider, templates: StaticTemplates
 
 
 def test_run_checks_judges_every_metric_with_its_rendered_query() -> None:
-    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code=~"5.."': QueryOutcome(value=0.931),
+    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code=~"5..|': QueryOutcome(value=0.931),
                          "histogram_quantile(0.99": QueryOutcome(value=0.1)})
     results = checks([SUCCESS, LATENCY], fake)
     assert [(r.metric, r.verdict, r.value) for r in results] == [
@@ -591,7 +693,7 @@ def test_metrics_without_a_window_read_the_default_window_not_the_interval() -> 
     # interval 15s at a 30s scrape: the default window is 4 scrapes, 2m (AnalysisSpec.default_window_s).
     context = AnalysisContext.from_spec(spec(interval="15s", limits=Limits(scrape_interval_s=30)), "models")
     assert context.default_window_s == 120
-    fake = FakeProvider({COUNT: QueryOutcome(value=100), 'code=~"5.."': QueryOutcome(value=1.0)})
+    fake = FakeProvider({COUNT: QueryOutcome(value=100), 'code=~"5..|': QueryOutcome(value=1.0)})
     result = checks([SUCCESS], fake, context=context)[0]
     assert "[2m]" in fake.queries[0] and "[2m]" in result.query
     assert result.window == "2m"
@@ -742,6 +844,35 @@ def spec(interval: str = "30s", limits: Limits | None = None) -> RolloutSpec:
         "analysis": {"interval": interval, "minRequests": 0,
                      "metrics": [{"name": "success-rate", "template": "request-success-rate", "min": 0.99}]},
     }, limits)
+
+
+def test_context_from_spec_gives_the_candidate_version_and_no_stable_version_unless_told() -> None:
+    context = AnalysisContext.from_spec(spec(interval="45s", limits=Limits(scrape_interval_s=1)), "models")
+    assert (context.candidate_version, context.stable_version) == ("2.0.0", "")
+    variables = context.variables()
+    assert (variables.candidate_version, variables.stable_version) == ("2.0.0", "")
+    assert render_query('v="{{candidateVersion}}"', variables) == 'v="2.0.0"'
+    with pytest.raises(QueryError, match="stable version unknown"):
+        render_query('v="{{stableVersion}}"', variables)
+    told = AnalysisContext.from_spec(spec(interval="45s", limits=Limits(scrape_interval_s=1)), "models",
+                                     stable_version="1.0.0")
+    assert render_query("{{candidateVersion}}>{{stableVersion}}", told.variables(30)) == "2.0.0>1.0.0"
+
+
+def test_a_query_on_an_unknown_stable_version_is_inconclusive_and_never_sent() -> None:
+    context = AnalysisContext.from_spec(spec(interval="45s", limits=Limits(scrape_interval_s=1)), "models")
+    versus = Metric(name="versus-stable", query='x{v="{{stableVersion}}"}', min=0.9)
+    accuracy = Metric(name="accuracy", min=0.9, query=(
+        'sum(rate(feedback_outcomes_total{served_model_version="{{candidateVersion}}",outcome="correct"}'
+        '[{{interval}}]))'))
+    fake = FakeProvider({COUNT: QueryOutcome(value=100), "served_model_version": QueryOutcome(value=0.95)})
+    results = {r.metric: r for r in checks([versus, accuracy], fake, context=context)}
+    assert results["versus-stable"].verdict == Verdict.INCONCLUSIVE
+    assert "stable version unknown" in results["versus-stable"].message
+    assert results["versus-stable"].error and results["versus-stable"].query == ""
+    assert results["accuracy"].verdict == Verdict.PASS
+    assert 'served_model_version="2.0.0"' in results["accuracy"].query
+    assert not any("{{" in q or 'v="' in q for q in fake.queries)
 
 
 def test_context_from_spec_uses_the_candidate_predictor_name_and_the_default_window() -> None:

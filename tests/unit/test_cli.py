@@ -8,7 +8,8 @@ import pytest
 from modelrollout import __main__ as cli
 
 ENV = ("MODELROLLOUT_PROMETHEUS_URL", "MODELROLLOUT_SCRAPE_INTERVAL", "MODELROLLOUT_ALLOWED_PROMETHEUS_URLS",
-       "MODELROLLOUT_METRICS_PORT", "MODELROLLOUT_HEALTH_ENDPOINT", "MODELROLLOUT_PEERING")
+       "MODELROLLOUT_METRICS_PORT", "MODELROLLOUT_HEALTH_ENDPOINT", "MODELROLLOUT_PEERING",
+       "MODELROLLOUT_NAMESPACE_LABEL")
 
 
 @pytest.fixture(autouse=True)
@@ -151,3 +152,14 @@ def test_the_wired_config_gives_the_limits_a_spec_must_fit(started: Started) -> 
     assert limits.scrape_interval_s == 5.0 and limits.min_window_s == 20.0
     assert limits.prometheus_allowed("http://prom:9090") and limits.prometheus_allowed("http://other:9090/")
     assert not limits.prometheus_allowed("http://attacker:9090")
+
+
+def test_the_namespace_label_follows_the_scrape_and_must_be_a_label_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.parse_args([]).namespace_label == "namespace"
+    assert cli.parse_args(["--namespace-label", "kubernetes_namespace"]).namespace_label == "kubernetes_namespace"
+    assert "not a Prometheus label name" in refused(["--namespace-label", 'namespace="x"} or vector(1) #'], capsys)
+    from modelrollout.handlers import OperatorConfig
+
+    config = OperatorConfig()
+    cli.configure(config, cli.parse_args(["--namespace-label", "kubernetes_namespace"]))
+    assert config.limits().namespace_label == "kubernetes_namespace"

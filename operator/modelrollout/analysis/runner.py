@@ -27,11 +27,17 @@ class AnalysisContext:
     stable: str  # stable predictor name
     candidate: str  # candidate predictor name
     default_window_s: float  # how far back a metric without its own window reads (AnalysisSpec.default_window_s)
+    candidate_version: str = ""  # spec.candidate.version: {{candidateVersion}}
+    stable_version: str = ""  # the stable version the rollout recorded, "" if none: {{stableVersion}}
+    namespace_label: str = "namespace"  # the label the scrape puts the namespace in: {{namespaceLabel}}
 
     @classmethod
-    def from_spec(cls, spec: RolloutSpec, namespace: str) -> AnalysisContext:
+    def from_spec(cls, spec: RolloutSpec, namespace: str, stable_version: str = "",
+                  namespace_label: str = "namespace") -> AnalysisContext:
         return cls(namespace=namespace, target=spec.target.name, stable=spec.stable_predictor,
-                   candidate=spec.candidate.predictor_name, default_window_s=spec.analysis.default_window_s)
+                   candidate=spec.candidate.predictor_name, default_window_s=spec.analysis.default_window_s,
+                   candidate_version=spec.candidate.version, stable_version=stable_version,
+                   namespace_label=namespace_label)
 
     def window_s(self, metric: Metric, windows: Mapping[str, float] | None = None) -> float:
         """How far back this check of ``metric`` reads: the override in ``windows``, its own window, or the
@@ -44,7 +50,10 @@ class AnalysisContext:
 
     def variables(self, window_s: float | None = None) -> QueryVariables:
         return QueryVariables.for_window(self.namespace, self.target, self.stable, self.candidate,
-                                         self.default_window_s if window_s is None else window_s)
+                                         self.default_window_s if window_s is None else window_s,
+                                         candidate_version=self.candidate_version,
+                                         stable_version=self.stable_version,
+                                         namespace_label=self.namespace_label)
 
 
 @dataclass(frozen=True)
