@@ -38,11 +38,15 @@ METRIC = EXECUTOR_METRIC
 _PATH = re.compile(r"^/metrics/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
 
 
+GRPC_PREDICT = "/seldon.protos.Seldon/Predict"  # the executor's `service` label for a gRPC prediction
+
+
 @dataclass
 class Traffic:
     rps: float = 0.0
     error_ratio: float = 0.0
     latency_s: float = 0.02
+    grpc: bool = False  # labelled as the executor labels gRPC: the full method, "unary", gRPC status names
 
 
 @dataclass
@@ -128,15 +132,18 @@ class ExecutorExporter:
                 if ns != namespace:
                     continue
                 self._advance(series, now)
-                for code, count in (("200", series.ok), ("500", series.errors)):
-                    if count <= 0 and code == "500":
+                grpc = series.traffic.grpc
+                ok_code, error_code = ("OK", "Unavailable") if grpc else ("200", "500")
+                service, method = (GRPC_PREDICT, "unary") if grpc else ("predictions", EXECUTOR_METHOD)
+                for code, count in ((ok_code, series.ok), (error_code, series.errors)):
+                    if count <= 0 and code == error_code:
                         continue
                     total = int(count)
                     histogram = Histogram()
                     histogram.observe(series.traffic.latency_s, total)
                     share = count / (series.ok + series.errors) if series.ok + series.errors else 0
                     histogram.sum = series.seconds * share
-                    labels = (deployment, predictor, series.version, "predictions", EXECUTOR_METHOD, code)
+                    labels = (deployment, predictor, series.version, service, method, code)
                     histograms[labels] = histogram
         return render_histograms(METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, histograms)
 

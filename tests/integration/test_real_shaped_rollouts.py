@@ -13,6 +13,7 @@ from tests.integration.conftest import RolloutWatch, rollout_spec
 from tests.support import Kube, OperatorProcess, TrafficWatch
 
 GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
+GOOD_GRPC = Traffic(rps=40, error_ratio=0.0, latency_s=0.02, grpc=True)
 Start = Callable[[dict[str, Any]], RolloutWatch]
 
 REAL_SHAPED: dict[str, Any] = {
@@ -49,7 +50,7 @@ def test_a_rollout_on_a_real_shaped_deployment_goes_to_100_percent_without_rolli
         start_rollout: Start) -> None:
     exporter.watch(namespace)  # scraped before the rollout starts
     cluster.apply(copy.deepcopy(REAL_SHAPED), namespace)  # Seldon's webhook and CRD accept it as written
-    exporter.set(namespace, "digits", "main-candidate", GOOD)
+    exporter.set(namespace, "digits", "main-candidate", GOOD_GRPC)  # a gRPC deployment's series
     exporter.set(namespace, "digits", "main", GOOD)
     watch = TrafficWatch(cluster, namespace, "digits").start()
     try:
@@ -58,6 +59,8 @@ def test_a_rollout_on_a_real_shaped_deployment_goes_to_100_percent_without_rolli
     finally:
         watch.stop()
     assert status["phase"] == "Succeeded", status  # a webhook refusal would have failed it
+    checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
+    assert checks["success-rate"]["value"] == 1.0 and checks["latency-p99"]["value"] is not None, checks
     shares = [v for v in watch.history if "main-candidate" in v]
     assert {v["main-candidate"] for v in shares} >= {8, 40, 80}  # 10%, 50%, 100% of the 80 the rollout owns
     assert all(v["legacy"] == 20 for v in watch.history)  # the third predictor keeps its share throughout
