@@ -201,10 +201,36 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def wait_released(name: str, timeout_s: float = 30.0) -> None:
+    """Until the rollout holds no finalizer (the operator releases it once nothing is at stake), so that
+    stopping the operator leaves nothing that blocks a later delete."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        held = kubectl("get", "mro", name, "-n", NAMESPACE, "--ignore-not-found", "-o",
+                       "jsonpath={.metadata.finalizers}")
+        if not held.strip():
+            return
+        time.sleep(0.5)
+    print(f"  (rollout {name} still holds its finalizer after {timeout_s:.0f}s)")
+
+
 def main() -> int:
     stack = services.up()
     print(f"==> data plane ingress {stack.ingress_url}, Prometheus {stack.prometheus_url}")
     kubectl("create", "namespace", NAMESPACE, check=False)
+    # The operator runs before the previous demo's objects go: a rollout interrupted mid-way holds a
+    # finalizer, and only the operator (rolling its candidate back) releases it.
+    operator = start_process("operator", [
+        sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
+        "--scrape-interval", "1s",
+        "--metrics-port", str(services.OPERATOR_METRICS_PORT), "--health-endpoint", ""], ENV)
+    try:
+        return run_demo(stack, operator)
+    finally:
+        stop_process(operator)
+
+
+def run_demo(stack: services.Services, operator: subprocess.Popen[bytes]) -> int:
     kubectl("delete", "mro", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     kubectl("delete", "sdep", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "seldondeployment.yaml"),
@@ -217,10 +243,6 @@ def main() -> int:
         str(bin_dir / "locust"), "-f", str(REPO / "loadtests" / "ingress_locustfile.py"), "--headless",
         "-u", "8", "-r", "8", "-t", f"{LOCUST_SECONDS}s", "--host", stack.ingress_url, "--only-summary"],
         {**ENV, "SELDON_NAMESPACE": NAMESPACE, "SELDON_DEPLOYMENT": "digits"})
-    operator = start_process("operator", [
-        sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
-        "--scrape-interval", "1s",
-        "--metrics-port", str(services.OPERATOR_METRICS_PORT), "--health-endpoint", ""], ENV)
     print(f"==> Locust: 8 users with feedback for at most {LOCUST_SECONDS}s; operator pid {operator.pid}; "
           f"logs in {LOGS}")
     outcomes: list[Outcome] = []
@@ -240,9 +262,9 @@ def main() -> int:
         REPORT.write_text(f"# modelrollout demo report\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, namespace "
                           f"{NAMESPACE}, Locust 8 users through the local ingress\n\n{table}\n")
         print(f"\nreport written to {REPORT.relative_to(REPO)}")
+        wait_released("digits")
         return 0 if [o.result for o in outcomes] == ["Succeeded", "RolledBack"] else 1
     finally:
-        stop_process(operator)
         stop_process(locust)
 
 
