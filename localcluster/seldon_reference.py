@@ -21,6 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "localcluster" / "fixtures" / "seldondeployment-crd.yaml"
 CRD_NAME = "seldondeployments.machinelearning.seldon.io"
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
+# The ten real upstream SeldonDeployments kept beside the reference CRD (see its SOURCES.md).
+UPSTREAM_EXAMPLES = (
+    "01-canary-two-predictors-componentspecs.json",
+    "02-ab-50-50-multi-container-graph.yaml",
+    "03-ab-mlflow-80-20.yaml",
+    "04-iter8-baseline-candidate-sklearn-xgboost.yaml",
+    "05-iter8-promoted-single-sklearn.yaml",
+    "06-shadow-sklearn.yaml",
+    "07-combiner-prepack-containers-without-image.yaml",
+    "08-protocol-v2-nested-sklearn.yaml",
+    "09-istio-canary-75-25.yaml",
+    "10-istio-shadow-traffic-100.yaml",
+)
 
 # Keywords whose value is a schema or a list of schemas; every other keyword is a fact about its node.
 _SUBSCHEMA_MAPS = ("properties",)

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from localcluster import seldon_reference
+from localcluster.seldon_reference import UPSTREAM_EXAMPLES
 from tests.support import Kube, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,18 +41,6 @@ VERSIONS = ("v1", "v1alpha2", "v1alpha3")
 # gs:// models it cannot run, so each object created here carries this annotation (the only thing added).
 NOT_SERVED = {"localcluster.modelrollout.dev/serve": "false"}
 
-UPSTREAM_EXAMPLES = (
-    "01-canary-two-predictors-componentspecs.json",
-    "02-ab-50-50-multi-container-graph.yaml",
-    "03-ab-mlflow-80-20.yaml",
-    "04-iter8-baseline-candidate-sklearn-xgboost.yaml",
-    "05-iter8-promoted-single-sklearn.yaml",
-    "06-shadow-sklearn.yaml",
-    "07-combiner-prepack-containers-without-image.yaml",
-    "08-protocol-v2-nested-sklearn.yaml",
-    "09-istio-canary-75-25.yaml",
-    "10-istio-shadow-traffic-100.yaml",
-)
 REPO_EXAMPLE = REPO / "examples" / "seldondeployment.yaml"
 # Where the fixture keeps unknown fields instead of declaring what is inside (its top comment says why): the
 # Kubernetes-native objects embedded in Seldon's types, and graph nodes from the fourth level of children down.

@@ -29,23 +29,12 @@ from kubernetes.client.exceptions import ApiException
 
 from localcluster import services, webhook_registration
 from localcluster.dataplane import webhook
+from localcluster.seldon_reference import UPSTREAM_EXAMPLES
 from tests.support import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO.parent / "shared" / "seldon-v1" / "examples"
 REPO_EXAMPLE = REPO / "examples" / "seldondeployment.yaml"
-UPSTREAM_EXAMPLES = (
-    "01-canary-two-predictors-componentspecs.json",
-    "02-ab-50-50-multi-container-graph.yaml",
-    "03-ab-mlflow-80-20.yaml",
-    "04-iter8-baseline-candidate-sklearn-xgboost.yaml",
-    "05-iter8-promoted-single-sklearn.yaml",
-    "06-shadow-sklearn.yaml",
-    "07-combiner-prepack-containers-without-image.yaml",
-    "08-protocol-v2-nested-sklearn.yaml",
-    "09-istio-canary-75-25.yaml",
-    "10-istio-shadow-traffic-100.yaml",
-)
 # The data plane would try to serve these (images, gs:// models it cannot run): it is told not to.
 NOT_SERVED = {"localcluster.modelrollout.dev/serve": "false"}
 

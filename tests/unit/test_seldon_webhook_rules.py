@@ -14,21 +14,10 @@ import pytest
 import yaml
 
 from localcluster.dataplane.webhook import FieldError, check, review, validate
+from localcluster.seldon_reference import UPSTREAM_EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO.parent / "shared" / "seldon-v1" / "examples"
-UPSTREAM_EXAMPLES = (
-    "01-canary-two-predictors-componentspecs.json",
-    "02-ab-50-50-multi-container-graph.yaml",
-    "03-ab-mlflow-80-20.yaml",
-    "04-iter8-baseline-candidate-sklearn-xgboost.yaml",
-    "05-iter8-promoted-single-sklearn.yaml",
-    "06-shadow-sklearn.yaml",
-    "07-combiner-prepack-containers-without-image.yaml",
-    "08-protocol-v2-nested-sklearn.yaml",
-    "09-istio-canary-75-25.yaml",
-    "10-istio-shadow-traffic-100.yaml",
-)
 
 
 def sklearn(name: str = "main", traffic: int | None = None, node: str = "classifier", **extra: Any) -> dict[str, Any]:
