@@ -352,3 +352,17 @@ def test_a_pool_under_100_rounds_weights_and_the_step_still_completes() -> None:
     run.tick()
     plan = run.tick(after=1)
     assert plan.status.candidate_weight == 33 and plan.status.phase is Phase.PAUSED
+
+
+def test_an_unearned_first_step_after_a_steps_edit_keeps_the_current_weight_not_zero() -> None:
+    long = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
+    run = Run(make_spec(steps=long, metrics=[SUCCESS]))
+    run.tick()
+    drive(run, {"success-rate": Verdict.PASS}, 35, action_at={33: "resume"})
+    assert run.status.candidate_weight == 50
+    run.spec, run.generation = make_spec(steps=[{"setWeight": 80}, {"pause": {}}], metrics=[SUCCESS]), 2
+    for _ in range(3):  # 80 is not earned at 50 yet: hold at 50, never drop to 0 (and then jump from 0 to 80)
+        plan = run.tick(after=1)
+        assert plan.traffic is None and run.world.candidate_weight == 50
+    drive(run, {"success-rate": Verdict.PASS}, 35)
+    assert run.world.candidate_weight == 80 and min(weights_asked(run)[-3:]) > 0

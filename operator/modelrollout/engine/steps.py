@@ -95,7 +95,8 @@ def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
     before = desired_weight(spec, status.step_index - 1) if status.step_index > 0 else 0
     if weight > status.candidate_weight and not may_raise(tick, spec):
         why = gate.describe_unearned(spec, tick.status, tick.now) or gate.blocking_verdicts(tick.status)
-        hold(tick, spec, before)
+        if 0 < before < status.candidate_weight:  # only ever lower a weight nobody earned; never reset to 0
+            tick.ask(TrafficChange("weight", before))
         _holding(tick, spec, f"Step {step_label(spec, status.step_index)}: holding {spec.candidate.version} at "
                              f"{tick.status.candidate_weight}% before {weight}%: {why}")
         return False
