@@ -268,6 +268,17 @@ def test_a_refused_names_edit_warns_once_not_every_tick() -> None:
     assert all(condition(p, ConditionType.SPEC_VALID) == ("False", "NamesLocked") for p in plans)
 
 
+def test_a_revision_that_recorded_no_names_is_not_refused_as_a_names_edit() -> None:
+    run = Run(make_spec(steps=[{"setWeight": 10}, {"pause": {}}]))
+    run.tick()
+    run.tick(after=1)
+    # A revision started by an operator that did not record the names yet.
+    run.status = replace(run.status, target_name="", stable_predictor="", candidate_predictor="")
+    plan = run.tick(after=1)
+    assert "NamesLocked" not in reasons(plan)
+    assert condition(plan, ConditionType.SPEC_VALID) == ("True", "SpecAccepted")
+
+
 def test_a_stable_predictor_that_already_serves_the_candidate_fails_the_rollout_and_removes_the_candidate() -> None:
     run = watching()
     run.world.stable_uri = CANDIDATE_URI  # someone put the candidate's model on the stable predictor
@@ -520,36 +531,6 @@ def test_a_pause_before_any_set_weight_step_holds_the_candidate_at_zero() -> Non
     assert plan.traffic == TrafficChange("weight", 50)
 
 
-def test_a_revision_that_recorded_no_names_is_not_refused_as_a_names_edit() -> None:
-    run = Run(make_spec(steps=[{"setWeight": 10}, {"pause": {}}]))
-    run.tick()
-    run.tick(after=1)
-    # A revision started by an operator that did not record the names yet.
-    run.status = replace(run.status, target_name="", stable_predictor="", candidate_predictor="")
-    plan = run.tick(after=1)
-    assert "NamesLocked" not in reasons(plan)
-    assert condition(plan, ConditionType.SPEC_VALID) == ("True", "SpecAccepted")
-
-
-# --------------------------------------------------------------------------------------------------
-# The ledger keeps what each check measured
-
-
-def test_the_ledger_keeps_each_checks_value_bounds_query_window_and_run_time() -> None:
-    run = watching()
-    result = check("success-rate", Verdict.FAIL, 0.5)
-    result = replace(result, query="1 - errors/requests", min=0.99, max=1.0)
-    plan = run.tick(after=30, checks=(result,))
-    record = plan.status.analysis.record("success-rate")
-    assert record is not None
-    assert (record.value, record.min, record.max) == (0.5, 0.99, 1.0)
-    assert (record.query, record.window) == ("1 - errors/requests", "30s")
-    assert plan.status.analysis.last_run_at == run.now
-    ran_at = run.now
-    plan = run.tick(after=1)  # no checks this tick: the last run stays when it was
-    assert plan.status.analysis.last_run_at == ran_at
-
-
 def test_a_blocked_set_weight_step_holds_the_weight_of_the_steps_before_it() -> None:
     run = Run(make_spec(steps=[{"setWeight": 10}, {"setWeight": 50}, {"pause": {}}], metrics=[SUCCESS]))
     run.tick()
@@ -561,33 +542,6 @@ def test_a_blocked_set_weight_step_holds_the_weight_of_the_steps_before_it() -> 
     run.world.candidate_weight = 30  # raised by someone else while the step waits
     plan = run.tick(after=1)
     assert plan.traffic == TrafficChange("weight", 10)
-
-
-# --------------------------------------------------------------------------------------------------
-# A candidate that vanished comes back only as earned
-
-
-def vanish(run: Run) -> None:
-    run.world.candidate_present, run.world.candidate_weight, run.world.candidate_uri = False, 0, ""
-
-
-def test_a_candidate_that_vanished_after_passing_is_brought_back_to_its_weight() -> None:
-    run = paused_at_10_with_an_unearned_gate()
-    run.analysed_tick(Verdict.PASS, after=30)
-    vanish(run)
-    plan = run.tick(after=1)
-    assert plan.traffic == TrafficChange("weight", 10)
-
-
-def test_a_candidate_that_vanished_while_failing_is_not_brought_back() -> None:
-    run = paused_at_10_with_an_unearned_gate()
-    plan = run.analysed_tick(Verdict.FAIL, after=30)
-    assert plan.status.phase is Phase.PAUSED  # one failure, below failureLimit 2
-    vanish(run)
-    for _ in range(3):
-        plan = run.tick(after=1)
-        assert plan.traffic is None
-    assert not run.world.candidate_present
 
 
 def weights_asked(run: Run) -> list[int]:
@@ -616,6 +570,52 @@ def test_a_set_weight_step_replaces_a_candidate_left_over_from_another_model_at_
     plan = run.tick(after=1)
     assert plan.status.step_index == 1
     assert plan.traffic == TrafficChange("weight", 50)  # the right model at 50%, never back to 10%
+
+
+# --------------------------------------------------------------------------------------------------
+# The ledger keeps what each check measured
+
+
+def test_the_ledger_keeps_each_checks_value_bounds_query_window_and_run_time() -> None:
+    run = watching()
+    result = check("success-rate", Verdict.FAIL, 0.5)
+    result = replace(result, query="1 - errors/requests", min=0.99, max=1.0)
+    plan = run.tick(after=30, checks=(result,))
+    record = plan.status.analysis.record("success-rate")
+    assert record is not None
+    assert (record.value, record.min, record.max) == (0.5, 0.99, 1.0)
+    assert (record.query, record.window) == ("1 - errors/requests", "30s")
+    assert plan.status.analysis.last_run_at == run.now
+    ran_at = run.now
+    plan = run.tick(after=1)  # no checks this tick: the last run stays when it was
+    assert plan.status.analysis.last_run_at == ran_at
+
+
+# --------------------------------------------------------------------------------------------------
+# A candidate that vanished comes back only as earned
+
+
+def vanish(run: Run) -> None:
+    run.world.candidate_present, run.world.candidate_weight, run.world.candidate_uri = False, 0, ""
+
+
+def test_a_candidate_that_vanished_after_passing_is_brought_back_to_its_weight() -> None:
+    run = paused_at_10_with_an_unearned_gate()
+    run.analysed_tick(Verdict.PASS, after=30)
+    vanish(run)
+    plan = run.tick(after=1)
+    assert plan.traffic == TrafficChange("weight", 10)
+
+
+def test_a_candidate_that_vanished_while_failing_is_not_brought_back() -> None:
+    run = paused_at_10_with_an_unearned_gate()
+    plan = run.analysed_tick(Verdict.FAIL, after=30)
+    assert plan.status.phase is Phase.PAUSED  # one failure, below failureLimit 2
+    vanish(run)
+    for _ in range(3):
+        plan = run.tick(after=1)
+        assert plan.traffic is None
+    assert not run.world.candidate_present
 
 
 # --------------------------------------------------------------------------------------------------

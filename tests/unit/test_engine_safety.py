@@ -366,3 +366,14 @@ def test_an_unearned_first_step_after_a_steps_edit_keeps_the_current_weight_not_
         assert plan.traffic is None and run.world.candidate_weight == 50
     drive(run, {"success-rate": Verdict.PASS}, 35)
     assert run.world.candidate_weight == 80 and min(weights_asked(run)[-3:]) > 0
+
+
+def test_a_candidate_that_vanishes_before_its_first_check_comes_back_at_its_weight_not_the_next() -> None:
+    run = Run(make_spec(steps=[{"setWeight": 10}, {"setWeight": 50}, {"pause": {}}], metrics=[SUCCESS]))
+    run.tick()
+    run.tick(after=1)  # serving 10%, step 2 waits for a pass at 10%
+    run.world.candidate_present, run.world.candidate_weight = False, 0  # someone removed the predictor
+    plan = run.tick(after=1)
+    assert plan.traffic == TrafficChange("weight", 10)  # back where it was, never straight to 50%
+    drive(run, {"success-rate": Verdict.PASS}, 40)
+    assert run.world.candidate_weight == 50

@@ -93,6 +93,14 @@ def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
                   f"(stable {spec.stable_predictor} {100 - weight}%).")
         return True
     before = desired_weight(spec, status.step_index - 1) if status.step_index > 0 else 0
+    if (weight > before and status.candidate_weight == 0 and status.serving_since is not None
+            and spec.analysis.metrics):
+        # It served and vanished: it may come back to the weight the steps reached, never straight beyond it.
+        if before > 0 and not gate.blocking_verdicts(status):
+            tick.ask(TrafficChange("weight", before))
+        _holding(tick, spec, f"Step {step_label(spec, status.step_index)}: the candidate is back to {before}% "
+                             f"first; {weight}% waits for every metric to pass there")
+        return False
     if weight > status.candidate_weight and not may_raise(tick, spec):
         why = gate.describe_unearned(spec, tick.status, tick.now) or gate.blocking_verdicts(tick.status)
         if 0 < before < status.candidate_weight:  # only ever lower a weight nobody earned; never reset to 0
