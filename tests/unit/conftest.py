@@ -13,7 +13,7 @@ from typing import Any
 from modelrollout.analysis import CheckResult
 from modelrollout.api import Limits, Metric, RolloutSpec
 from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
-from modelrollout.status import RolloutStatus, Verdict
+from modelrollout.status import ConditionType, RolloutStatus, Verdict
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 STABLE_URI = "file:///models/iris/1.0.0"
@@ -143,3 +143,26 @@ class Run:
             if predicate(plan):
                 return plan
         raise AssertionError(f"condition not reached; status: {self.status}")
+
+
+def reasons(plan: Plan) -> list[str]:
+    return [e.reason for e in plan.events]
+
+
+def condition(plan: Plan, type_: ConditionType) -> tuple[str, str]:
+    found = plan.status.condition(type_)
+    assert found is not None, f"no {type_} condition"
+    return found.status, found.reason
+
+
+LONG_PAUSE: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]
+
+
+def watching(failure_limit: int = 2, inconclusive_limit: int = 3) -> Run:
+    """A rollout whose candidate serves 10% during a long pause, with two metrics watching it."""
+    run = Run(make_spec(steps=LONG_PAUSE, metrics=[SUCCESS, LATENCY], failureLimit=failure_limit,
+                        inconclusiveLimit=inconclusive_limit))
+    run.tick()
+    run.tick(after=1)
+    assert run.world.candidate_weight == 10
+    return run

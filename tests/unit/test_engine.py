@@ -20,6 +20,7 @@ from modelrollout.status import ConditionType, RolloutStatus, Verdict
 from tests.unit.conftest import (
     CANDIDATE_URI,
     LATENCY,
+    LONG_PAUSE,
     STABLE_URI,
     SUCCESS,
     T0,
@@ -27,18 +28,11 @@ from tests.unit.conftest import (
     World,
     check,
     checks_for,
+    condition,
     make_spec,
+    reasons,
+    watching,
 )
-
-
-def reasons(plan: Plan) -> list[str]:
-    return [e.reason for e in plan.events]
-
-
-def condition(plan: Plan, type_: ConditionType) -> tuple[str, str]:
-    found = plan.status.condition(type_)
-    assert found is not None, f"no {type_} condition"
-    return found.status, found.reason
 
 
 def at_weight(run: Run, weight: int) -> Plan:
@@ -237,16 +231,8 @@ def test_analysis_step_fails_the_rollout_at_the_failure_limit() -> None:
 # --------------------------------------------------------------------------------------------------
 # Background analysis
 
-LONG_PAUSE: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]
 
 
-def watching(failure_limit: int = 2, inconclusive_limit: int = 3) -> Run:
-    run = Run(make_spec(steps=LONG_PAUSE, metrics=[SUCCESS, LATENCY], failureLimit=failure_limit,
-                        inconclusiveLimit=inconclusive_limit))
-    run.tick()
-    run.tick(after=1)
-    assert run.world.candidate_weight == 10
-    return run
 
 
 def test_background_analysis_is_due_every_interval_while_the_candidate_has_traffic() -> None:

@@ -30,37 +30,19 @@ from tests.unit.conftest import (
     CANDIDATE_URI,
     LATENCY,
     LIMITS,
+    LONG_PAUSE,
     STABLE_URI,
     SUCCESS,
     T0,
     Run,
     World,
     check,
+    condition,
     make_spec,
+    reasons,
     spec_dict,
+    watching,
 )
-
-LONG_PAUSE: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]
-
-
-def reasons(plan: Plan) -> list[str]:
-    return [e.reason for e in plan.events]
-
-
-def condition(plan: Plan, type_: ConditionType) -> tuple[str, str]:
-    found = plan.status.condition(type_)
-    assert found is not None, f"no {type_} condition"
-    return found.status, found.reason
-
-
-def watching(failure_limit: int = 2, inconclusive_limit: int = 3) -> Run:
-    """A rollout whose candidate serves 10% during a long pause, with two metrics watching it."""
-    run = Run(make_spec(steps=LONG_PAUSE, metrics=[SUCCESS, LATENCY], failureLimit=failure_limit,
-                        inconclusiveLimit=inconclusive_limit))
-    run.tick()
-    run.tick(after=1)
-    assert run.world.candidate_weight == 10
-    return run
 
 
 def rolled_back() -> Run:

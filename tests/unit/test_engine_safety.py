@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from modelrollout.api import Phase
-from modelrollout.engine import Plan, TrafficChange, metrics_due
+from modelrollout.engine import TrafficChange, metrics_due
 from modelrollout.status import ConditionType, Verdict
 
 from tests.unit.conftest import (
@@ -30,11 +30,8 @@ from tests.unit.conftest import (
     check,
     checks_for,
     make_spec,
+    reasons,
 )
-
-
-def reasons(plan: Plan) -> list[str]:
-    return [e.reason for e in plan.events]
 
 
 def weights_asked(run: Run) -> list[int]:
