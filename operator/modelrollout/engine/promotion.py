@@ -12,8 +12,6 @@ Failed), it goes back to its old model and the rollout ends Failed/PromotionFail
 
 from __future__ import annotations
 
-import datetime as dt
-
 from ..api import Phase, RolloutSpec
 from ..status import ConditionType
 from ..traffic import TrafficChange
@@ -95,8 +93,3 @@ def _promotion_failed(tick: Tick, spec: RolloutSpec, waited: float) -> None:
               f"serve it within {waited:.0f}s ({detail}; progressDeadline {spec.progress_deadline_s:g}s); it goes "
               f"back to {restore or 'its previous model'} and the candidate is removed.",
               restore_model_uri=restore, restore_version=tick.status.stable_version)
-
-
-def promotion_deadline(tick: Tick, spec: RolloutSpec) -> dt.datetime | None:
-    started = tick.status.promotion_started_at
-    return None if started is None else started + dt.timedelta(seconds=spec.progress_deadline_s)
