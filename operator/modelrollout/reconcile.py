@@ -26,7 +26,7 @@ from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
 from .backends import TrafficBackend
 from .backends.seldon_v1 import ForeignPredictorError
 from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
-from .status import RolloutStatus, Verdict
+from .status import Reason, RolloutStatus, Verdict
 from .traffic import TargetObservation, TrafficRefused, TrafficTarget
 
 ACTION_ANNOTATION = f"{GROUP}/action"
@@ -165,13 +165,13 @@ class Reconciler:
                         await self.events.post(obj, event.type, event.reason, event.message)
                     return ERROR_BACKOFF_S
                 except ForeignPredictorError as exc:
-                    await self.events.post(obj, "Warning", "TrafficRefused",
+                    await self.events.post(obj, "Warning", Reason.TRAFFIC_REFUSED,
                                            f"Did not apply {plan.traffic.kind} to {acting_on.kind}/{acting_on.name}: "
                                            f"{exc}; it is left as it is.")
                     return ERROR_BACKOFF_S
                 except (LookupError, RuntimeError) as exc:
                     # The decision is on record; the next tick asks for the same change again.
-                    await self.events.post(obj, "Warning", "TrafficUpdateFailed",
+                    await self.events.post(obj, "Warning", Reason.TRAFFIC_UPDATE_FAILED,
                                            f"Could not apply {plan.traffic.kind} to {acting_on.kind}/{acting_on.name}: "
                                            f"{exc}")
                     return ERROR_BACKOFF_S

@@ -45,6 +45,60 @@ class ConditionType(enum.StrEnum):
     COMPLETED = "Completed"  # True once the current revision reached a terminal phase
 
 
+class Reason(enum.StrEnum):
+    """Every reason a condition or an Event of ours carries, named once (readers compare these strings)."""
+
+    # Starting, stepping, pausing
+    ROLLOUT_STARTED = "RolloutStarted"
+    CANDIDATE_RESET = "CandidateReset"
+    IN_PROGRESS = "InProgress"
+    STEP_STARTED = "StepStarted"
+    STEP_ADVANCED = "StepAdvanced"
+    WEIGHT_SET = "WeightSet"
+    STEPS_CHANGED = "StepsChanged"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    # Analysis and the gate
+    NOT_YET_ANALYSED = "NotYetAnalysed"
+    AWAITING_ANALYSIS = "AwaitingAnalysis"
+    CHECKS_PASSED = "ChecksPassed"
+    CHECKS_FAILED = "ChecksFailed"
+    CHECKS_INCONCLUSIVE = "ChecksInconclusive"
+    ANALYSIS_PASSED = "AnalysisPassed"
+    ANALYSIS_STEP_PASSED = "AnalysisStepPassed"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    # Promotion and the ends of a revision
+    PROMOTION_REQUESTED = "PromotionRequested"
+    PROMOTING = "Promoting"
+    PROMOTED = "Promoted"
+    ROLLOUT_SUCCEEDED = "RolloutSucceeded"
+    SUCCEEDED = "Succeeded"  # the terminal phases double as the reasons of their Completed condition and Event
+    ROLLED_BACK = "RolledBack"
+    PROMOTION_FAILED = "PromotionFailed"
+    ABORTED = "Aborted"
+    DELETED = "Deleted"
+    FAILED = "Failed"
+    # The target
+    TARGET_FOUND = "TargetFound"
+    TARGET_NOT_FOUND = "TargetNotFound"
+    STABLE_PREDICTOR_NOT_FOUND = "StablePredictorNotFound"
+    TARGET_OWNED_BY_ANOTHER = "TargetOwnedByAnother"
+    CANDIDATE_NAME_TAKEN = "CandidateNameTaken"
+    TARGET_FAILED = "TargetFailed"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    TRAFFIC_REFUSED = "TrafficRefused"
+    TRAFFIC_UPDATE_FAILED = "TrafficUpdateFailed"
+    # The spec and manual actions
+    SPEC_ACCEPTED = "SpecAccepted"
+    SPEC_VALID = "SpecValid"
+    INVALID_SPEC = "InvalidSpec"
+    NAMES_LOCKED = "NamesLocked"
+    CANDIDATE_IS_STABLE = "CandidateIsStable"
+    INVALID_ACTION = "InvalidAction"
+    ACTION_REJECTED = "ActionRejected"
+
+
 @dataclass(frozen=True)
 class Condition:
     type: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..api import Phase, RolloutSpec, StepKind
-from ..status import ConditionType
+from ..status import ConditionType, Reason
 from . import gate, promotion, steps
 from .context import ACTIONS, Tick, current_step, step_label
 from .revisions import roll_back, start_revision
@@ -32,9 +32,10 @@ def reject(tick: Tick, action: str, why: str) -> None:
     if action == tick.status.last_handled_action and action in ACTIONS and not tick.fresh_revision:
         return  # the same request seen again before its annotation was removed: nothing new to say
     if action not in ACTIONS:
-        tick.emit("Warning", "InvalidAction", f"Ignored unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+        tick.emit("Warning", Reason.INVALID_ACTION,
+                  f"Ignored unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
     else:
-        tick.emit("Warning", "ActionRejected", f"Ignored action {action!r}: {why}.")
+        tick.emit("Warning", Reason.ACTION_REJECTED, f"Ignored action {action!r}: {why}.")
 
 
 def active_action(tick: Tick, spec: RolloutSpec, action: str) -> None:
@@ -52,7 +53,7 @@ def _pause(tick: Tick, spec: RolloutSpec) -> str:
     if tick.status.phase is not Phase.PROGRESSING:
         return f"the rollout is {tick.status.phase}"
     tick.update(phase=Phase.PAUSED)
-    tick.emit("Normal", "Paused", f"Paused the rollout of {spec.candidate.version} at step "
+    tick.emit("Normal", Reason.PAUSED, f"Paused the rollout of {spec.candidate.version} at step "
               f"{step_label(spec, tick.status.step_index)} on request; traffic stays as it is.")
     return ""
 
@@ -61,9 +62,9 @@ def _resume(tick: Tick, spec: RolloutSpec) -> str:
     if tick.status.phase is not Phase.PAUSED:
         return f"the rollout is {tick.status.phase}, not Paused"
     tick.update(phase=Phase.PROGRESSING)
-    tick.emit("Normal", "Resumed", f"Resumed the rollout of {spec.candidate.version} on request; a higher "
+    tick.emit("Normal", Reason.RESUMED, f"Resumed the rollout of {spec.candidate.version} on request; a higher "
               "weight still waits for every metric to pass.")
-    tick.condition(ConditionType.PROGRESSING, "True", "Resumed", "Resumed on request.")
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.RESUMED, "Resumed on request.")
     step = current_step(spec, tick.status)
     if step is not None and step.kind is StepKind.PAUSE and step.duration_s is None:
         steps.advance(tick, spec)  # resuming is what ends a pause step without a duration
@@ -77,7 +78,7 @@ def _promote(tick: Tick, spec: RolloutSpec) -> str:
     if blocking:
         return f"the latest analysis did not pass ({blocking})"
     skipped = len(spec.steps) - tick.status.step_index
-    tick.emit("Normal", "PromotionRequested",
+    tick.emit("Normal", Reason.PROMOTION_REQUESTED,
               f"Promoting {spec.candidate.version} on request, skipping {skipped} remaining step(s); the "
               f"promotion still waits for every metric to pass at {tick.status.candidate_weight}%.")
     promotion.begin(tick, spec, requested=True)
@@ -87,7 +88,7 @@ def _promote(tick: Tick, spec: RolloutSpec) -> str:
 def _abort(tick: Tick, spec: RolloutSpec) -> str:
     if tick.status.promotion_started_at is not None:
         return "the promotion is already under way and cannot be undone"
-    roll_back(tick, Phase.ABORTED, "Aborted", f"Aborted the rollout of {spec.candidate.version} on request; "
+    roll_back(tick, Phase.ABORTED, Reason.ABORTED, f"Aborted the rollout of {spec.candidate.version} on request; "
               f"stable predictor {spec.stable_predictor} takes all traffic.")
     return ""
 

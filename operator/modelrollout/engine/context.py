@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ..analysis.result import CheckResult
 from ..api import Phase, RolloutSpec, Step, StepKind
-from ..status import Condition, ConditionType, RolloutStatus, set_condition, utc
+from ..status import Condition, ConditionType, Reason, RolloutStatus, set_condition, utc
 from ..traffic import TargetObservation, TrafficChange
 
 ACTIONS = ("pause", "resume", "promote", "abort", "retry")
@@ -36,7 +36,7 @@ class Observations:
 @dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -79,10 +79,10 @@ class Tick:
     def target(self) -> TargetObservation:
         return self.obs.target
 
-    def emit(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+    def emit(self, type_: Literal["Normal", "Warning"], reason: Reason, message: str) -> None:
         self.events.append(Event(type_, reason, message))
 
-    def condition(self, type_: ConditionType, status: str, reason: str, message: str) -> None:
+    def condition(self, type_: ConditionType, status: str, reason: Reason, message: str) -> None:
         new = Condition(type=str(type_), status=status, reason=reason, message=message,
                         observed_generation=self.generation)
         self.status = replace(self.status, conditions=set_condition(self.status.conditions, new, self.now))

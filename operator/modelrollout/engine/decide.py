@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import replace
 
 from ..api import Phase, RolloutSpec, SpecError
-from ..status import ConditionType, RolloutStatus
+from ..status import ConditionType, Reason, RolloutStatus
 from . import actions, gate, promotion, revisions, steps
 from .context import (
     ACTIVE_PHASES,
@@ -33,8 +33,8 @@ from .context import (
     whole_seconds,
 )
 
-_TARGET_REASONS = ("TargetNotFound", "StablePredictorNotFound")
-_OWNER_REASONS = ("TargetOwnedByAnother", "CandidateNameTaken")
+_TARGET_REASONS = (Reason.TARGET_NOT_FOUND, Reason.STABLE_PREDICTOR_NOT_FOUND)
+_OWNER_REASONS = (Reason.TARGET_OWNED_BY_ANOTHER, Reason.CANDIDATE_NAME_TAKEN)
 
 
 def decide(spec: RolloutSpec | SpecError, generation: int, status: RolloutStatus, obs: Observations,
@@ -55,7 +55,7 @@ def decide(spec: RolloutSpec | SpecError, generation: int, status: RolloutStatus
         _deleting(tick, acting)
         return tick.plan()
     if obs.refused and running:
-        revisions.roll_back(tick, Phase.FAILED, "TrafficRefused",
+        revisions.roll_back(tick, Phase.FAILED, Reason.TRAFFIC_REFUSED,
                             f"Failed: {obs.refused}; the candidate {status.candidate_version} is taken away and "
                             "nothing is asked again until the spec or the target changes.")
         return tick.plan()
@@ -80,7 +80,7 @@ def decide(spec: RolloutSpec | SpecError, generation: int, status: RolloutStatus
 def _deleting(tick: Tick, spec: RolloutSpec) -> None:
     """The ModelRollout is being deleted: an active revision rolls its candidate back first."""
     if tick.status.phase in ACTIVE_PHASES and tick.status.revision > 0:
-        revisions.roll_back(tick, Phase.ABORTED, "Deleted",
+        revisions.roll_back(tick, Phase.ABORTED, Reason.DELETED,
                             f"The ModelRollout is being deleted: rolled back {spec.candidate.version}; stable "
                             f"predictor {spec.stable_predictor} takes all traffic.",
                             restore_model_uri=tick.status.stable_model_uri if tick.status.promotion_started_at
@@ -114,7 +114,7 @@ def _active(tick: Tick, spec: RolloutSpec, names_refused: str) -> None:
         tick.update(waiting_since=None)  # serving again: the progress deadline no longer runs
     if not tick.fresh_revision:
         reason, message = gate.record_checks(tick, spec)
-        if reason:
+        if reason is not None:
             revisions.roll_back(tick, Phase.ROLLED_BACK, reason, message)
             return
     if tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
@@ -147,12 +147,12 @@ def _foreign(tick: Tick, spec: RolloutSpec) -> bool:
     predictor this rollout did not create: refuse, and never write to the target."""
     target = tick.target
     if target.foreign_owner:
-        reason = "TargetOwnedByAnother"
+        reason = Reason.TARGET_OWNED_BY_ANOTHER
         message = (f"ModelRollout {target.foreign_owner} is rolling out a candidate on stable predictor "
                    f"{spec.stable_predictor} of {spec.target.name}; this rollout waits and changes nothing "
                    "until that one ends")
     elif target.candidate_present and not target.candidate_owned:
-        reason = "CandidateNameTaken"
+        reason = Reason.CANDIDATE_NAME_TAKEN
         message = (f"predictor {spec.candidate.predictor_name} already exists in {spec.target.name} and was not "
                    "created by this rollout; it is left alone. Set spec.candidate.predictorName to a free name")
     else:
@@ -169,9 +169,9 @@ def _foreign(tick: Tick, spec: RolloutSpec) -> bool:
 
 def _refuse_names_edit(tick: Tick, message: str) -> None:
     previous = tick.status.condition(ConditionType.SPEC_VALID)
-    if previous is None or previous.reason != "NamesLocked":
-        tick.emit("Warning", "NamesLocked", f"Refused a spec edit: {message}.")
-    tick.condition(ConditionType.SPEC_VALID, "False", "NamesLocked", message)
+    if previous is None or previous.reason != Reason.NAMES_LOCKED:
+        tick.emit("Warning", Reason.NAMES_LOCKED, f"Refused a spec edit: {message}.")
+    tick.condition(ConditionType.SPEC_VALID, "False", Reason.NAMES_LOCKED, message)
 
 
 def _hold_until_serving(tick: Tick, spec: RolloutSpec) -> None:
@@ -182,14 +182,14 @@ def _hold_until_serving(tick: Tick, spec: RolloutSpec) -> None:
     target = tick.target
     detail = f"{target.state}" + (f": {target.state_message}" if target.state_message else "")
     if target.failed:
-        revisions.roll_back(tick, Phase.ROLLED_BACK, "TargetFailed",
+        revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.TARGET_FAILED,
                             f"Rolled back {spec.candidate.version}: {spec.target.kind} {spec.target.name} "
                             f"reports {detail}.")
         return
     since = tick.status.waiting_since or tick.now
     waited = seconds_between(since, tick.now)
     if waited > spec.progress_deadline_s:
-        revisions.roll_back(tick, Phase.ROLLED_BACK, "ProgressDeadlineExceeded",
+        revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.PROGRESS_DEADLINE_EXCEEDED,
                             f"Rolled back {spec.candidate.version}: {spec.target.kind} {spec.target.name} has not "
                             f"served it for {waited:.0f}s (progressDeadline {spec.progress_deadline_s:g}s; {detail}).")
         return
@@ -205,10 +205,10 @@ def _hold_until_serving(tick: Tick, spec: RolloutSpec) -> None:
 def _target_unavailable(tick: Tick, spec: RolloutSpec) -> None:
     target = tick.target
     if not target.exists:
-        reason = "TargetNotFound"
+        reason = Reason.TARGET_NOT_FOUND
         message = target.error or f"{spec.target.kind} {spec.target.name} not found"
     else:
-        reason = "StablePredictorNotFound"
+        reason = Reason.STABLE_PREDICTOR_NOT_FOUND
         message = target.error or (f"stable predictor {spec.stable_predictor!r} not found in "
                                    f"{spec.target.kind} {spec.target.name}")
     message = f"{message[0].upper()}{message[1:]}; traffic stays as it is and the operator keeps looking."
@@ -224,12 +224,12 @@ def _target_unavailable(tick: Tick, spec: RolloutSpec) -> None:
 def _target_available(tick: Tick, spec: RolloutSpec, names_refused: str) -> None:
     previous = tick.status.condition(ConditionType.PROGRESSING)
     if previous is not None and previous.reason in (*_TARGET_REASONS, *_OWNER_REASONS):
-        tick.emit("Normal", "TargetFound",
+        tick.emit("Normal", Reason.TARGET_FOUND,
                   f"{spec.target.kind} {spec.target.name} and its stable predictor {spec.stable_predictor} are "
                   f"available to this rollout; continuing at step {step_label(spec, tick.status.step_index)}.")
-        tick.condition(ConditionType.PROGRESSING, "True", "TargetFound", "The target is available again.")
+        tick.condition(ConditionType.PROGRESSING, "True", Reason.TARGET_FOUND, "The target is available again.")
     if not names_refused:
-        tick.condition(ConditionType.SPEC_VALID, "True", "SpecAccepted", "The spec is valid.")
+        tick.condition(ConditionType.SPEC_VALID, "True", Reason.SPEC_ACCEPTED, "The spec is valid.")
     if not tick.status.stable_version and tick.target.stable_version:
         tick.update(stable_version=tick.target.stable_version)  # the target was missing at the start
     if not tick.status.stable_model_uri and tick.status.promotion_started_at is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..api import Metric, Phase, RolloutSpec, StepKind
-from ..status import CheckRecord, ConditionType, RolloutStatus, Verdict
+from ..status import CheckRecord, ConditionType, Reason, RolloutStatus, Verdict
 from .context import ACTIVE_PHASES, Tick, current_step, step_metric_names, whole_seconds
 
 # ------------------------------------------------------------------ when checks run
@@ -121,9 +121,9 @@ def describe_unearned(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime
 # ------------------------------------------------------------------ recording results
 
 
-def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[str, str]:
+def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[Reason | None, str]:
     """Fold this tick's check results into the ledger. Returns (reason, message) of a rollback, or
-    ("", "") when the results do not roll the candidate back."""
+    (None, "") when the results do not roll the candidate back."""
     # Only results of checks that were due count: a result nobody asked for (a late answer after the
     # promotion was decided, a duplicate) is not evidence about the candidate at this weight.
     due = {m.name for m in metrics_due(spec, tick.initial, tick.now)}
@@ -152,11 +152,11 @@ def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[str, str]:
     last_run = tick.now if checks else tick.status.analysis.last_run_at
     tick.update(analysis=type(tick.status.analysis)(last_run_at=last_run, last_checks=records))
     if not checks:
-        return "", ""
+        return None, ""
     return _judge_streaks(tick, spec, checks_now=tuple(ledger[c.metric] for c in checks))
 
 
-def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) -> tuple[str, str]:
+def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) -> tuple[Reason | None, str]:
     limits = spec.analysis
     records = tick.status.analysis.last_checks
     failing = [r for r in records if r.failures >= limits.failure_limit]
@@ -165,15 +165,16 @@ def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord,
     if failing:
         detail = "; ".join(f"{r.message} ({r.failures} consecutive failed checks since its last pass)"
                            for r in failing)
-        return "AnalysisFailed", f"Rolled back {spec.candidate.version}: {detail}; failureLimit {limits.failure_limit}."
+        return Reason.ANALYSIS_FAILED, (f"Rolled back {spec.candidate.version}: {detail}; "
+                                        f"failureLimit {limits.failure_limit}.")
     if blind:
         detail = "; ".join(f"{r.message} ({r.inconclusive} consecutive inconclusive checks since its last pass)"
                            for r in blind)
-        return "AnalysisInconclusive", (f"Rolled back {spec.candidate.version}: analysis was inconclusive and "
-                                        f"no data is never a pass: {detail}; inconclusiveLimit "
-                                        f"{limits.inconclusive_limit}.")
+        return Reason.ANALYSIS_INCONCLUSIVE, (f"Rolled back {spec.candidate.version}: analysis was inconclusive "
+                                              f"and no data is never a pass: {detail}; inconclusiveLimit "
+                                              f"{limits.inconclusive_limit}.")
     _report(tick, spec, checks_now)
-    return "", ""
+    return None, ""
 
 
 def _report(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) -> None:
@@ -182,18 +183,18 @@ def _report(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord, ...]) 
     failed = [r for r in checks_now if r.verdict is Verdict.FAIL]
     blind = [r for r in checks_now if r.verdict is Verdict.INCONCLUSIVE]
     if failed:
-        tick.emit("Warning", "AnalysisFailed",
+        tick.emit("Warning", Reason.ANALYSIS_FAILED,
                   f"Analysis of {spec.candidate.version} failed; the weight holds until each metric passes "
                   f"again (rollback at failureLimit {limits.failure_limit}): "
                   + "; ".join(f"{r.message} ({r.failures} since its last pass)" for r in failed) + ".")
     if blind:
-        tick.emit("Warning", "AnalysisInconclusive",
+        tick.emit("Warning", Reason.ANALYSIS_INCONCLUSIVE,
                   f"Analysis of {spec.candidate.version} was inconclusive; the weight holds (rollback at "
                   f"inconclusiveLimit {limits.inconclusive_limit}): "
                   + "; ".join(f"{r.message} ({r.inconclusive} since its last pass)" for r in blind) + ".")
     records = tick.status.analysis.last_checks
     if not failed and not blind and all(r.verdict is Verdict.PASS for r in records) and tick.initial_healthy != "True":
-        tick.emit("Normal", "AnalysisPassed", f"All {len(records)} metric(s) of {spec.candidate.version} "
+        tick.emit("Normal", Reason.ANALYSIS_PASSED, f"All {len(records)} metric(s) of {spec.candidate.version} "
                   "passed their latest check.")
 
 
@@ -204,11 +205,13 @@ def _conditions(tick: Tick) -> None:
     not_passing = [r for r in records if r.verdict is Verdict.FAIL]
     unknown = [r for r in records if r.verdict is Verdict.INCONCLUSIVE]
     if not_passing:
-        tick.condition(ConditionType.HEALTHY, "False", "ChecksFailed", "; ".join(r.message for r in not_passing))
+        tick.condition(ConditionType.HEALTHY, "False", Reason.CHECKS_FAILED,
+                       "; ".join(r.message for r in not_passing))
     elif unknown:
-        tick.condition(ConditionType.HEALTHY, "Unknown", "ChecksInconclusive", "; ".join(r.message for r in unknown))
+        tick.condition(ConditionType.HEALTHY, "Unknown", Reason.CHECKS_INCONCLUSIVE,
+                       "; ".join(r.message for r in unknown))
     else:
-        tick.condition(ConditionType.HEALTHY, "True", "ChecksPassed", "; ".join(r.message for r in records))
+        tick.condition(ConditionType.HEALTHY, "True", Reason.CHECKS_PASSED, "; ".join(r.message for r in records))
 
 
 def blocking_verdicts(status: RolloutStatus) -> str:

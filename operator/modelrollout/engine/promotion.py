@@ -13,7 +13,7 @@ Failed), it goes back to its old model and the rollout ends Failed/PromotionFail
 from __future__ import annotations
 
 from ..api import Phase, RolloutSpec
-from ..status import ConditionType
+from ..status import ConditionType, Reason
 from ..traffic import TrafficChange
 from . import gate
 from .context import Tick, seconds_between
@@ -28,7 +28,7 @@ SETTLE_S = 3.0
 def begin(tick: Tick, spec: RolloutSpec, *, requested: bool) -> None:
     tick.update(phase=Phase.PROMOTING, step_index=len(spec.steps), step_started_at=tick.now)
     how = "on request, " if requested else ""
-    tick.condition(ConditionType.PROGRESSING, "True", "Promoting",
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.PROMOTING,
                    f"Promoting {spec.candidate.version} {how}once every metric passed at "
                    f"{tick.status.candidate_weight}%.")
 
@@ -43,13 +43,13 @@ def promote(tick: Tick, spec: RolloutSpec) -> None:
             message = f"Promotion of {spec.candidate.version} waits for every metric to pass at " \
                       f"{status.candidate_weight}%: {why}"
             tick.update(message=message)
-            tick.condition(ConditionType.PROGRESSING, "True", "AwaitingAnalysis", message)
+            tick.condition(ConditionType.PROGRESSING, "True", Reason.AWAITING_ANALYSIS, message)
             due = gate.next_due(spec, status)
             if due is not None:
                 tick.wake_within(seconds_between(tick.now, due))
             return
         tick.update(promotion_started_at=tick.now)
-        tick.emit("Normal", "Promoting",
+        tick.emit("Normal", Reason.PROMOTING,
                   f"Promoting {spec.candidate.version}: stable predictor {spec.stable_predictor} takes {uri} "
                   f"while the candidate keeps its {status.candidate_weight}%; traffic moves once it serves.")
     started = tick.status.promotion_started_at or tick.now
@@ -79,16 +79,16 @@ def promote(tick: Tick, spec: RolloutSpec) -> None:
 def _succeed(tick: Tick, spec: RolloutSpec) -> None:
     message = (f"Promoted {spec.candidate.version}: stable predictor {spec.stable_predictor} serves "
                f"{spec.candidate.model_uri} to all its traffic.")
-    finish(tick, Phase.SUCCEEDED, "RolloutSucceeded", message)
+    finish(tick, Phase.SUCCEEDED, Reason.ROLLOUT_SUCCEEDED, message)
     tick.update(stable_version=spec.candidate.version, candidate_weight=0)
-    tick.emit("Normal", "Promoted", message)
+    tick.emit("Normal", Reason.PROMOTED, message)
 
 
 def _promotion_failed(tick: Tick, spec: RolloutSpec, waited: float) -> None:
     target = tick.target
     detail = f"{target.state}: {target.state_message}" if target.state_message else (target.state or "not serving")
     restore = tick.status.stable_model_uri
-    roll_back(tick, Phase.FAILED, "PromotionFailed",
+    roll_back(tick, Phase.FAILED, Reason.PROMOTION_FAILED,
               f"Promotion of {spec.candidate.version} failed: stable predictor {spec.stable_predictor} did not "
               f"serve it within {waited:.0f}s ({detail}; progressDeadline {spec.progress_deadline_s:g}s); it goes "
               f"back to {restore or 'its previous model'} and the candidate is removed.",

@@ -12,7 +12,7 @@ import json
 from dataclasses import replace
 
 from ..api import Phase, RolloutSpec, SpecError
-from ..status import AnalysisStatus, ConditionType, HistoryEntry, RolloutStatus
+from ..status import AnalysisStatus, ConditionType, HistoryEntry, Reason, RolloutStatus
 from ..traffic import TrafficChange
 from .context import ACTIVE_PHASES, TERMINAL_REQUEUE_S, Tick, step_label, step_started_message
 
@@ -27,7 +27,7 @@ def restart_cause(spec: RolloutSpec, status: RolloutStatus) -> str:
     if status.phase is None or status.phase is Phase.IDLE:
         return "new rollout"
     spec_valid = status.condition(ConditionType.SPEC_VALID)
-    if status.phase is Phase.FAILED and spec_valid is not None and spec_valid.reason == "InvalidSpec":
+    if status.phase is Phase.FAILED and spec_valid is not None and spec_valid.reason == Reason.INVALID_SPEC:
         return "spec fixed"
     if (spec.candidate.version, spec.candidate.model_uri) != (status.candidate_version,
                                                                status.candidate_model_uri):
@@ -57,14 +57,14 @@ def start_revision(tick: Tick, spec: RolloutSpec, cause: str) -> bool:
         stable_predictor=spec.stable_predictor, candidate_predictor=spec.candidate.predictor_name,
         stable_model_uri=target.stable_model_uri if target.ready else "", steps_hash=steps_hash(spec),
         message=f"Revision {revision}: rolling out {spec.candidate.version}")
-    tick.condition(ConditionType.SPEC_VALID, "True", "SpecAccepted", "The spec is valid.")
-    tick.condition(ConditionType.COMPLETED, "False", "InProgress", f"Revision {revision} is in progress.")
-    tick.condition(ConditionType.HEALTHY, "Unknown", "NotYetAnalysed",
+    tick.condition(ConditionType.SPEC_VALID, "True", Reason.SPEC_ACCEPTED, "The spec is valid.")
+    tick.condition(ConditionType.COMPLETED, "False", Reason.IN_PROGRESS, f"Revision {revision} is in progress.")
+    tick.condition(ConditionType.HEALTHY, "Unknown", Reason.NOT_YET_ANALYSED,
                    f"No analysis has run for revision {revision} yet.")
-    tick.condition(ConditionType.PROGRESSING, "True", "RolloutStarted",
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.ROLLOUT_STARTED,
                    f"Revision {revision} started ({cause}).")
     replacing = f", replacing stable {tick.status.stable_version}" if tick.status.stable_version else ""
-    tick.emit("Normal", "RolloutStarted",
+    tick.emit("Normal", Reason.ROLLOUT_STARTED,
               f"Started revision {revision} ({cause}): rolling out {spec.candidate.version} "
               f"({spec.candidate.model_uri}) as predictor {spec.candidate.predictor_name} "
               f"in {len(spec.steps)} steps{replacing}.")
@@ -73,16 +73,16 @@ def start_revision(tick: Tick, spec: RolloutSpec, cause: str) -> bool:
         return False
     if superseded and target.ready and target.candidate_ours:
         tick.ask(TrafficChange("rollback"))
-        tick.emit("Normal", "CandidateReset",
+        tick.emit("Normal", Reason.CANDIDATE_RESET,
                   f"Removing the candidate predictor of superseded revision {old.revision} "
                   f"({old.candidate_version}) before revision {revision} starts.")
         tick.update(message=f"Revision {revision}: clearing the previous candidate before step 1")
         return False
-    tick.emit("Normal", "StepStarted", step_started_message(spec, 0))
+    tick.emit("Normal", Reason.STEP_STARTED, step_started_message(spec, 0))
     return True
 
 
-def finish(tick: Tick, phase: Phase, reason: str, message: str) -> None:
+def finish(tick: Tick, phase: Phase, reason: Reason, message: str) -> None:
     """Move to a terminal phase and record the revision in the history."""
     status = tick.status
     tick.status = status.with_history(HistoryEntry(
@@ -90,11 +90,11 @@ def finish(tick: Tick, phase: Phase, reason: str, message: str) -> None:
         result=str(phase), reason=reason, started_at=status.started_at, finished_at=tick.now))
     tick.update(phase=phase, finished_at=tick.now, message=message, weight_since=None)
     tick.condition(ConditionType.PROGRESSING, "False", reason, message)
-    tick.condition(ConditionType.COMPLETED, "True", str(phase), message)
+    tick.condition(ConditionType.COMPLETED, "True", Reason(str(phase)), message)
     tick.requeue_after = TERMINAL_REQUEUE_S
 
 
-def roll_back(tick: Tick, phase: Phase, reason: str, message: str, restore_model_uri: str = "",
+def roll_back(tick: Tick, phase: Phase, reason: Reason, message: str, restore_model_uri: str = "",
               restore_version: str = "") -> None:
     """End the revision and take the candidate's traffic away. The ended phase is written before the
     traffic change, so a crash in between is completed by the next tick (end_state), never undone."""
@@ -104,15 +104,15 @@ def roll_back(tick: Tick, phase: Phase, reason: str, message: str, restore_model
                                restore_version=restore_version if restore_model_uri else ""))
         # What this write makes true; if it is lost, the next tick reads the weight back and asks again.
         tick.update(candidate_weight=0)
-    tick.emit("Warning", str(phase), message)
+    tick.emit("Warning", Reason(str(phase)), message)
 
 
 def fail_candidate_is_stable(tick: Tick, spec: RolloutSpec) -> None:
     message = (f"Nothing to roll out: stable predictor {spec.stable_predictor} already serves "
                f"{spec.candidate.model_uri}; set spec.candidate to a different model.")
-    finish(tick, Phase.FAILED, "CandidateIsStable", message)
-    tick.condition(ConditionType.SPEC_VALID, "False", "CandidateIsStable", message)
-    tick.emit("Warning", "CandidateIsStable", message)
+    finish(tick, Phase.FAILED, Reason.CANDIDATE_IS_STABLE, message)
+    tick.condition(ConditionType.SPEC_VALID, "False", Reason.CANDIDATE_IS_STABLE, message)
+    tick.emit("Warning", Reason.CANDIDATE_IS_STABLE, message)
     if tick.target.ready and tick.target.candidate_ours:
         tick.ask(TrafficChange("rollback"))
 
@@ -127,29 +127,29 @@ def invalid_spec(tick: Tick, error: SpecError) -> None:
         message = (f"The spec is invalid, so candidate {status.candidate_version} was rolled back "
                    f"(stable predictor {status.stable_predictor} takes its traffic): {error}")
     old = status.condition(ConditionType.SPEC_VALID)
-    if old is None or old.reason != "InvalidSpec" or old.message != message:
-        tick.emit("Warning", "InvalidSpec", message)
+    if old is None or old.reason != Reason.INVALID_SPEC or old.message != message:
+        tick.emit("Warning", Reason.INVALID_SPEC, message)
     if running:
-        finish(tick, Phase.FAILED, "InvalidSpec", message)
+        finish(tick, Phase.FAILED, Reason.INVALID_SPEC, message)
         if tick.target.ready and tick.target.candidate_ours:
             tick.ask(TrafficChange("rollback"))
         tick.update(candidate_weight=0 if tick.target.ready else status.candidate_weight)
     elif status.phase in (None, Phase.IDLE):
         tick.update(phase=Phase.FAILED, message=message)
-        tick.condition(ConditionType.PROGRESSING, "False", "InvalidSpec", message)
-        tick.condition(ConditionType.COMPLETED, "True", "Failed", message)
+        tick.condition(ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, message)
+        tick.condition(ConditionType.COMPLETED, "True", Reason.FAILED, message)
     elif status.phase is not None and status.phase.terminal:
         end_state(tick, None)
-    tick.condition(ConditionType.SPEC_VALID, "False", "InvalidSpec", message)
+    tick.condition(ConditionType.SPEC_VALID, "False", Reason.INVALID_SPEC, message)
     tick.requeue_after = min(tick.requeue_after, TERMINAL_REQUEUE_S)
 
 
 def mark_spec_valid(tick: Tick, spec: RolloutSpec) -> None:
     """A finished rollout whose spec was invalid for a while reports it valid again (result unchanged)."""
     old = tick.status.condition(ConditionType.SPEC_VALID)
-    if old is not None and old.reason == "InvalidSpec":
-        tick.condition(ConditionType.SPEC_VALID, "True", "SpecAccepted", "The spec is valid.")
-        tick.emit("Normal", "SpecValid", f"The spec is valid again; the rollout of "
+    if old is not None and old.reason == Reason.INVALID_SPEC:
+        tick.condition(ConditionType.SPEC_VALID, "True", Reason.SPEC_ACCEPTED, "The spec is valid.")
+        tick.emit("Normal", Reason.SPEC_VALID, f"The spec is valid again; the rollout of "
                   f"{spec.candidate.version} stays {tick.status.phase}.")
 
 
@@ -166,7 +166,7 @@ def end_state(tick: Tick, spec: RolloutSpec | None) -> None:
     tick.update(candidate_weight=target.candidate_weight if target.candidate_ours else 0)
     restore = ""
     progressing = status.condition(ConditionType.PROGRESSING)
-    promotion_failed = progressing is not None and progressing.reason == "PromotionFailed"
+    promotion_failed = progressing is not None and progressing.reason == Reason.PROMOTION_FAILED
     if promotion_failed and status.stable_model_uri and target.stable_model_uri == status.candidate_model_uri:
         restore = status.stable_model_uri
     if target.candidate_ours or restore:
@@ -190,8 +190,8 @@ def check_steps_edit(tick: Tick, spec: RolloutSpec) -> None:
     message = (f"The steps changed during revision {status.revision}: starting again from step "
                f"{step_label(spec, 0)} with {spec.candidate.version} at {status.candidate_weight}%; "
                "a higher weight must be earned by analysis as before.")
-    tick.emit("Normal", "StepsChanged", message)
-    tick.condition(ConditionType.PROGRESSING, "True", "StepsChanged", message)
+    tick.emit("Normal", Reason.STEPS_CHANGED, message)
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.STEPS_CHANGED, message)
 
 
 def names_edit(spec: RolloutSpec, status: RolloutStatus) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..api import Phase, RolloutSpec, Step, StepKind
-from ..status import ConditionType
+from ..status import ConditionType, Reason
 from ..traffic import TrafficChange, share_of
 from . import gate, promotion
 from .context import (
@@ -79,16 +79,16 @@ def _steps_finished(tick: Tick, spec: RolloutSpec) -> None:
 def advance(tick: Tick, spec: RolloutSpec) -> None:
     index = tick.status.step_index + 1
     tick.update(step_index=index, step_started_at=tick.now)
-    tick.condition(ConditionType.PROGRESSING, "True", "StepAdvanced", f"Step {step_label(spec, index)} started.")
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.STEP_ADVANCED, f"Step {step_label(spec, index)} started.")
     if index < len(spec.steps):
-        tick.emit("Normal", "StepStarted", step_started_message(spec, index))
+        tick.emit("Normal", Reason.STEP_STARTED, step_started_message(spec, index))
 
 
 def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
     weight = step.weight or 0
     status = tick.status
     if weight_in_place(tick, spec, weight):
-        tick.emit("Normal", "WeightSet",
+        tick.emit("Normal", Reason.WEIGHT_SET,
                   f"Candidate {spec.candidate.version} now serves {weight}% of traffic "
                   f"(stable {spec.stable_predictor} {100 - weight}%).")
         return True
@@ -132,7 +132,7 @@ def may_raise(tick: Tick, spec: RolloutSpec) -> bool:
 
 def _holding(tick: Tick, spec: RolloutSpec, message: str) -> None:
     tick.update(message=message)
-    tick.condition(ConditionType.PROGRESSING, "True", "AwaitingAnalysis", message)
+    tick.condition(ConditionType.PROGRESSING, "True", Reason.AWAITING_ANALYSIS, message)
     _wake_for_checks(tick, spec)
 
 
@@ -181,7 +181,7 @@ def _analysis_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
     missing = gate.unearned(spec, tick.status, names)
     if not missing:
         passed = "; ".join(r.message for r in tick.status.analysis.last_checks if r.metric in names)
-        tick.emit("Normal", "AnalysisStepPassed", f"Step {label}: all {len(names)} metric(s) passed ({passed}).")
+        tick.emit("Normal", Reason.ANALYSIS_STEP_PASSED, f"Step {label}: all {len(names)} metric(s) passed ({passed}).")
         return True
     why = gate.describe_unearned(spec, tick.status, tick.now, names)
     tick.update(message=f"Step {label}: analysis of {', '.join(names)} over a full window in this step: {why}")
@@ -193,7 +193,7 @@ def paused(tick: Tick, spec: RolloutSpec) -> None:
     label = step_label(spec, tick.status.step_index)
     tick.update(message=f"Paused at step {label} with {spec.candidate.version} at "
                         f"{tick.status.candidate_weight}%; resume to continue")
-    tick.condition(ConditionType.PROGRESSING, "False", "Paused", tick.status.message)
+    tick.condition(ConditionType.PROGRESSING, "False", Reason.PAUSED, tick.status.message)
 
 
 def hold(tick: Tick, spec: RolloutSpec, weight: int) -> None:
