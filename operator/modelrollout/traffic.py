@@ -7,12 +7,18 @@ revision recorded when it started, so an edit of the spec mid-rollout never redi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-# What the target's controller reports about serving (Seldon v1: status.state).
-CREATING = "Creating"
-FAILED = "Failed"
+
+class Readiness(enum.Enum):
+    """Whether the target serves, in the engine's terms; each backend maps its platform's words to these."""
+
+    SERVING = "serving"  # every predictor can answer (or nothing says otherwise)
+    PENDING = "pending"  # some predictor has no ready server yet (Seldon v1: Creating)
+    FAILED = "failed"  # the platform gave up on it (Seldon v1: Failed)
 
 
 @dataclass(frozen=True)
@@ -37,19 +43,20 @@ class TargetObservation:
     candidate_owned: bool = True
     # Another rollout's candidate on the same stable predictor ("namespace/name" of its owner, or "").
     foreign_owner: str = ""
-    # What the target's controller reports ("" when none does): CREATING while some predictor has no
-    # ready server, FAILED when it gave up.
-    state: str = ""
-    state_message: str = ""
+    readiness: Readiness = Readiness.SERVING
+    # The platform's own words on its readiness, for messages ("Creating: deployment x has 0/1 ready").
+    readiness_detail: str = ""
 
     @property
     def serving(self) -> bool:
-        """Every predictor can answer (or nothing says otherwise)."""
-        return self.state not in (CREATING, FAILED)
+        return self.readiness is Readiness.SERVING
 
     @property
     def failed(self) -> bool:
-        return self.state == FAILED
+        return self.readiness is Readiness.FAILED
+
+    def describe_readiness(self) -> str:
+        return self.readiness_detail or self.readiness.value
 
     @property
     def ready(self) -> bool:
@@ -93,6 +100,21 @@ class TrafficTarget:
     replicas: int = 1  # the candidate's replicas
     copy_autoscaling: bool = False
     copy_explainer: bool = False
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """What the operator knows of one kind of model deployment without talking to it: spec validation
+    reads it (which kinds and builtin templates exist), analysis renders its queries, and the handlers
+    make one backend per registered kind (``backends.TARGET_KINDS``)."""
+
+    kind: str  # spec.targetRef.kind
+    api_versions: tuple[str, ...]  # spec.targetRef.apiVersion values it accepts; the first is the default
+    # The builtin metric templates over what this platform's data plane exports: name -> PromQL with
+    # {{variables}} (analysis.promql.VARIABLES).
+    builtin_queries: Mapping[str, str] = field(default_factory=dict)
+    # The candidate's requests over {{interval}}: the minRequests gate.
+    request_count_query: str = ""
 
 
 def share_of(weight: int, pool: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from modelrollout.analysis import CheckResult
 from modelrollout.api import Limits, Metric, RolloutSpec
+from modelrollout.backends.seldon_v1 import readiness_of
 from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
 from modelrollout.status import ConditionType, RolloutStatus, Verdict
 
@@ -83,7 +84,8 @@ class World:
                                  candidate_model_uri=self.candidate_uri if self.candidate_present else "",
                                  candidate_owned=self.candidate_owned or not self.candidate_present,
                                  foreign_owner=self.foreign_owner if self.exists else "",
-                                 state=self.state if self.exists else "")
+                                 readiness=readiness_of({"state": self.state if self.exists else ""}),
+                                 readiness_detail=self.state if self.exists else "")
 
     def apply(self, change: TrafficChange | None, spec: RolloutSpec | str) -> None:
         """Apply a change; ``spec`` is the rollout's spec or, when it has none, the candidate's model URI."""
@@ -165,4 +167,17 @@ def watching(failure_limit: int = 2, inconclusive_limit: int = 3) -> Run:
     run.tick()
     run.tick(after=1)
     assert run.world.candidate_weight == 10
+    return run
+
+
+# An analysis step at 20% with two metrics defined and one judged by the step (steps and gate tests).
+ANALYSIS_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 20}, {"analysis": {"metrics": ["success-rate"]}}, {"setWeight": 100}]
+
+
+def at_analysis_step() -> Run:
+    run = Run(make_spec(steps=ANALYSIS_STEPS, metrics=[SUCCESS, LATENCY]))
+    run.tick()
+    plan = run.tick(after=1)
+    assert plan.status.step_index == 1
     return run

@@ -20,7 +20,7 @@ from modelrollout.backends.seldon_v1 import (
     model_node,
     observe_deployment,
 )
-from modelrollout.traffic import TrafficChange, TrafficTarget, share_of
+from modelrollout.traffic import Readiness, TrafficChange, TrafficTarget, share_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _SPEC = RolloutSpec.parse(yaml.safe_load((EXAMPLES / "modelrollout.yaml").read_text())["spec"])
@@ -161,8 +161,12 @@ def test_model_node_finds_nested_model() -> None:
 def test_observe_reads_the_controllers_state() -> None:
     sdep = {"spec": {"predictors": predictors()}, "status": {"state": "Creating", "description": "waiting for x"}}
     obs = observe_deployment(sdep, SPEC)
-    assert not obs.serving and obs.state_message == "waiting for x"
+    assert obs.readiness is Readiness.PENDING and obs.readiness_detail == "Creating: waiting for x"
     assert observe_deployment({"spec": {"predictors": predictors()}}, SPEC).serving  # no controller: serving
+    failed = observe_deployment({"spec": {"predictors": predictors()}, "status": {"state": "Failed"}}, SPEC)
+    assert failed.failed and not failed.serving and failed.readiness_detail == "Failed"
+    available = observe_deployment({"spec": {"predictors": predictors()}, "status": {"state": "Available"}}, SPEC)
+    assert available.serving and available.readiness is Readiness.SERVING
 
 
 TRANSFORMED = {"name": "main", "traffic": 100, "replicas": 3, "annotations": {"seldon.io/svc-name": "digits-main"},

@@ -23,7 +23,7 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from ..api import SELDON_GROUP, SELDON_PLURAL, SELDON_VERSION
-from ..traffic import TargetObservation, TrafficChange, TrafficRefused, TrafficTarget, share_of
+from ..traffic import Readiness, TargetObservation, TrafficChange, TrafficRefused, TrafficTarget, share_of
 
 VERSION_ANNOTATION = "modelrollout.dev/version"
 MANAGED_BY_ANNOTATION = "modelrollout.dev/candidate-of"  # the stable predictor a candidate was copied from
@@ -150,9 +150,22 @@ def observe_deployment(sdep: Mapping[str, Any] | None, target: TrafficTarget) ->
         candidate_model_uri=_model_uri(candidate, target.node),
         candidate_owned=candidate is None or owned_by(candidate, target.owner_uid),
         foreign_owner=_foreign_owner(predictors, target),
-        state=str(reported.get("state") or ""),
-        state_message=str(reported.get("description") or ""),
+        readiness=readiness_of(reported),
+        readiness_detail=readiness_detail(reported),
     )
+
+
+def readiness_of(reported: Mapping[str, Any]) -> Readiness:
+    """Seldon v1's status.state in the engine's terms: Creating while some predictor has no ready
+    server, Failed once a predictor passed its progress deadline; anything else (Available, none yet)
+    does not say it cannot serve."""
+    state = str(reported.get("state") or "")
+    return {"Creating": Readiness.PENDING, "Failed": Readiness.FAILED}.get(state, Readiness.SERVING)
+
+
+def readiness_detail(reported: Mapping[str, Any]) -> str:
+    state, description = str(reported.get("state") or ""), str(reported.get("description") or "")
+    return f"{state}: {description}" if state and description else state or description
 
 
 def _pool(predictors: list[Predictor], owned: set[str]) -> int:

@@ -180,7 +180,7 @@ def _hold_until_serving(tick: Tick, spec: RolloutSpec) -> None:
     A target that reports Failed (a model that cannot load, say) is rolled back: it will not serve.
     """
     target = tick.target
-    detail = f"{target.state}" + (f": {target.state_message}" if target.state_message else "")
+    detail = target.describe_readiness()
     if target.failed:
         revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.TARGET_FAILED,
                             f"Rolled back {spec.candidate.version}: {spec.target.kind} {spec.target.name} "

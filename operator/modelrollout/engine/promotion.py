@@ -19,8 +19,9 @@ from . import gate
 from .context import Tick, seconds_between
 from .revisions import finish, roll_back
 
-# Seldon writes status.state some time after a spec change and without an observedGeneration, so an
-# "Available" read right after the stable predictor took the new model can describe the old pods.
+# A target's readiness may be written some time after a spec change and without an observedGeneration
+# (Seldon v1 does both), so "serving" read right after the stable predictor took the new model can
+# describe the old pods.
 # The traffic moves only on a serving observation at least this long after that write.
 SETTLE_S = 3.0
 
@@ -64,8 +65,8 @@ def promote(tick: Tick, spec: RolloutSpec) -> None:
         return
     if not target.serving or waited < SETTLE_S:
         tick.update(message=f"Promoting {spec.candidate.version}: waiting for stable predictor "
-                            f"{spec.stable_predictor} to serve it ({target.state or 'settling'}, {waited:.0f}s of "
-                            f"progressDeadline {spec.progress_deadline_s:g}s)")
+                            f"{spec.stable_predictor} to serve it ({target.readiness_detail or 'settling'}, "
+                            f"{waited:.0f}s of progressDeadline {spec.progress_deadline_s:g}s)")
         tick.wake_within(max(1.0, SETTLE_S - waited))
         return
     if target.candidate_present and target.candidate_ours:
@@ -86,7 +87,7 @@ def _succeed(tick: Tick, spec: RolloutSpec) -> None:
 
 def _promotion_failed(tick: Tick, spec: RolloutSpec, waited: float) -> None:
     target = tick.target
-    detail = f"{target.state}: {target.state_message}" if target.state_message else (target.state or "not serving")
+    detail = target.readiness_detail or "not serving"
     restore = tick.status.stable_model_uri
     roll_back(tick, Phase.FAILED, Reason.PROMOTION_FAILED,
               f"Promotion of {spec.candidate.version} failed: stable predictor {spec.stable_predictor} did not "
