@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends import TARGET_KINDS
+from .traffic import TargetKind
+
 GROUP = "modelrollout.dev"
 VERSION = "v1alpha1"
 PLURAL = "modelrollouts"
@@ -22,15 +25,6 @@ KIND = "ModelRollout"
 SELDON_GROUP = "machinelearning.seldon.io"
 SELDON_VERSION = "v1"
 SELDON_PLURAL = "seldondeployments"
-
-BUILTIN_TEMPLATES = (
-    "request-success-rate",
-    "request-success-rate-with-mesh",
-    "request-duration-p50",
-    "request-duration-p90",
-    "request-duration-p99",
-    "request-count",
-)
 
 DEFAULT_INTERVAL = "30s"
 DEFAULT_FAILURE_LIMIT = 2
@@ -196,13 +190,16 @@ class RolloutSpec:
         """
         limits = limits or Limits()
         target_raw = _mapping(spec, "targetRef", "spec.targetRef", required=True)
-        target = TargetRef(
-            kind=_str(target_raw, "kind", "spec.targetRef.kind"),
-            name=_str(target_raw, "name", "spec.targetRef.name"),
-            api_version=str(target_raw.get("apiVersion") or f"{SELDON_GROUP}/{SELDON_VERSION}"),
-        )
-        if target.kind != "SeldonDeployment":
-            raise SpecError("spec.targetRef.kind", f"unsupported kind {target.kind!r}; supported: SeldonDeployment")
+        kind_name = _str(target_raw, "kind", "spec.targetRef.kind")
+        kind = TARGET_KINDS.get(kind_name)
+        if kind is None:
+            raise SpecError("spec.targetRef.kind",
+                            f"unsupported kind {kind_name!r}; supported: {', '.join(sorted(TARGET_KINDS))}")
+        target = TargetRef(kind=kind_name, name=_str(target_raw, "name", "spec.targetRef.name"),
+                           api_version=str(target_raw.get("apiVersion") or kind.api_versions[0]))
+        if target.api_version not in kind.api_versions:
+            raise SpecError("spec.targetRef.apiVersion", f"{target.api_version!r} is not an API version of "
+                            f"{kind_name}; supported: {', '.join(kind.api_versions)}")
         stable = _str(spec, "stablePredictor", "spec.stablePredictor")
         _dns_label(stable, "spec.stablePredictor")
         cand_raw = _mapping(spec, "candidate", "spec.candidate", required=True)
@@ -231,7 +228,7 @@ class RolloutSpec:
         if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
             raise SpecError("spec.strategy.canary.steps", "needs at least one step")
         steps = tuple(_parse_step(raw, f"spec.strategy.canary.steps[{i}]") for i, raw in enumerate(steps_raw))
-        analysis = _parse_analysis(spec.get("analysis") or {}, limits)
+        analysis = _parse_analysis(spec.get("analysis") or {}, limits, kind)
         for i, step in enumerate(steps):
             for name in step.metrics:
                 if analysis.metric(name) is None:
@@ -272,7 +269,7 @@ def _parse_step(raw: Any, path: str) -> Step:
     return Step(StepKind.ANALYSIS, metrics=names)
 
 
-def _parse_analysis(raw: Mapping[str, Any], limits: Limits) -> AnalysisSpec:
+def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) -> AnalysisSpec:
     interval = parse_duration(str(raw.get("interval", DEFAULT_INTERVAL)), "spec.analysis.interval")
     if interval < 1:
         raise SpecError("spec.analysis.interval", "must be at least 1s")
@@ -289,8 +286,9 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits) -> AnalysisSpec:
         if len(sources) != 1:
             raise SpecError(path, "sets exactly one of template, templateRef, query")
         template = m.get("template")
-        if template is not None and template not in BUILTIN_TEMPLATES:
-            raise SpecError(f"{path}.template", f"unknown builtin {template!r}; one of {', '.join(BUILTIN_TEMPLATES)}")
+        if template is not None and template not in kind.builtin_queries:
+            raise SpecError(f"{path}.template", f"unknown builtin {template!r} for {kind.kind}; one of "
+                                                f"{', '.join(kind.builtin_queries)}")
         low, high = _number(m, "min", path), _number(m, "max", path)
         if low is None and high is None:
             raise SpecError(path, "sets min, max or both")

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from . import telemetry
 from .analysis import MetricProvider, PrometheusProvider, TemplateSource
 from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, Limits
-from .backends.seldon_v1 import SeldonV1Backend
+from .backends.factory import make_backends
 from .engine import Plan
 from .reconcile import ACTION_ANNOTATION, ERROR_BACKOFF_S, Conflict, Reconciler, TickStats
 from .scheduler import TickScheduler
@@ -183,7 +183,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) 
     providers: dict[str, MetricProvider] = {}
     reconciler = Reconciler(
         store=KubernetesStore(k8s.CustomObjectsApi(api_client), timeout),
-        backends={"SeldonDeployment": SeldonV1Backend(api_client, request_timeout_s=timeout)},
+        backends=make_backends(api_client, timeout),
         events=telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout),
         templates=cast(TemplateSource, KubernetesTemplates(k8s.CustomObjectsApi(api_client), timeout)),
         provider_for=_provider_factory(providers, provider_pool),

@@ -24,10 +24,9 @@ from typing import Any, Protocol
 from .analysis import AnalysisContext, CheckResult, MetricProvider, TemplateSource, run_checks
 from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
 from .backends import TrafficBackend
-from .backends.seldon_v1 import ForeignPredictorError
 from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
 from .status import Reason, RolloutStatus, Verdict
-from .traffic import TargetObservation, TrafficRefused, TrafficTarget
+from .traffic import ForeignPredictorError, TargetObservation, TrafficRefused, TrafficTarget
 
 ACTION_ANNOTATION = f"{GROUP}/action"
 FINALIZER = f"{GROUP}/rollback"  # held while a rollout has traffic at stake: deletion rolls it back first

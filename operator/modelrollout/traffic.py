@@ -122,6 +122,10 @@ def share_of(weight: int, pool: int) -> int:
     return round(weight * pool / 100)
 
 
+class ForeignPredictorError(RuntimeError):
+    """The write would change a predictor this rollout did not create: refused before it is sent."""
+
+
 class TrafficRefused(RuntimeError):
     """The target refused the write for good (an admission webhook, a validation error): asking again
     will not help, so the rollout fails with the refusal's message."""

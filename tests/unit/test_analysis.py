@@ -12,15 +12,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import yaml
 from modelrollout.analysis import (
-    BUILTIN_QUERIES,
     DEFAULT_MAX_WORKERS,
-    REQUEST_COUNT_QUERY,
     AnalysisContext,
     CheckResult,
     PrometheusProvider,
@@ -35,7 +35,9 @@ from modelrollout.analysis import (
     run_checks,
     shared_query_pool,
 )
-from modelrollout.api import BUILTIN_TEMPLATES, Limits, Metric, RolloutSpec
+from modelrollout.api import Limits, Metric, RolloutSpec
+from modelrollout.backends import TARGET_KINDS
+from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, REQUEST_COUNT_QUERY
 from modelrollout.status import Verdict
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
@@ -192,8 +194,21 @@ def test_the_window_and_versions_carry_through_for_window() -> None:
 # Builtin templates
 
 
-def test_every_builtin_template_has_a_query() -> None:
-    assert set(BUILTIN_QUERIES) == set(BUILTIN_TEMPLATES)
+def _crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "modelrollout.dev_modelrollouts.yaml")
+                         .read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+
+def test_the_crd_accepts_exactly_the_registered_kinds_versions_and_builtin_templates() -> None:
+    """Spec validation reads the backend registry; the CRD's enums must say the same, or the API server
+    refuses what the operator supports (or lets through what it refuses)."""
+    spec = _crd_schema()
+    target = spec["targetRef"]["properties"]
+    assert set(target["kind"]["enum"]) == set(TARGET_KINDS)
+    assert set(target["apiVersion"]["enum"]) == {v for k in TARGET_KINDS.values() for v in k.api_versions}
+    template = spec["analysis"]["properties"]["metrics"]["items"]["properties"]["template"]
+    assert set(template["enum"]) == {n for k in TARGET_KINDS.values() for n in k.builtin_queries}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_QUERIES))

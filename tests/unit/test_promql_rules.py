@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
-from modelrollout.analysis import BUILTIN_QUERIES, REQUEST_METRIC, AnalysisContext, render_query
+from modelrollout.analysis import AnalysisContext, render_query
 from modelrollout.api import Limits, RolloutSpec, SpecError, format_duration, parse_duration
+from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, REQUEST_METRIC
 
 NAMESPACE, TARGET, STABLE, CANDIDATE = "models", "iris", "main", "main-candidate"
 # The Seldon Core v1 executor's histogram buckets (+Inf added below).

@@ -6,26 +6,13 @@ judge is a new class and nothing else changes.
 
 from .judge import Judge, ThresholdJudge
 from .prometheus import DEFAULT_MAX_WORKERS, PrometheusProvider, parse_result, shared_query_pool
-from .promql import (
-    BUILTIN_QUERIES,
-    REQUEST_COUNT_QUERY,
-    REQUEST_METRIC,
-    SUCCESS_RATE_QUERY,
-    VARIABLES,
-    QueryError,
-    QueryVariables,
-    render_query,
-)
+from .promql import VARIABLES, QueryError, QueryVariables, render_query
 from .result import CheckResult, QueryOutcome, provider_error
 from .runner import AnalysisContext, run_checks
 from .sources import MetricProvider, StaticTemplates, TemplateSource
 
 __all__ = [
-    "BUILTIN_QUERIES",
     "DEFAULT_MAX_WORKERS",
-    "REQUEST_COUNT_QUERY",
-    "REQUEST_METRIC",
-    "SUCCESS_RATE_QUERY",
     "VARIABLES",
     "AnalysisContext",
     "CheckResult",

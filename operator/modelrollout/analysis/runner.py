@@ -9,9 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api import Metric, RolloutSpec, format_duration
+from ..backends import TARGET_KINDS
 from ..status import Verdict
+from ..traffic import TargetKind
 from .judge import Judge, ThresholdJudge
-from .promql import BUILTIN_QUERIES, REQUEST_COUNT_QUERY, QueryError, QueryVariables, render_query
+from .promql import QueryError, QueryVariables, render_query
 from .result import CheckResult, QueryOutcome, format_number
 from .sources import MetricProvider, TemplateSource
 
@@ -23,13 +25,14 @@ class AnalysisContext:
     """Who is being analysed: names for the query variables, and the default query window."""
 
     namespace: str
-    target: str  # SeldonDeployment name
+    target: str  # the target's name (spec.targetRef.name)
     stable: str  # stable predictor name
     candidate: str  # candidate predictor name
     default_window_s: float  # how far back a metric without its own window reads (AnalysisSpec.default_window_s)
     candidate_version: str = ""  # spec.candidate.version: {{candidateVersion}}
     stable_version: str = ""  # the stable version the rollout recorded, "" if none: {{stableVersion}}
     namespace_label: str = "namespace"  # the label the scrape puts the namespace in: {{namespaceLabel}}
+    kind: TargetKind = TARGET_KINDS["SeldonDeployment"]  # whose builtin templates and request count apply
 
     @classmethod
     def from_spec(cls, spec: RolloutSpec, namespace: str, stable_version: str = "",
@@ -37,7 +40,7 @@ class AnalysisContext:
         return cls(namespace=namespace, target=spec.target.name, stable=spec.stable_predictor,
                    candidate=spec.candidate.predictor_name, default_window_s=spec.analysis.default_window_s,
                    candidate_version=spec.candidate.version, stable_version=stable_version,
-                   namespace_label=namespace_label)
+                   namespace_label=namespace_label, kind=TARGET_KINDS[spec.target.kind])
 
     def window_s(self, metric: Metric, windows: Mapping[str, float] | None = None) -> float:
         """How far back this check of ``metric`` reads: the override in ``windows``, its own window, or the
@@ -91,7 +94,7 @@ async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_
         return None
     window = format_duration(window_s)
     try:
-        query = render_query(REQUEST_COUNT_QUERY, context.variables(window_s))
+        query = render_query(context.kind.request_count_query, context.variables(window_s))
     except QueryError as exc:
         return _Gate(reason=f"cannot count requests: {exc}", error=str(exc))
     outcome = await _ask(provider, query)
@@ -145,8 +148,9 @@ async def _query_template(metric: Metric, context: AnalysisContext,
     if metric.query:
         return metric.query, ""
     if metric.template:
-        builtin = BUILTIN_QUERIES.get(metric.template)
-        return (builtin, "") if builtin else (None, f"unknown builtin template {metric.template!r}")
+        builtin = context.kind.builtin_queries.get(metric.template)
+        return (builtin, "") if builtin else (None, f"unknown builtin template {metric.template!r} for "
+                                                    f"{context.kind.kind}")
     if not metric.template_ref:
         return None, "the metric names no template, templateRef or query"
     ref = metric.template_ref

@@ -1,15 +1,21 @@
 """Traffic backends: how a Plan's traffic change becomes real on one kind of model deployment.
 
-A backend implements ``TrafficBackend``; the handlers pick one by ``spec.targetRef.kind`` and nothing
-else in the operator knows which. Seldon Core v1 first; a Seldon Core 2 Experiment or a KServe
-InferenceService backend would implement the same two methods.
+``TARGET_KINDS`` is the registry: one ``TargetKind`` per supported ``spec.targetRef.kind``, pure data
+(its API versions and its builtin metric templates). Spec validation reads it to accept a kind and a
+builtin template; ``backends.factory`` makes one ``TrafficBackend`` per registered kind for the handlers.
+A new platform (Seldon Core 2, KServe) is a ``<platform>_queries.py`` with its ``TargetKind``, a backend
+module implementing ``TrafficBackend``, and one line here and one in ``factory.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from ..traffic import TargetObservation, TrafficChange, TrafficTarget
+from ..traffic import TargetKind, TargetObservation, TrafficChange, TrafficTarget
+from .seldon_v1_queries import SELDON_V1
+
+TARGET_KINDS: Mapping[str, TargetKind] = {kind.kind: kind for kind in (SELDON_V1,)}
 
 
 class TargetNotFound(LookupError):

@@ -23,7 +23,15 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from ..api import SELDON_GROUP, SELDON_PLURAL, SELDON_VERSION
-from ..traffic import Readiness, TargetObservation, TrafficChange, TrafficRefused, TrafficTarget, share_of
+from ..traffic import (
+    ForeignPredictorError,
+    Readiness,
+    TargetObservation,
+    TrafficChange,
+    TrafficRefused,
+    TrafficTarget,
+    share_of,
+)
 
 VERSION_ANNOTATION = "modelrollout.dev/version"
 MANAGED_BY_ANNOTATION = "modelrollout.dev/candidate-of"  # the stable predictor a candidate was copied from
@@ -35,10 +43,6 @@ CONFLICT_RETRIES = 8
 REQUEST_TIMEOUT_S = 10.0
 
 Predictor = dict[str, Any]
-
-
-class ForeignPredictorError(RuntimeError):
-    """The write would change a predictor this rollout did not create."""
 
 
 # ------------------------------------------------------------------ pure transformations
