@@ -120,7 +120,7 @@ def _label_name(text: str) -> str:
 
 
 def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
-    """Copy the parsed flags onto the operator's configuration (``handlers.CONFIG``)."""
+    """Copy the parsed flags onto the operator's configuration (handed to the handlers as ``memo.config``)."""
     config.prometheus_url = args.prometheus_url
     config.metrics_port = args.metrics_port
     config.concurrency = args.concurrency
@@ -135,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from . import handlers  # registers the handlers with Kopf
 
-    configure(handlers.CONFIG, args)
+    config = handlers.OperatorConfig()
+    configure(config, args)
     kopf.configure(verbose=args.verbose)
     kopf.run(
+        memo=kopf.Memo(config=config),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=not args.peering,

@@ -1,7 +1,9 @@
 """Kopf wiring: start-up, the watch that wakes rollouts, liveness, and the Kubernetes side of the store.
 
-The tick itself is ``reconcile.Reconciler``; this module only connects it to the cluster. Watch events
-arrive on the event loop (async handlers), so the scheduler is only ever touched from the loop.
+The tick itself is ``reconcile.Reconciler``; this module only connects it to the cluster. Everything the
+handlers share comes through Kopf's ``memo``: ``memo.config`` (an ``OperatorConfig``, from the command
+line) and ``memo.runtime`` (made at start-up); there are no module globals. Watch events arrive on the
+event loop (async handlers), so the scheduler is only ever touched from the loop.
 """
 
 from __future__ import annotations
@@ -46,9 +48,6 @@ class OperatorConfig:
     def limits(self) -> Limits:
         return Limits(scrape_interval_s=self.scrape_interval_s, default_prometheus=self.prometheus_url,
                       allowed_prometheus=frozenset(self.allowed_prometheus_urls), namespace_label=self.namespace_label)
-
-
-CONFIG = OperatorConfig()
 
 
 class KubernetesStore:
@@ -129,13 +128,16 @@ class Runtime:
     loop_task: asyncio.Task[None] | None = None
 
 
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    if _runtime is None:
+def runtime(memo: kopf.Memo) -> Runtime:
+    found = getattr(memo, "runtime", None)
+    if not isinstance(found, Runtime):
         raise RuntimeError("the operator has not started")
-    return _runtime
+    return found
+
+
+def config(memo: kopf.Memo) -> OperatorConfig:
+    found = getattr(memo, "config", None)
+    return found if isinstance(found, OperatorConfig) else OperatorConfig()
 
 
 def _provider_factory(providers: dict[str, MetricProvider], pool: concurrent.futures.ThreadPoolExecutor,
@@ -161,8 +163,8 @@ def _record(namespace: str, name: str, plan: Plan, stats: TickStats) -> None:
 
 
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    global _runtime
+async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf.Memo, **_: Any) -> None:
+    cfg = config(memo)
     # Kopf's own bookkeeping goes to annotations under our prefix, never into our status schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -176,10 +178,10 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) 
     # Kubernetes I/O runs on the loop's default pool, metric providers on their own: a hanging
     # Prometheus can fill only its own threads.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(CONFIG.kube_workers, thread_name_prefix="kube"))
-    provider_pool = concurrent.futures.ThreadPoolExecutor(CONFIG.provider_workers, thread_name_prefix="provider")
+        concurrent.futures.ThreadPoolExecutor(cfg.kube_workers, thread_name_prefix="kube"))
+    provider_pool = concurrent.futures.ThreadPoolExecutor(cfg.provider_workers, thread_name_prefix="provider")
     api_client = k8s.ApiClient()
-    timeout = CONFIG.kube_request_timeout_s
+    timeout = cfg.kube_request_timeout_s
     providers: dict[str, MetricProvider] = {}
     reconciler = Reconciler(
         store=KubernetesStore(k8s.CustomObjectsApi(api_client), timeout),
@@ -187,23 +189,29 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) 
         events=telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout),
         templates=cast(TemplateSource, KubernetesTemplates(k8s.CustomObjectsApi(api_client), timeout)),
         provider_for=_provider_factory(providers, provider_pool),
-        limits=CONFIG.limits(),
+        limits=cfg.limits(),
         on_plan=_record,
     )
-    _runtime = Runtime(reconciler=reconciler, providers=providers,
-                       scheduler=TickScheduler(tick, concurrency=CONFIG.concurrency, error_backoff_s=ERROR_BACKOFF_S))
-    _runtime.loop_task = asyncio.create_task(_runtime.scheduler.run(_runtime.stop))
-    telemetry.start(CONFIG.metrics_port)
-    logger.info("modelrollout operator started; default Prometheus %s", CONFIG.prometheus_url)
+
+    async def tick_this(namespace: str, name: str) -> float | None:
+        return await tick(rt, namespace, name)
+
+    rt = Runtime(reconciler=reconciler, providers=providers,
+                 scheduler=TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S))
+    rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
+    memo.runtime = rt
+    telemetry.start(cfg.metrics_port)
+    logger.info("modelrollout operator started; default Prometheus %s", cfg.prometheus_url)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
+                **_: Any) -> None:
     """A new rollout (or one listed after a restart), a spec change, an action request or a deletion:
     tick now. Our own status writes also arrive here; they change none of those, so they cause no tick."""
     if namespace is None:
         return
-    rt = runtime()
+    rt = runtime(memo)
     key = (namespace, name)
     if event.get("type") == "DELETED":
         rt.seen.pop(key, None)
@@ -218,25 +226,24 @@ async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, na
 
 
 @kopf.on.probe(id="tickLoop")
-def tick_loop_alive(**_: Any) -> str:
+def tick_loop_alive(memo: kopf.Memo, **_: Any) -> str:
     """Liveness: fails (and the pod is restarted) if the scheduler's loop has stopped."""
-    task = runtime().loop_task
+    task = runtime(memo).loop_task
     if task is None or task.done():
         raise RuntimeError("the rollout scheduler loop is not running")
     return "running"
 
 
 @kopf.on.cleanup()
-async def stop(**_: Any) -> None:
-    rt = runtime()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
     rt.stop.set()
     if rt.loop_task is not None:
         await rt.loop_task
 
 
-async def tick(namespace: str, name: str) -> float | None:
+async def tick(rt: Runtime, namespace: str, name: str) -> float | None:
     """One reconcile step; returns seconds until the next, or None when the rollout no longer exists."""
-    rt = runtime()
     started = time.monotonic()
     try:
         delay = await rt.reconciler.tick(namespace, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from modelrollout import __main__ as cli
@@ -99,22 +99,28 @@ def test_worker_count_and_timeout_must_be_positive(argv: list[str], capsys: pyte
     assert argv[0].split("=")[0] in refused(argv, capsys)
 
 
-class Started(NamedTuple):
-    config: Any  # the fresh handlers.CONFIG main() configured
-    kopf: dict[str, dict[str, Any]]  # what kopf.configure and kopf.run were called with
+class Started:
+    """What main() handed Kopf: the calls to kopf.configure and kopf.run, and the config in run's memo."""
+
+    def __init__(self) -> None:
+        self.kopf: dict[str, dict[str, Any]] = {}
+
+    @property
+    def config(self) -> Any:
+        from modelrollout.handlers import OperatorConfig  # here: parsing needs none of the operator's modules
+
+        memo = self.kopf["run"]["memo"]
+        assert isinstance(memo.config, OperatorConfig)
+        return memo.config
 
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> Started:
-    """main() with a fresh handlers.CONFIG and Kopf's configure and run replaced."""
-    from modelrollout import handlers  # here, not at the top: parsing needs none of the operator's modules
-
-    config = handlers.OperatorConfig()
-    monkeypatch.setattr(handlers, "CONFIG", config)
-    calls: dict[str, dict[str, Any]] = {}
-    monkeypatch.setattr(cli.kopf, "configure", lambda **kwargs: calls.update(configure=kwargs))
-    monkeypatch.setattr(cli.kopf, "run", lambda **kwargs: calls.update(run=kwargs))
-    return Started(config, calls)
+    """main() with Kopf's configure and run replaced."""
+    started = Started()
+    monkeypatch.setattr(cli.kopf, "configure", lambda **kwargs: started.kopf.update(configure=kwargs))
+    monkeypatch.setattr(cli.kopf, "run", lambda **kwargs: started.kopf.update(run=kwargs))
+    return started
 
 
 def test_main_wires_the_flags_into_the_operator_config(started: Started) -> None:
