@@ -123,6 +123,12 @@ class Candidate:
     copy_explainer: bool = False
 
 
+class StrategyKind(enum.StrEnum):
+    """spec.strategy's one key: how the candidate's traffic moves (engine/strategy.py)."""
+
+    CANARY = "canary"
+
+
 class StepKind(enum.StrEnum):
     SET_WEIGHT = "setWeight"
     PAUSE = "pause"
@@ -181,6 +187,7 @@ class RolloutSpec:
     steps: tuple[Step, ...]
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
     progress_deadline_s: float = 600.0  # how long the target may stay not serving before a rollback
+    strategy: StrategyKind = StrategyKind.CANARY
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], limits: Limits | None = None) -> RolloutSpec:
@@ -219,15 +226,7 @@ class RolloutSpec:
             copy_autoscaling=bool(cand_raw.get("autoscaling", False)),
             copy_explainer=bool(cand_raw.get("explainer", False)),
         )
-        strategy = _mapping(spec, "strategy", "spec.strategy", required=True)
-        unknown = sorted(set(strategy) - {"canary"})
-        if unknown:
-            raise SpecError("spec.strategy", f"unknown strategy {unknown[0]!r}; supported: canary")
-        canary = _mapping(strategy, "canary", "spec.strategy.canary", required=True)
-        steps_raw = canary.get("steps")
-        if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
-            raise SpecError("spec.strategy.canary.steps", "needs at least one step")
-        steps = tuple(_parse_step(raw, f"spec.strategy.canary.steps[{i}]") for i, raw in enumerate(steps_raw))
+        strategy, steps = _parse_strategy(_mapping(spec, "strategy", "spec.strategy", required=True))
         analysis = _parse_analysis(spec.get("analysis") or {}, limits, kind)
         for i, step in enumerate(steps):
             for name in step.metrics:
@@ -245,7 +244,24 @@ class RolloutSpec:
         deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
                                   "spec.progressDeadline")
         return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,
-                   progress_deadline_s=deadline)
+                   progress_deadline_s=deadline, strategy=strategy)
+
+
+def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, ...]]:
+    """spec.strategy names exactly one strategy; its steps (canary: the weights, pauses and analyses)."""
+    named = [key for key in raw if raw.get(key) is not None]
+    supported = ", ".join(StrategyKind)
+    unknown = sorted(key for key in named if key not in set(StrategyKind))
+    if unknown:
+        raise SpecError("spec.strategy", f"unknown strategy {unknown[0]!r}; supported: {supported}")
+    if len(named) != 1:
+        raise SpecError("spec.strategy", f"names exactly one strategy ({supported})")
+    kind = StrategyKind(named[0])
+    body = _mapping(raw, kind, f"spec.strategy.{kind}", required=True)
+    steps_raw = body.get("steps")
+    if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
+        raise SpecError(f"spec.strategy.{kind}.steps", "needs at least one step")
+    return kind, tuple(_parse_step(raw, f"spec.strategy.{kind}.steps[{i}]") for i, raw in enumerate(steps_raw))
 
 
 def _parse_step(raw: Any, path: str) -> Step:

@@ -31,6 +31,8 @@ class TargetObservation:
     stable_version: str = ""  # best-effort version label of the stable model
     candidate_present: bool = False
     candidate_weight: int = 0  # the candidate's share of the traffic the rollout controls (0 if absent)
+    # The share of the stable's requests copied to the candidate, whose answers nobody gets (0 = no mirror).
+    candidate_mirror: int = 0
     # The traffic the stable and candidate predictors share (other predictors keep theirs). Under 100,
     # several weights round to the same share; the engine then believes the weight it asked for.
     pool: int = 100
@@ -71,17 +73,29 @@ class TargetObservation:
 class TrafficChange:
     """The traffic the backend must make true (a desired state, idempotent, never a delta).
 
-    - ``weight``: the candidate serves ``candidate_weight``% (created as a copy of stable if absent);
+    - ``weight``: the traffic state ``candidate_weight``/``mirror_percent`` (below); the candidate is
+      created as a copy of stable if absent;
     - ``adopt``: the stable predictor takes the candidate's model, traffic unchanged (promotion, part 1);
     - ``promote``: the candidate predictor goes and stable takes its share (promotion, part 2);
     - ``rollback``: the candidate predictor goes and stable takes its share; with ``restore_model_uri``
       a stable predictor that already took the candidate's model goes back to that model.
+
+    A traffic state says what each strategy needs: a canary step is a weight; an A/B test is a weight
+    held for its duration (a fixed split); a shadow is weight 0 with ``mirror_percent`` of the stable's
+    requests copied to the candidate, whose answers are dropped (no user ever gets one).
     """
 
     kind: Literal["weight", "adopt", "promote", "rollback"]
     candidate_weight: int = 0
+    mirror_percent: int = 0
     restore_model_uri: str = ""
     restore_version: str = ""  # the stable's version label to restore with restore_model_uri
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.candidate_weight <= 100 or not 0 <= self.mirror_percent <= 100:
+            raise ValueError("weights and mirror shares are percentages from 0 to 100")
+        if self.mirror_percent and (self.kind != "weight" or self.candidate_weight):
+            raise ValueError("a mirrored candidate serves no user: mirror_percent needs kind weight at 0%")
 
 
 @dataclass(frozen=True)

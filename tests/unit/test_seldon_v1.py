@@ -213,3 +213,47 @@ def test_a_weight_step_changes_nothing_but_traffic_so_no_pod_restarts() -> None:
     at_50 = desired_predictors(at_10, SPEC, TrafficChange("weight", 50))
     for before, after in zip(at_10, at_50, strict=True):
         assert {k: v for k, v in before.items() if k != "traffic"} == {k: v for k, v in after.items() if k != "traffic"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Mirroring: the traffic state a shadow needs, as Seldon's shadow predictor
+
+
+def test_a_mirrored_candidate_is_a_shadow_that_serves_nobody_and_passes_seldons_webhook() -> None:
+    from localcluster.dataplane.webhook import validate
+
+    out = desired_predictors(predictors(), SPEC, TrafficChange("weight", mirror_percent=30))
+    candidate = next(p for p in out if p["name"] == SPEC.candidate_predictor)
+    assert candidate["shadow"] is True and candidate["traffic"] == 30
+    assert traffic(out)["main"] == 100  # every user request still goes to the stable model
+    assert validate({**SDEP, "spec": {**SDEP["spec"], "predictors": out}}) == []
+    seen = observe_deployment({"spec": {"predictors": out}}, SPEC)
+    assert (seen.candidate_present, seen.candidate_weight, seen.candidate_mirror) == (True, 0, 30)
+
+
+def test_a_shadow_that_goes_on_to_a_weight_stops_being_a_shadow() -> None:
+    shadow = desired_predictors(predictors(), SPEC, TrafficChange("weight", mirror_percent=100))
+    live = desired_predictors(shadow, SPEC, TrafficChange("weight", 20))
+    candidate = next(p for p in live if p["name"] == SPEC.candidate_predictor)
+    assert "shadow" not in candidate and traffic(live) == {"main": 80, "main-candidate": 20}
+    seen = observe_deployment({"spec": {"predictors": live}}, SPEC)
+    assert (seen.candidate_weight, seen.candidate_mirror) == (20, 0)
+
+
+def test_a_shadow_with_seldons_zero_traffic_mirrors_everything() -> None:
+    shadow = desired_predictors(predictors(), SPEC, TrafficChange("weight", mirror_percent=100))
+    next(p for p in shadow if p["name"] == SPEC.candidate_predictor)["traffic"] = 0
+    assert observe_deployment({"spec": {"predictors": shadow}}, SPEC).candidate_mirror == 100
+
+
+def test_a_shadow_is_rolled_back_like_any_candidate() -> None:
+    shadow = desired_predictors(predictors(), SPEC, TrafficChange("weight", mirror_percent=50))
+    assert traffic(desired_predictors(shadow, SPEC, TrafficChange("rollback"))) == {"main": 100}
+
+
+@pytest.mark.parametrize("bad", [dict(kind="weight", candidate_weight=10, mirror_percent=10),
+                                 dict(kind="adopt", mirror_percent=10), dict(kind="weight", mirror_percent=101),
+                                 dict(kind="weight", candidate_weight=-1)])
+def test_a_traffic_state_that_would_show_users_a_mirrored_answer_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        TrafficChange(**bad)

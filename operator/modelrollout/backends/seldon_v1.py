@@ -149,7 +149,8 @@ def observe_deployment(sdep: Mapping[str, Any] | None, target: TrafficTarget) ->
         stable_model_uri=_model_uri(stable, target.node),
         stable_version=predictor_version(stable, target.node),
         candidate_present=candidate is not None,
-        candidate_weight=_weight_of(candidate, pool),
+        candidate_weight=0 if _is_shadow(candidate) else _weight_of(candidate, pool),
+        candidate_mirror=_mirror_of(candidate),
         pool=pool,
         candidate_model_uri=_model_uri(candidate, target.node),
         candidate_owned=candidate is None or owned_by(candidate, target.owner_uid),
@@ -176,6 +177,18 @@ def _pool(predictors: list[Predictor], owned: set[str]) -> int:
     """Traffic left for the stable and candidate predictors once the others keep theirs."""
     others = sum(int(p.get("traffic") or 0) for p in predictors if p.get("name") not in owned and not p.get("shadow"))
     return max(0, 100 - others)
+
+
+def _is_shadow(predictor: Mapping[str, Any] | None) -> bool:
+    return predictor is not None and predictor.get("shadow") is True
+
+
+def _mirror_of(candidate: Mapping[str, Any] | None) -> int:
+    """The share of live requests a shadow candidate gets copies of (Seldon: traffic 0 mirrors all)."""
+    if not _is_shadow(candidate):
+        return 0
+    assert candidate is not None
+    return int(candidate.get("traffic") or 0) or 100
 
 
 def _weight_of(candidate: Mapping[str, Any] | None, pool: int) -> int:
@@ -243,6 +256,14 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
             result.insert(result.index(stable) + 1, candidate)
         else:  # keep the candidate's model in line with the spec, in case someone edited it
             model_node(candidate, target.node)["modelUri"] = target.candidate_model_uri
+        if change.mirror_percent:
+            # Seldon's shadow: the mesh copies this share of the live requests to it and drops its answers.
+            # A shadow's traffic is the mirrored share (0 would mean all; the percentage is always written).
+            candidate["shadow"] = True
+            candidate["traffic"] = change.mirror_percent
+            stable["traffic"] = pool
+            return result
+        candidate.pop("shadow", None)
         share = share_of(change.candidate_weight, pool)
         candidate["traffic"] = share  # only traffic changes per step: predictor annotations restart pods
         stable["traffic"] = pool - share

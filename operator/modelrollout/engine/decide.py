@@ -27,11 +27,11 @@ from .context import (
     Observations,
     Plan,
     Tick,
-    desired_weight,
     seconds_between,
     step_label,
     whole_seconds,
 )
+from .strategy import strategy_of
 
 _TARGET_REASONS = (Reason.TARGET_NOT_FOUND, Reason.STABLE_PREDICTOR_NOT_FOUND)
 _OWNER_REASONS = (Reason.TARGET_OWNED_BY_ANOTHER, Reason.CANDIDATE_NAME_TAKEN)
@@ -122,10 +122,9 @@ def _active(tick: Tick, spec: RolloutSpec, names_refused: str) -> None:
     _pending_action(tick, spec)
     phase = tick.status.phase
     if phase is Phase.PROGRESSING:
-        steps.run_steps(tick, spec)
+        strategy_of(spec).progress(tick, spec)
     elif phase is Phase.PAUSED:
-        steps.hold(tick, spec, desired_weight(spec, tick.status.step_index))
-        steps.paused(tick, spec)
+        strategy_of(spec).paused(tick, spec)
     elif phase is Phase.PROMOTING:
         promotion.promote(tick, spec)
     if tick.status.phase in ACTIVE_PHASES:

@@ -1,0 +1,17 @@
+"""Canary: the candidate's share rises step by step (setWeight, pause, analysis), each rise earned by
+every metric passing at the weight before it; the steps machinery is ``steps``."""
+
+from __future__ import annotations
+
+from ..api import RolloutSpec
+from . import steps
+from .context import Tick, desired_weight
+
+
+class Canary:
+    def progress(self, tick: Tick, spec: RolloutSpec) -> None:
+        steps.run_steps(tick, spec)
+
+    def paused(self, tick: Tick, spec: RolloutSpec) -> None:
+        steps.hold(tick, spec, desired_weight(spec, tick.status.step_index))
+        steps.paused(tick, spec)
