@@ -150,6 +150,12 @@ class Step:
         return f"analysis of {', '.join(self.metrics) or 'all metrics'}"
 
 
+class JudgeKind(enum.StrEnum):
+    """How a metric's measurement becomes a verdict (analysis/judge.py)."""
+
+    THRESHOLD = "threshold"  # the candidate's value against min and/or max
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -159,6 +165,7 @@ class Metric:
     window_s: float | None = None  # None = analysis interval
     min: float | None = None
     max: float | None = None
+    judge: JudgeKind = JudgeKind.THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -305,11 +312,7 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
         if template is not None and template not in kind.builtin_queries:
             raise SpecError(f"{path}.template", f"unknown builtin {template!r} for {kind.kind}; one of "
                                                 f"{', '.join(kind.builtin_queries)}")
-        low, high = _number(m, "min", path), _number(m, "max", path)
-        if low is None and high is None:
-            raise SpecError(path, "sets min, max or both")
-        if low is not None and high is not None and low > high:
-            raise SpecError(path, f"min {low:g} exceeds max {high:g}")
+        judge, low, high = _parse_judge(m, path)
         ref = m.get("templateRef")
         window = parse_duration(m["window"], f"{path}.window") if m.get("window") else None
         if window is not None and window < min_window:
@@ -325,6 +328,7 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
             window_s=window,
             min=low,
             max=high,
+            judge=judge,
         ))
     prometheus = raw.get("prometheus") or {}
     address = prometheus.get("address") if isinstance(prometheus, Mapping) else None
@@ -342,6 +346,16 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
         metrics=tuple(metrics),
         default_window_s=max(interval, min_window),
     )
+
+
+def _parse_judge(m: Mapping[str, Any], path: str) -> tuple[JudgeKind, float | None, float | None]:
+    """Which judge the metric declares, with its settings. Thresholds: min, max or both."""
+    low, high = _number(m, "min", path), _number(m, "max", path)
+    if low is None and high is None:
+        raise SpecError(path, "declares no judge: set min, max or both (a threshold)")
+    if low is not None and high is not None and low > high:
+        raise SpecError(path, f"min {low:g} exceeds max {high:g}")
+    return JudgeKind.THRESHOLD, low, high
 
 
 def _mapping(obj: Mapping[str, Any], key: str, path: str, required: bool = False) -> Mapping[str, Any]:

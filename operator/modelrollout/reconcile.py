@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .analysis import AnalysisContext, CheckResult, MetricProvider, TemplateSource, run_checks
+from .analysis import AnalysisContext, MetricProvider, TemplateSource, run_checks
 from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
 from .backends import TrafficBackend
 from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
-from .status import Reason, RolloutStatus, Verdict
+from .status import CheckRecord, Reason, RolloutStatus, Verdict
 from .traffic import ForeignPredictorError, TargetObservation, TrafficRefused, TrafficTarget
 
 ACTION_ANNOTATION = f"{GROUP}/action"
@@ -67,7 +67,7 @@ class EventSink(Protocol):
 class TickStats:
     """What the last tick did, for telemetry."""
 
-    checks: tuple[CheckResult, ...] = ()
+    checks: tuple[CheckRecord, ...] = ()
     traffic_kind: str = ""
     provider_error: bool = False
 
@@ -107,7 +107,7 @@ class Reconciler:
         target = TargetObservation(exists=False)
         if backend is not None and observed_at is not None:
             target = await backend.observe(namespace, observed_at)
-        checks: tuple[CheckResult, ...] | None = None
+        checks: tuple[CheckRecord, ...] | None = None
         if not isinstance(spec, SpecError) and target.ready and target.serving and not deleting:
             due = metrics_due(spec, status, now)
             if due:
@@ -117,7 +117,7 @@ class Reconciler:
         return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks, spec, target)
 
     async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...],
-                       stable_version: str) -> tuple[CheckResult, ...]:
+                       stable_version: str) -> tuple[CheckRecord, ...]:
         provider = self.provider_for(spec.analysis.prometheus_address or self.limits.default_prometheus)
         try:
             return await asyncio.wait_for(
@@ -128,12 +128,12 @@ class Reconciler:
                 timeout=self.analysis_deadline_s)
         except TimeoutError:
             problem = f"the analysis did not finish within {self.analysis_deadline_s:g}s"
-            return tuple(CheckResult(metric=m.name, verdict=Verdict.INCONCLUSIVE, value=None,
+            return tuple(CheckRecord(metric=m.name, verdict=Verdict.INCONCLUSIVE, value=None,
                                      message=f"{m.name}: {problem} — inconclusive", error=problem,
                                      min=m.min, max=m.max) for m in due)
 
     async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
-                         action: str | None, uid: str, checks: tuple[CheckResult, ...] | None,
+                         action: str | None, uid: str, checks: tuple[CheckRecord, ...] | None,
                          spec: RolloutSpec | SpecError, target: TargetObservation) -> float:
         metadata = obj.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")

@@ -135,13 +135,17 @@ def set_condition(conditions: tuple[Condition, ...], new: Condition, now: dt.dat
 
 @dataclass(frozen=True)
 class CheckRecord:
-    """The latest check of one metric in this revision, and that metric's own streaks.
+    """One check of one metric: what the analysis measured and judged (``analysis.run_checks`` returns
+    these with the ledger fields unset) and, once the engine folds it into the ledger, the latest check
+    of that metric in this revision with the metric's own streaks.
 
     ``failures`` and ``inconclusive`` count this metric's failed and inconclusive checks since its last
     Pass ("consecutive" means exactly that: only the metric's own Pass resets them; an inconclusive check
     between two failures neither resets nor adds to the failure streak, and the reverse).
     ``window_start`` and ``weight`` say what the verdict is about: samples from window_start to ``at``,
-    taken while the candidate served ``weight``%.
+    taken while the candidate served ``weight``%. ``baseline`` is the stable's value over the same window
+    when the metric's judge compares with it. ``error`` is not persisted: it says, for this run only, that
+    a configuration or infrastructure problem kept the check from measuring (the message says which).
     """
 
     metric: str
@@ -152,6 +156,9 @@ class CheckRecord:
     window: str = ""
     min: float | None = None
     max: float | None = None
+    baseline: float | None = None
+    baseline_query: str = ""
+    error: str = ""
     at: dt.datetime | None = None
     window_start: dt.datetime | None = None
     weight: int = 0
@@ -168,13 +175,19 @@ class CheckRecord:
             out["min"] = self.min
         if self.max is not None:
             out["max"] = self.max
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        if self.baseline_query:
+            out["baselineQuery"] = self.baseline_query
         return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CheckRecord:
-        value = raw.get("value")
+        value, baseline = raw.get("value"), raw.get("baseline")
         return cls(metric=str(raw.get("metric", "")), verdict=Verdict(raw.get("verdict", "Inconclusive")),
                    value=None if value is None else float(value), message=str(raw.get("message", "")),
+                   baseline=None if baseline is None else float(baseline),
+                   baseline_query=str(raw.get("baselineQuery") or ""),
                    query=str(raw.get("query", "")), window=str(raw.get("window", "")),
                    min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")),
                    window_start=parse_time(raw.get("windowStart")), weight=int(raw.get("weight") or 0),

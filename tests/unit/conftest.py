@@ -10,11 +10,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelrollout.analysis import CheckResult
 from modelrollout.api import Limits, Metric, RolloutSpec
 from modelrollout.backends.seldon_v1 import readiness_of
 from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
-from modelrollout.status import ConditionType, RolloutStatus, Verdict
+from modelrollout.status import CheckRecord, ConditionType, RolloutStatus, Verdict
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 STABLE_URI = "file:///models/iris/1.0.0"
@@ -49,14 +48,14 @@ SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.
 LATENCY = {"name": "latency-p99", "template": "request-duration-p99", "max": 0.25}
 
 
-def check(metric: str, verdict: Verdict, value: float | None = None, message: str = "") -> CheckResult:
+def check(metric: str, verdict: Verdict, value: float | None = None, message: str = "") -> CheckRecord:
     if value is None and verdict is Verdict.PASS:
         value = 1.0
-    return CheckResult(metric=metric, verdict=verdict, value=value,
+    return CheckRecord(metric=metric, verdict=verdict, value=value,
                        message=message or f"{metric} {verdict.lower()} over 30s", window="30s")
 
 
-def checks_for(metrics: tuple[Metric, ...], verdict: Verdict) -> tuple[CheckResult, ...]:
+def checks_for(metrics: tuple[Metric, ...], verdict: Verdict) -> tuple[CheckRecord, ...]:
     return tuple(check(m.name, verdict) for m in metrics)
 
 
@@ -118,7 +117,7 @@ class Run:
         self.now = T0
         self.plans: list[Plan] = []
 
-    def tick(self, *, after: float = 0.0, checks: tuple[CheckResult, ...] | None = None,
+    def tick(self, *, after: float = 0.0, checks: tuple[CheckRecord, ...] | None = None,
              action: str | None = None, apply: bool = True, deleting: bool = False) -> Plan:
         self.now += dt.timedelta(seconds=after)
         obs = Observations(target=self.world.observe(), checks=checks, action=action, deleting=deleting)

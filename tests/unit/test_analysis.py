@@ -22,7 +22,7 @@ import yaml
 from modelrollout.analysis import (
     DEFAULT_MAX_WORKERS,
     AnalysisContext,
-    CheckResult,
+    Measurement,
     PrometheusProvider,
     QueryError,
     QueryOutcome,
@@ -35,10 +35,10 @@ from modelrollout.analysis import (
     run_checks,
     shared_query_pool,
 )
-from modelrollout.api import Limits, Metric, RolloutSpec
+from modelrollout.api import JudgeKind, Limits, Metric, RolloutSpec
 from modelrollout.backends import TARGET_KINDS
 from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, REQUEST_COUNT_QUERY
-from modelrollout.status import Verdict
+from modelrollout.status import CheckRecord, Verdict
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -271,11 +271,11 @@ BAND = Metric(name="accuracy", query="x", min=0.5, max=0.9)
     (BAND, 0.7, Verdict.PASS, "accuracy = 0.7 is within min 0.5 and max 0.9 over 30s"),
 ])
 def test_threshold_judge(metric: Metric, value: float, verdict: Verdict, message: str) -> None:
-    assert ThresholdJudge().judge(metric, value, window="30s") == (verdict, message)
+    assert ThresholdJudge().judge(metric, Measurement(value, "30s")) == (verdict, message)
 
 
 def test_no_value_is_inconclusive_never_a_pass() -> None:
-    verdict, message = ThresholdJudge().judge(LATENCY, None, window="1m")
+    verdict, message = ThresholdJudge().judge(LATENCY, Measurement(None, "1m"))
     assert verdict is Verdict.INCONCLUSIVE
     assert message == "latency-p99: no data over 1m — inconclusive, never a pass"
 
@@ -667,9 +667,9 @@ COUNT = "increase("
 
 def checks(metrics: list[Metric], fake: FakeProvider, templates: StaticTemplates | None = None,
            min_requests: int = 50, windows: dict[str, float] | None = None,
-           context: AnalysisContext = CONTEXT) -> tuple[CheckResult, ...]:
-    return asyncio.run(run_checks(metrics, context, fake, templates or StaticTemplates(), ThresholdJudge(),
-                                  min_requests, windows=windows))
+           context: AnalysisContext = CONTEXT) -> tuple[CheckRecord, ...]:
+    return asyncio.run(run_checks(metrics, context, fake, templates or StaticTemplates(),
+                                  min_requests=min_requests, windows=windows))
 
 
 def test_run_checks_judges_every_metric_with_its_rendered_query() -> None:
@@ -821,7 +821,7 @@ def test_a_broken_template_source_or_provider_does_not_stop_the_run() -> None:
 
     ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
     broken = Broken()
-    results = asyncio.run(run_checks([ref, SUCCESS], CONTEXT, broken, broken, ThresholdJudge(), 0))
+    results = asyncio.run(run_checks([ref, SUCCESS], CONTEXT, broken, broken, min_requests=0))
     assert "could not be read: apiserver said 500" in results[0].message
     assert "metric provider failed: RuntimeError: boom" in results[1].message
     assert {r.verdict for r in results} == {Verdict.INCONCLUSIVE}
@@ -839,7 +839,7 @@ def test_an_api_error_reading_a_template_is_reported_by_its_status_code_only() -
             raise ApiError()
 
     ref = Metric(name="drift", template_ref="prediction-drift", max=0.2)
-    result = asyncio.run(run_checks([ref], CONTEXT, FakeProvider({}), Failing(), ThresholdJudge(), 0))[0]
+    result = asyncio.run(run_checks([ref], CONTEXT, FakeProvider({}), Failing(), min_requests=0))[0]
     assert result.message == ("drift: AnalysisTemplate 'prediction-drift' could not be read: the API server "
                               "answered HTTP 403 — inconclusive")
 
@@ -899,15 +899,71 @@ def test_context_from_spec_uses_the_candidate_predictor_name_and_the_default_win
     assert slow_scrapes.variables().interval == "2m"
 
 
-def test_a_check_result_becomes_a_status_record() -> None:
-    result = CheckResult(metric="success-rate", verdict=Verdict.FAIL, value=0.93, message="m", query="q",
-                         window="30s", min=0.99, error="")
-    record = result.to_record(T0)
-    assert (record.metric, record.verdict, record.value, record.query, record.window, record.min, record.at) == (
-        "success-rate", Verdict.FAIL, 0.93, "q", "30s", 0.99, T0)
-    assert record.to_dict()["verdict"] == "Fail"
+def test_a_check_is_one_record_from_the_runner_to_the_status() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code=~"5..|': QueryOutcome(value=0.93)})
+    record = checks([SUCCESS], fake)[0]
+    assert isinstance(record, CheckRecord) and record.verdict is Verdict.FAIL and record.min == 0.99
+    persisted = CheckRecord.from_dict(record.to_dict())
+    assert (persisted.metric, persisted.verdict, persisted.value, persisted.query, persisted.window) == (
+        "success-rate", Verdict.FAIL, 0.93, record.query, "30s")
+    assert record.to_dict()["verdict"] == "Fail" and "error" not in record.to_dict()
 
 
 def test_outcome_number_rejects_nan() -> None:
     assert QueryOutcome.number(math.nan).value is None
     assert QueryOutcome.number(0.0) == QueryOutcome(value=0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measure, then judge: a judge that compares gets the stable's value over the same window
+
+
+class Comparing:
+    """A judge that asks for the baseline and records what it was handed."""
+
+    needs_baseline = True
+
+    def __init__(self) -> None:
+        self.seen: list[Measurement] = []
+
+    def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
+        self.seen.append(measured)
+        if measured.baseline is None:
+            return Verdict.INCONCLUSIVE, f"{metric.name}: no baseline ({measured.baseline_no_data_reason})"
+        worse = measured.value is not None and measured.value < measured.baseline
+        return (Verdict.FAIL if worse else Verdict.PASS), f"{metric.name}: {measured.value} vs {measured.baseline}"
+
+
+def _comparing_run(fake: FakeProvider, context: AnalysisContext = CONTEXT) -> tuple[Comparing, CheckRecord]:
+    judge = Comparing()
+    result = asyncio.run(run_checks([SUCCESS], context, fake, StaticTemplates(),
+                                    judges={JudgeKind.THRESHOLD: judge}))[0]
+    return judge, result
+
+
+def test_a_comparing_judge_gets_the_stable_measured_by_the_same_template_over_the_same_window() -> None:
+    fake = FakeProvider({'predictor_name="main-candidate"': QueryOutcome(value=0.95),
+                         'predictor_name="main"': QueryOutcome(value=0.99)})
+    judge, result = _comparing_run(fake)
+    measured = judge.seen[0]
+    assert (measured.value, measured.baseline) == (0.95, 0.99)
+    assert measured.baseline_query == measured.query.replace('predictor_name="main-candidate"',
+                                                             'predictor_name="main"')
+    assert 'predictor_name="main-candidate"' not in measured.baseline_query
+    assert (result.verdict, result.baseline, result.baseline_query) == (Verdict.FAIL, 0.99, measured.baseline_query)
+    assert CheckRecord.from_dict(result.to_dict()).baseline == 0.99  # kept on the status
+
+
+def test_a_baseline_that_cannot_be_had_leaves_the_judge_without_one_never_a_guess() -> None:
+    fake = FakeProvider({'predictor_name="main-candidate"': QueryOutcome(value=0.95),
+                         'predictor_name="main"': QueryOutcome.failed("connection refused")})
+    judge, result = _comparing_run(fake)
+    assert judge.seen[0].baseline is None and judge.seen[0].baseline_no_data_reason == "connection refused"
+    assert result.verdict is Verdict.INCONCLUSIVE and result.value == 0.95
+
+
+def test_a_threshold_judge_asks_for_no_baseline() -> None:
+    fake = FakeProvider({COUNT: QueryOutcome(value=120), 'code=~"5..|': QueryOutcome(value=0.999)})
+    result = checks([SUCCESS], fake)[0]
+    assert result.baseline is None and not result.baseline_query
+    assert not any('predictor_name="main"' in q for q in fake.queries)

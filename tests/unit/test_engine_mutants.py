@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from modelrollout.analysis import (
     AnalysisContext,
-    CheckResult,
+    Measurement,
     QueryError,
     QueryOutcome,
     QueryVariables,
@@ -22,9 +22,9 @@ from modelrollout.analysis import (
     ThresholdJudge,
     run_checks,
 )
-from modelrollout.api import Metric, Phase, RolloutSpec, SpecError
+from modelrollout.api import JudgeKind, Metric, Phase, RolloutSpec, SpecError
 from modelrollout.engine import Observations, Plan, TrafficChange, decide, metrics_due, next_check_at
-from modelrollout.status import ConditionType, RolloutStatus, Verdict
+from modelrollout.status import CheckRecord, ConditionType, RolloutStatus, Verdict
 
 from tests.unit.conftest import (
     CANDIDATE_URI,
@@ -985,13 +985,13 @@ class Answers:
         return QueryOutcome(value=self.count if "increase(" in promql else self.value)
 
 
-def run(metrics: list[Metric], provider: Answers, **kwargs: Any) -> tuple[CheckResult, ...]:
+def run(metrics: list[Metric], provider: Answers, **kwargs: Any) -> tuple[CheckRecord, ...]:
     return asyncio.run(run_checks(metrics, CONTEXT, provider, StaticTemplates(), **kwargs))
 
 
 def test_a_value_exactly_at_max_passes() -> None:
     metric = Metric(name="latency-p99", template="request-duration-p99", max=0.25)
-    verdict, _ = ThresholdJudge().judge(metric, 0.25, window="30s")
+    verdict, _ = ThresholdJudge().judge(metric, Measurement(0.25, "30s"))
     assert verdict is Verdict.PASS
 
 
@@ -1015,11 +1015,12 @@ def test_without_min_requests_no_request_count_is_asked() -> None:
 
 def test_the_judge_given_is_the_judge_used() -> None:
     class Strict:
-        def judge(self, metric: Metric, value: float | None, *, window: str,
-                  baseline: float | None = None) -> tuple[Verdict, str]:
+        needs_baseline = False
+
+        def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
             return Verdict.FAIL, f"{metric.name}: strict"
 
-    results = run([RATE], Answers(count=100), judge=Strict(), min_requests=50)
+    results = run([RATE], Answers(count=100), judges={JudgeKind.THRESHOLD: Strict()}, min_requests=50)
     assert (results[0].verdict, results[0].message) == (Verdict.FAIL, "success-rate: strict")
 
 

@@ -4,19 +4,20 @@ Each part sits behind a small interface (MetricProvider, TemplateSource, Judge),
 judge is a new class and nothing else changes.
 """
 
-from .judge import Judge, ThresholdJudge
+from .judge import JUDGES, Judge, ThresholdJudge
 from .prometheus import DEFAULT_MAX_WORKERS, PrometheusProvider, parse_result, shared_query_pool
 from .promql import VARIABLES, QueryError, QueryVariables, render_query
-from .result import CheckResult, QueryOutcome, provider_error
+from .result import Measurement, QueryOutcome, provider_error
 from .runner import AnalysisContext, run_checks
 from .sources import MetricProvider, StaticTemplates, TemplateSource
 
 __all__ = [
     "DEFAULT_MAX_WORKERS",
+    "JUDGES",
     "VARIABLES",
     "AnalysisContext",
-    "CheckResult",
     "Judge",
+    "Measurement",
     "MetricProvider",
     "PrometheusProvider",
     "QueryError",

@@ -1,28 +1,37 @@
-"""Judges turn a measured value into a verdict with a message a person can act on.
+"""Judges turn a measurement into a verdict with a message a person can act on.
 
-The threshold judge compares the candidate's value with the metric's min/max. The ``baseline`` argument
-(the same query for the stable predictor) is there for a statistical candidate-versus-stable judge.
+Measuring and judging are separate steps: the runner measures what the metric's judge needs (the
+candidate's value and, for a judge that compares, the stable's over the same window) and hands the
+``Measurement`` to the judge. A new judge is a class with this protocol registered in ``JUDGES`` under
+its ``api.JudgeKind``; thresholds are one judge among others.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from ..api import Metric
+from ..api import JudgeKind, Metric
 from ..status import Verdict
-from .result import format_number
+from .result import Measurement, format_number
 
 
 class Judge(Protocol):
-    def judge(self, metric: Metric, value: float | None, *, window: str,
-              baseline: float | None = None) -> tuple[Verdict, str]: ...
+    @property
+    def needs_baseline(self) -> bool:
+        """Whether the runner must also measure the stable model over the same window."""
+        ...
+
+    def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]: ...
 
 
 class ThresholdJudge:
     """value < min or value > max fails; no value is inconclusive, never a pass."""
 
-    def judge(self, metric: Metric, value: float | None, *, window: str,
-              baseline: float | None = None) -> tuple[Verdict, str]:
+    needs_baseline = False
+
+    def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
+        value, window = measured.value, measured.window
         if value is None:
             return Verdict.INCONCLUSIVE, f"{metric.name}: no data over {window} — inconclusive, never a pass"
         shown = format_number(value)
@@ -31,6 +40,9 @@ class ThresholdJudge:
         if metric.max is not None and value > metric.max:
             return Verdict.FAIL, f"{metric.name} = {shown} is above max {format_number(metric.max)} over {window}"
         return Verdict.PASS, f"{metric.name} = {shown} is within {describe_bounds(metric)} over {window}"
+
+
+JUDGES: Mapping[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge()}
 
 
 def describe_bounds(metric: Metric) -> str:

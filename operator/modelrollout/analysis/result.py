@@ -1,12 +1,11 @@
-"""Value types shared by providers, judges, the check runner and the engine."""
+"""Value types shared by providers, judges and the check runner."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass
 
-from ..status import CheckRecord, Verdict
+from ..status import CheckRecord
 
 
 @dataclass(frozen=True)
@@ -40,25 +39,21 @@ class QueryOutcome:
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """The verdict on one metric in one analysis run, with a message a person can act on."""
+class Measurement:
+    """What was measured for one metric over one window: the candidate's value and, when the metric's
+    judge compares with the stable model, the stable's value over the same window (its baseline).
+    A value of None is no data; ``no_data_reason`` says why."""
 
-    metric: str
-    verdict: Verdict
     value: float | None
-    message: str
-    query: str = ""  # the rendered PromQL
-    window: str = ""
-    min: float | None = None
-    max: float | None = None
-    error: str = ""  # set when a configuration or infrastructure problem kept the check from running
-
-    def to_record(self, at: dt.datetime | None) -> CheckRecord:
-        return CheckRecord(metric=self.metric, verdict=self.verdict, value=self.value, message=self.message,
-                           query=self.query, window=self.window, min=self.min, max=self.max, at=at)
+    window: str
+    query: str = ""
+    baseline: float | None = None
+    baseline_query: str = ""
+    no_data_reason: str = ""
+    baseline_no_data_reason: str = ""
 
 
-def provider_error(results: tuple[CheckResult, ...]) -> str:
+def provider_error(results: tuple[CheckRecord, ...]) -> str:
     """One line naming the configuration/infrastructure problems among results ("" when there are none).
 
     The handler passes it to the engine as ``Observations.provider_error``.

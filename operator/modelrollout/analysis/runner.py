@@ -1,4 +1,9 @@
-"""Run one analysis: resolve and render each metric's query, gate on request volume, query, judge."""
+"""Run one analysis: resolve and render each metric's query, gate on request volume, measure, judge.
+
+Measuring and judging are two steps: ``_measure`` asks the provider for what the metric's judge needs
+(the candidate's value and, for a judge that compares, the stable's over the same window); the judge
+turns the ``Measurement`` into a verdict. Every result is a ``CheckRecord``, the one check type.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,15 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..api import Metric, RolloutSpec, format_duration
+from ..api import JudgeKind, Metric, RolloutSpec, format_duration
 from ..backends import TARGET_KINDS
-from ..status import Verdict
+from ..status import CheckRecord, Verdict
 from ..traffic import TargetKind
-from .judge import Judge, ThresholdJudge
+from .judge import JUDGES, Judge
 from .promql import QueryError, QueryVariables, render_query
-from .result import CheckResult, QueryOutcome, format_number
+from .result import Measurement, QueryOutcome, format_number
 from .sources import MetricProvider, TemplateSource
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,14 @@ class AnalysisContext:
                                          stable_version=self.stable_version,
                                          namespace_label=self.namespace_label)
 
+    def baseline_variables(self, window_s: float) -> QueryVariables:
+        """The same query about the stable model: {{candidate}} and {{candidateVersion}} name the stable
+        predictor and its version, so one template measures either side of a comparison."""
+        return QueryVariables.for_window(self.namespace, self.target, self.stable, self.stable, window_s,
+                                         candidate_version=self.stable_version,
+                                         stable_version=self.stable_version,
+                                         namespace_label=self.namespace_label)
+
 
 @dataclass(frozen=True)
 class _Gate:
@@ -69,12 +82,13 @@ class _Gate:
 
 
 async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provider: MetricProvider,
-                     templates: TemplateSource | None, judge: Judge | None = None,
-                     min_requests: int = 0, windows: Mapping[str, float] | None = None) -> tuple[CheckResult, ...]:
+                     templates: TemplateSource | None, judges: Mapping[JudgeKind, Judge] | None = None,
+                     min_requests: int = 0, windows: Mapping[str, float] | None = None) -> tuple[CheckRecord, ...]:
     """Check every metric once. Never raises: problems become Inconclusive results that say why.
 
-    ``windows`` (metric name -> seconds) replaces the window of the metrics it names for this run, e.g. a
-    window clipped so that it reads no samples from before the candidate served.
+    ``judges`` replaces the registered judges (``judge.JUDGES``) by kind, e.g. in tests. ``windows``
+    (metric name -> seconds) replaces the window of the metrics it names for this run, e.g. a window
+    clipped so that it reads no samples from before the candidate served.
     """
     if not metrics:
         return ()
@@ -83,8 +97,8 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     gate = await _request_gate(context, provider, min_requests, max(windows_s))
     if gate is not None:
         return tuple(_gated(m, w, gate) for m, w in zip(metrics, windows_s, strict=True))
-    chosen = judge if judge is not None else ThresholdJudge()
-    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen)
+    chosen = {**JUDGES, **(judges or {})}
+    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen[m.judge])
                                         for m, w in zip(metrics, windows_s, strict=True))))
 
 
@@ -107,18 +121,18 @@ async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_
     return None
 
 
-def _gated(metric: Metric, window_s: float, gate: _Gate) -> CheckResult:
-    return CheckResult(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
+def _gated(metric: Metric, window_s: float, gate: _Gate) -> CheckRecord:
+    return CheckRecord(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
                        message=f"{metric.name}: {gate.reason} — inconclusive", query=gate.query,
                        window=format_duration(window_s), min=metric.min, max=metric.max, error=gate.error)
 
 
 async def _check(metric: Metric, window_s: float, context: AnalysisContext, provider: MetricProvider,
-                 templates: TemplateSource | None, judge: Judge) -> CheckResult:
+                 templates: TemplateSource | None, judge: Judge) -> CheckRecord:
     window = format_duration(window_s)
 
-    def inconclusive(message: str, query: str = "", error: str = "") -> CheckResult:
-        return CheckResult(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
+    def inconclusive(message: str, query: str = "", error: str = "") -> CheckRecord:
+        return CheckRecord(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None,
                            message=f"{metric.name}: {message} — inconclusive", query=query, window=window,
                            min=metric.min, max=metric.max, error=error)
 
@@ -132,14 +146,32 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
     outcome = await _ask(provider, query)
     if outcome.error:
         return inconclusive(outcome.error, query=query, error=outcome.error)
-    if outcome.value is None:
-        return CheckResult(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None, query=query,
-                           window=window, min=metric.min, max=metric.max,
+    measured = Measurement(value=outcome.value, window=window, query=query, no_data_reason=outcome.no_data_reason)
+    if judge.needs_baseline:
+        measured = await _measure_baseline(measured, template, window_s, context, provider)
+    if measured.value is None:
+        return CheckRecord(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None, query=query,
+                           window=window, min=metric.min, max=metric.max, baseline=measured.baseline,
+                           baseline_query=measured.baseline_query,
                            message=f"{metric.name}: no data for predictor {context.candidate} over {window} "
                                    f"({outcome.no_data_reason or 'no value'}) — inconclusive, never a pass")
-    verdict, message = judge.judge(metric, outcome.value, window=window)
-    return CheckResult(metric=metric.name, verdict=verdict, value=outcome.value, message=message, query=query,
-                       window=window, min=metric.min, max=metric.max)
+    verdict, message = judge.judge(metric, measured)
+    return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message, query=query,
+                       window=window, min=metric.min, max=metric.max, baseline=measured.baseline,
+                       baseline_query=measured.baseline_query)
+
+
+async def _measure_baseline(measured: Measurement, template: str, window_s: float, context: AnalysisContext,
+                            provider: MetricProvider) -> Measurement:
+    """The stable model's value over the same window, by the same template. A baseline that cannot be had
+    is no baseline (the judge says inconclusive), never a reason to skip the candidate's measurement."""
+    try:
+        query = render_query(template, context.baseline_variables(window_s))
+    except QueryError as exc:
+        return replace(measured, baseline_no_data_reason=str(exc))
+    outcome = await _ask(provider, query)
+    why = outcome.error or outcome.no_data_reason
+    return replace(measured, baseline=outcome.value, baseline_query=query, baseline_no_data_reason=why)
 
 
 async def _query_template(metric: Metric, context: AnalysisContext,

@@ -10,9 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..analysis.result import CheckResult
 from ..api import Phase, RolloutSpec, Step, StepKind
-from ..status import Condition, ConditionType, Reason, RolloutStatus, set_condition, utc
+from ..status import CheckRecord, Condition, ConditionType, Reason, RolloutStatus, set_condition, utc
 from ..traffic import TargetObservation, TrafficChange
 
 ACTIONS = ("pause", "resume", "promote", "abort", "retry")
@@ -27,7 +26,7 @@ TERMINAL_REQUEUE_S = 30.0
 @dataclass(frozen=True)
 class Observations:
     target: TargetObservation
-    checks: tuple[CheckResult, ...] | None = None  # metrics the handler ran this tick; None: none ran
+    checks: tuple[CheckRecord, ...] | None = None  # metrics the handler ran this tick; None: none ran
     action: str | None = None  # manual action requested through the action annotation
     deleting: bool = False  # the ModelRollout is being deleted: its candidate must go first
     refused: str = ""  # the target refused this rollout's last write for good (a webhook), in its words

@@ -12,6 +12,7 @@ Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gat
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from ..api import Metric, Phase, RolloutSpec, StepKind
 from ..status import CheckRecord, ConditionType, Reason, RolloutStatus, Verdict
@@ -142,11 +143,9 @@ def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[Reason | None, str]:
             failures += 1
         else:
             inconclusive += 1
-        ledger[check.metric] = CheckRecord(
-            metric=check.metric, verdict=check.verdict, value=check.value, message=check.message,
-            query=check.query, window=check.window, min=check.min, max=check.max, at=tick.now,
-            window_start=window_start(spec, metric, tick.now), weight=tick.status.candidate_weight,
-            failures=failures, inconclusive=inconclusive)
+        ledger[check.metric] = replace(
+            check, error="", at=tick.now, window_start=window_start(spec, metric, tick.now),
+            weight=tick.status.candidate_weight, failures=failures, inconclusive=inconclusive)
     order = [m.name for m in spec.analysis.metrics if m.name in ledger]
     records = tuple(ledger[n] for n in order)
     last_run = tick.now if checks else tick.status.analysis.last_run_at
