@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import TARGET_KINDS
+from .templates import MetricTemplate, Shape
 from .traffic import TargetKind
 
 GROUP = "modelrollout.dev"
@@ -153,7 +154,22 @@ class Step:
 class JudgeKind(enum.StrEnum):
     """How a metric's measurement becomes a verdict (analysis/judge.py)."""
 
-    THRESHOLD = "threshold"  # the candidate's value against min and/or max
+    THRESHOLD = "threshold"  # the candidate's value (or, with a confidence, its interval) against min/max
+    COMPARE = "compare"  # the candidate against the stable model over the same window, with statistics
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A comparative judge's settings (spec.analysis.metrics[].compare). What ``tolerance`` means depends
+    on the template's comparison shape: a proportion's tolerated degradation (absolute, or a share of the
+    stable's with ``relative``), a histogram's tolerated relative slowdown (0.2 = 20% slower)."""
+
+    tolerance: float = 0.0
+    relative: bool = False
+    confidence: float = 0.95
+    min_samples: int = 100  # per side; fewer is inconclusive
+    max_psi: float | None = None  # distribution: Population Stability Index bound
+    max_js: float | None = None  # distribution: Jensen-Shannon distance bound
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,8 @@ class Metric:
     min: float | None = None
     max: float | None = None
     judge: JudgeKind = JudgeKind.THRESHOLD
+    confidence: float | None = None  # threshold: judge the proportion's interval at this confidence, not the point
+    compare: Compare | None = None
 
 
 @dataclass(frozen=True)
@@ -309,10 +327,10 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
         if len(sources) != 1:
             raise SpecError(path, "sets exactly one of template, templateRef, query")
         template = m.get("template")
-        if template is not None and template not in kind.builtin_queries:
+        if template is not None and template not in kind.builtin_templates:
             raise SpecError(f"{path}.template", f"unknown builtin {template!r} for {kind.kind}; one of "
-                                                f"{', '.join(kind.builtin_queries)}")
-        judge, low, high = _parse_judge(m, path)
+                                                f"{', '.join(kind.builtin_templates)}")
+        judge, low, high, confidence, compare = _parse_judge(m, path, kind)
         ref = m.get("templateRef")
         window = parse_duration(m["window"], f"{path}.window") if m.get("window") else None
         if window is not None and window < min_window:
@@ -329,6 +347,8 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
             min=low,
             max=high,
             judge=judge,
+            confidence=confidence,
+            compare=compare,
         ))
     prometheus = raw.get("prometheus") or {}
     address = prometheus.get("address") if isinstance(prometheus, Mapping) else None
@@ -348,14 +368,72 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
     )
 
 
-def _parse_judge(m: Mapping[str, Any], path: str) -> tuple[JudgeKind, float | None, float | None]:
-    """Which judge the metric declares, with its settings. Thresholds: min, max or both."""
+def _parse_judge(m: Mapping[str, Any], path: str, kind: TargetKind,
+                 ) -> tuple[JudgeKind, float | None, float | None, float | None, Compare | None]:
+    """Which judge the metric declares, with its settings: min/max (a threshold, on the point or, with a
+    confidence, on the interval) or compare (against the stable model)."""
     low, high = _number(m, "min", path), _number(m, "max", path)
+    builtin = kind.builtin_templates.get(str(m.get("template"))) if m.get("template") else None
+    confidence = _number(m, "confidence", path)
+    if confidence is not None and not 0.5 <= confidence < 1:
+        raise SpecError(f"{path}.confidence", f"{confidence:g} is not a confidence from 0.5 to below 1")
+    if m.get("compare") is not None:
+        if low is not None or high is not None or confidence is not None:
+            raise SpecError(path, "declares two judges: either min/max (a threshold) or compare, not both")
+        return JudgeKind.COMPARE, None, None, None, _parse_compare(m, path, builtin)
     if low is None and high is None:
-        raise SpecError(path, "declares no judge: set min, max or both (a threshold)")
+        raise SpecError(path, "declares no judge: set min, max or both (a threshold), or compare")
     if low is not None and high is not None and low > high:
         raise SpecError(path, f"min {low:g} exceeds max {high:g}")
-    return JudgeKind.THRESHOLD, low, high
+    if builtin is not None and not builtin.value:
+        raise SpecError(path, f"template {m['template']!r} has no single value to hold against min/max; "
+                              "it can only be compared with the stable model: use compare")
+    if confidence is not None:
+        if m.get("query"):
+            raise SpecError(f"{path}.confidence", "a threshold on an interval needs counts (successes out of "
+                                                  "trials): use a template that declares a proportion")
+        if builtin is not None and builtin.proportion is None:
+            raise SpecError(f"{path}.confidence", f"template {m['template']!r} is not a proportion; a threshold "
+                                                  "on an interval needs successes out of trials")
+    return JudgeKind.THRESHOLD, low, high, confidence, None
+
+
+def _parse_compare(m: Mapping[str, Any], path: str, builtin: MetricTemplate | None) -> Compare:
+    raw = m.get("compare")
+    where = f"{path}.compare"
+    if not isinstance(raw, Mapping):
+        raise SpecError(where, "must be an object")
+    if m.get("query"):
+        raise SpecError(where, "a comparison measures both models by a template that says how: use a builtin "
+                               "template or a templateRef, not an inline query")
+    shape = builtin.comparable if builtin is not None else None
+    if builtin is not None and shape is None:
+        raise SpecError(where, f"template {m['template']!r} cannot be compared with the stable model")
+    confidence = _number(raw, "confidence", where)
+    min_samples = raw.get("minSamples", 100)
+    if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
+        raise SpecError(f"{where}.minSamples", f"{min_samples!r} is not a whole number of at least 1")
+    compare = Compare(tolerance=_number(raw, "tolerance", where) or 0.0, relative=bool(raw.get("relative", False)),
+                      confidence=0.95 if confidence is None else confidence, min_samples=min_samples,
+                      max_psi=_number(raw, "maxPSI", where), max_js=_number(raw, "maxJS", where))
+    if not 0.5 <= compare.confidence < 1:
+        raise SpecError(f"{where}.confidence", f"{compare.confidence:g} is not a confidence from 0.5 to below 1")
+    if compare.tolerance < 0 or (compare.relative and compare.tolerance >= 1):
+        raise SpecError(f"{where}.tolerance", f"{compare.tolerance:g} is not a tolerated difference (at least 0; "
+                                              "relative: below 1)")
+    for bound in ("max_psi", "max_js"):
+        value = getattr(compare, bound)
+        if value is not None and value <= 0:
+            raise SpecError(f"{where}.{'maxPSI' if bound == 'max_psi' else 'maxJS'}", f"{value:g} must be above 0")
+    drift = compare.max_psi is not None or compare.max_js is not None
+    if shape is Shape.DISTRIBUTION and not drift:
+        raise SpecError(where, f"template {m['template']!r} compares distributions: set maxPSI, maxJS or both")
+    if shape in (Shape.PROPORTION, Shape.HISTOGRAM) and drift:
+        raise SpecError(where, f"maxPSI and maxJS bound a distribution's drift; template {m['template']!r} "
+                               f"compares a {shape.value}: set tolerance")
+    if shape is Shape.HISTOGRAM and compare.relative:
+        raise SpecError(f"{where}.relative", "a latency tolerance is always relative (0.2 = 20% slower)")
+    return compare
 
 
 def _mapping(obj: Mapping[str, Any], key: str, path: str, required: bool = False) -> Mapping[str, Any]:

@@ -24,11 +24,13 @@ from kubernetes.client.exceptions import ApiException
 
 from . import telemetry
 from .analysis import MetricProvider, PrometheusProvider, TemplateSource
+from .analysis.sources import template_from_spec
 from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, Limits
 from .backends.factory import make_backends
 from .engine import Plan
 from .reconcile import ACTION_ANNOTATION, ERROR_BACKOFF_S, Conflict, Reconciler, TickStats
 from .scheduler import TickScheduler
+from .templates import MetricTemplate
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class KubernetesTemplates:
         self._api = api
         self._timeout = timeout_s
 
-    async def get(self, namespace: str, name: str) -> str | None:
+    async def get(self, namespace: str, name: str) -> MetricTemplate | None:
         try:
             obj = await asyncio.to_thread(self._api.get_namespaced_custom_object, GROUP, VERSION, namespace,
                                           TEMPLATE_PLURAL, name, _request_timeout=self._timeout)
@@ -113,7 +115,7 @@ class KubernetesTemplates:
             if exc.status == 404:
                 return None
             raise
-        return str(cast(dict[str, Any], obj).get("spec", {}).get("query") or "") or None
+        return template_from_spec(cast(dict[str, Any], obj).get("spec") or {})
 
 
 @dataclass

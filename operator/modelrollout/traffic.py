@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .templates import MetricTemplate
+
 
 class Readiness(enum.Enum):
     """Whether the target serves, in the engine's terms; each backend maps its platform's words to these."""
@@ -124,9 +126,8 @@ class TargetKind:
 
     kind: str  # spec.targetRef.kind
     api_versions: tuple[str, ...]  # spec.targetRef.apiVersion values it accepts; the first is the default
-    # The builtin metric templates over what this platform's data plane exports: name -> PromQL with
-    # {{variables}} (analysis.promql.VARIABLES).
-    builtin_queries: Mapping[str, str] = field(default_factory=dict)
+    # The builtin metric templates over what this platform's data plane exports, by name.
+    builtin_templates: Mapping[str, MetricTemplate] = field(default_factory=dict)
     # The candidate's requests over {{interval}}: the minRequests gate.
     request_count_query: str = ""
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,12 @@ from modelrollout.analysis import (
     run_checks,
     shared_query_pool,
 )
-from modelrollout.api import JudgeKind, Limits, Metric, RolloutSpec
+from modelrollout.analysis.sources import template_from_spec
+from modelrollout.api import Compare, JudgeKind, Limits, Metric, RolloutSpec
 from modelrollout.backends import TARGET_KINDS
-from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, REQUEST_COUNT_QUERY
+from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, PREDICTION_SERVICES, REQUEST_COUNT_QUERY
 from modelrollout.status import CheckRecord, Verdict
+from modelrollout.templates import Shape
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -208,7 +211,7 @@ def test_the_crd_accepts_exactly_the_registered_kinds_versions_and_builtin_templ
     assert set(target["kind"]["enum"]) == set(TARGET_KINDS)
     assert set(target["apiVersion"]["enum"]) == {v for k in TARGET_KINDS.values() for v in k.api_versions}
     template = spec["analysis"]["properties"]["metrics"]["items"]["properties"]["template"]
-    assert set(template["enum"]) == {n for k in TARGET_KINDS.values() for n in k.builtin_queries}
+    assert set(template["enum"]) == {n for k in TARGET_KINDS.values() for n in k.builtin_templates}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_QUERIES))
@@ -967,3 +970,106 @@ def test_a_threshold_judge_asks_for_no_baseline() -> None:
     result = checks([SUCCESS], fake)[0]
     assert result.baseline is None and not result.baseline_query
     assert not any('predictor_name="main"' in q for q in fake.queries)
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparison shapes: each side's counts or series, measured by the same template
+
+
+class ByLabel(FakeProvider):
+    """FakeProvider that also answers queries by a label, by substring."""
+
+    def __init__(self, answers: dict[str, QueryOutcome], by: dict[str, QueryOutcome]) -> None:
+        super().__init__(answers)
+        self.by = by
+        self.labels: list[str] = []
+
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        self.queries.append(promql)
+        self.labels.append(label)
+        return next((o for key, o in self.by.items() if key in promql), QueryOutcome.no_data("empty"))
+
+
+class Recorder:
+    needs_baseline = True
+
+    def __init__(self) -> None:
+        self.seen: list[Measurement] = []
+
+    def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
+        self.seen.append(measured)
+        return Verdict.PASS, f"{metric.name}: seen"
+
+
+def compared(metric: Metric, fake: FakeProvider) -> tuple[Measurement, CheckRecord]:
+    recorder = Recorder()
+    result = asyncio.run(run_checks([metric], CONTEXT, fake, StaticTemplates(),
+                                    judges={JudgeKind.COMPARE: recorder}))[0]
+    assert recorder.seen, result.message
+    return recorder.seen[0], result
+
+
+RATE_COMPARED = Metric(name="success-rate", template="request-success-rate", judge=JudgeKind.COMPARE,
+                       compare=Compare(tolerance=0.01))
+CAND, STAB = 'predictor_name="main-candidate"', 'predictor_name="main"'
+
+
+def test_a_proportion_is_successes_and_trials_on_both_sides() -> None:
+    fake = FakeProvider({f"{CAND},service": QueryOutcome(value=1000.0), f"{STAB},service": QueryOutcome(value=4000.0)})
+    fake.answers = {f'{CAND},service=~"{PREDICTION_SERVICES}",code!~': QueryOutcome(value=950.0),
+                    f'{STAB},service=~"{PREDICTION_SERVICES}",code!~': QueryOutcome(value=3960.0), **fake.answers}
+    measured, result = compared(RATE_COMPARED, fake)
+    assert (measured.shape, measured.candidate.counts, measured.stable.counts) == (
+        Shape.PROPORTION, (950.0, 1000.0), (3960.0, 4000.0))
+    assert (result.value, result.baseline) == (0.95, 0.99)
+    assert len(fake.queries) == 4 and sum(STAB in q for q in fake.queries) == 2
+
+
+def test_a_histogram_and_a_distribution_are_series_by_their_label() -> None:
+    latency = Metric(name="latency", template="request-duration-p99", judge=JudgeKind.COMPARE,
+                     compare=Compare(tolerance=0.2))
+    fake = ByLabel({}, {CAND: QueryOutcome.by_label({"0.1": 5.0, "+Inf": 9.0}),
+                        STAB: QueryOutcome.by_label({"0.1": 50.0, "+Inf": 60.0})})
+    measured, _ = compared(latency, fake)
+    assert measured.shape is Shape.HISTOGRAM and fake.labels == ["le", "le"]
+    assert (measured.candidate.series, measured.stable.series) == ({"0.1": 5.0, "+Inf": 9.0},
+                                                                   {"0.1": 50.0, "+Inf": 60.0})
+    drift = Metric(name="drift", template="prediction-distribution", judge=JudgeKind.COMPARE,
+                   compare=Compare(max_psi=0.2))
+    fake = ByLabel({}, {'served_model_version="2.0.0"': QueryOutcome.by_label({"7": 3.0}),
+                        'served_model_version="1.0.0"': QueryOutcome.by_label({"7": 1.0, "1": 1.0})})
+    context_with_stable = replace(CONTEXT, candidate_version="2.0.0", stable_version="1.0.0")
+    recorder = Recorder()
+    asyncio.run(run_checks([drift], context_with_stable, fake, StaticTemplates(), judges={JudgeKind.COMPARE: recorder}))
+    assert fake.labels == ["class", "class"]
+    assert (recorder.seen[0].candidate.series, recorder.seen[0].stable.series) == ({"7": 3.0}, {"7": 1.0, "1": 1.0})
+
+
+def test_a_stable_side_that_fails_is_left_empty_and_a_candidate_side_that_fails_is_an_error() -> None:
+    fake = FakeProvider({CAND: QueryOutcome(value=100.0), STAB: QueryOutcome.failed("connection refused")})
+    measured, _ = compared(RATE_COMPARED, fake)
+    assert measured.candidate.counts == (100.0, 100.0) and not measured.stable.measured
+    assert measured.stable.no_data_reason == "connection refused"
+    broken = FakeProvider({CAND: QueryOutcome.failed("connection refused")})
+    result = asyncio.run(run_checks([RATE_COMPARED], CONTEXT, broken, StaticTemplates(),
+                                    judges={JudgeKind.COMPARE: Recorder()}))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE and result.error == "connection refused"
+
+
+def test_a_metric_whose_judge_this_operator_lacks_is_inconclusive_never_a_crash(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelrollout.analysis import runner
+
+    monkeypatch.setattr(runner, "JUDGES", {JudgeKind.THRESHOLD: ThresholdJudge()})
+    result = asyncio.run(run_checks([RATE_COMPARED], CONTEXT, FakeProvider({}), StaticTemplates()))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE and result.error == "this operator has no compare judge"
+
+
+def test_an_analysis_template_declares_its_comparison_shape() -> None:
+    template = template_from_spec({"query": "v", "proportion": {"successes": "s", "trials": "t"}})
+    assert template.comparable is Shape.PROPORTION and template.value == "v"
+    histogram = template_from_spec({"histogram": {"buckets": "sum by (le) (x)"}})
+    assert histogram.comparable is Shape.HISTOGRAM and histogram.histogram is not None
+    assert histogram.histogram.by == "le"
+    drift = template_from_spec({"distribution": {"counts": "sum by (class) (x)", "by": "class"}})
+    assert drift.comparable is Shape.DISTRIBUTION and not drift.value

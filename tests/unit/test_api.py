@@ -11,6 +11,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from modelrollout.api import (
+    Compare,
+    JudgeKind,
     Phase,
     RolloutSpec,
     SpecError,
@@ -94,3 +96,51 @@ def test_unusable_specs_name_the_field(changes: dict[str, Any], field: str) -> N
 
 def test_terminal_phases() -> None:
     assert {p for p in Phase if p.terminal} == {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED}
+
+
+# --------------------------------------------------------------------------------------------------
+# Judges: a threshold (on the point or the interval) or a comparison with the stable model
+
+
+def with_metric(**metric: Any) -> dict[str, Any]:
+    analysis = copy.deepcopy(EXAMPLE["spec"]["analysis"])
+    analysis["metrics"] = [{"name": "m", **metric}]
+    return spec(analysis=analysis)
+
+
+def test_a_comparison_needs_no_min_or_max_and_gets_its_defaults() -> None:
+    metric = RolloutSpec.parse(with_metric(template="request-success-rate",
+                                           compare={"tolerance": 0.01})).analysis.metrics[0]
+    assert metric.judge is JudgeKind.COMPARE and metric.min is None and metric.max is None
+    assert metric.compare == Compare(tolerance=0.01, relative=False, confidence=0.95, min_samples=100)
+
+
+def test_a_threshold_with_a_confidence_judges_the_interval_of_a_proportion() -> None:
+    metric = RolloutSpec.parse(with_metric(template="model-accuracy", min=0.9, confidence=0.95)).analysis.metrics[0]
+    assert (metric.judge, metric.min, metric.confidence) == (JudgeKind.THRESHOLD, 0.9, 0.95)
+
+
+@pytest.mark.parametrize("metric, says", [
+    ({"template": "request-success-rate"}, "declares no judge"),
+    ({"template": "request-success-rate", "min": 0.99, "compare": {"tolerance": 0.01}}, "declares two judges"),
+    ({"template": "request-success-rate", "confidence": 0.9, "compare": {"tolerance": 0.01}}, "declares two judges"),
+    ({"query": "sum(x)", "compare": {"tolerance": 0.01}}, "not an inline query"),
+    ({"template": "request-count", "compare": {"tolerance": 0.01}}, "cannot be compared"),
+    ({"template": "prediction-distribution", "compare": {"tolerance": 0.01}}, "set maxPSI, maxJS or both"),
+    ({"template": "request-success-rate", "compare": {"maxPSI": 0.2}}, "bound a distribution's drift"),
+    ({"template": "request-duration-p99", "compare": {"tolerance": 0.2, "relative": True}}, "always relative"),
+    ({"template": "request-success-rate", "compare": {"tolerance": 0.01, "confidence": 1.0}}, "not a confidence"),
+    ({"template": "request-success-rate", "compare": {"tolerance": 0.01, "minSamples": 0}}, "at least 1"),
+    ({"template": "request-success-rate", "compare": {"tolerance": -0.1}}, "not a tolerated difference"),
+    ({"template": "request-success-rate", "compare": {"tolerance": 1.0, "relative": True}},
+     "not a tolerated difference"),
+    ({"template": "prediction-distribution", "compare": {"maxJS": 0}}, "must be above 0"),
+    ({"template": "prediction-distribution", "min": 0.5}, "can only be compared"),
+    ({"template": "request-duration-p99", "max": 0.5, "confidence": 0.95}, "is not a proportion"),
+    ({"query": "sum(x)", "min": 0.5, "confidence": 0.95}, "needs counts"),
+    ({"template": "request-success-rate", "min": 0.5, "confidence": 0.4}, "not a confidence"),
+])
+def test_a_metric_with_no_judge_two_judges_or_a_judge_it_cannot_have_is_refused(metric: dict[str, Any],
+                                                                                says: str) -> None:
+    with pytest.raises(SpecError, match=says):
+        RolloutSpec.parse(with_metric(**metric))

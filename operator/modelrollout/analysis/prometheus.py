@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 import socket
@@ -116,6 +117,12 @@ class PrometheusProvider:
         self._executor = executor
 
     async def query(self, promql: str) -> QueryOutcome:
+        return await self._query(promql, parse_result)
+
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        return await self._query(promql, lambda raw: parse_by_label(raw, label))
+
+    async def _query(self, promql: str, parse: Callable[[Any], QueryOutcome]) -> QueryOutcome:
         outcome = QueryOutcome.failed("no attempt made")
         for attempt in range(self.retries + 1):
             if attempt:
@@ -127,7 +134,7 @@ class PrometheusProvider:
                 if not transient:
                     return outcome
             else:
-                return parse_result(raw)
+                return parse(raw)
         return outcome
 
     async def _call(self, promql: str) -> Any:
@@ -196,6 +203,32 @@ def parse_result(raw: Any) -> QueryOutcome:
     if not isinstance(value, list | tuple) or len(value) != 2:
         return QueryOutcome.failed("query returned a sample that is not a [time, value] pair")
     return _number(value[1])
+
+
+def parse_by_label(raw: Any, label: str) -> QueryOutcome:
+    """Numbers by the value of ``label`` out of an instant vector (``sum by (label) (...)``)."""
+    if not isinstance(raw, list) or (len(raw) == 2 and not isinstance(raw[0], dict)):
+        return QueryOutcome.failed(f"query must return an instant vector by {label}")
+    if not raw:
+        return QueryOutcome.no_data("query returned an empty result")
+    series: dict[str, float] = {}
+    for item in raw:
+        metric = item.get("metric") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(metric, dict) or label not in metric:
+            return QueryOutcome.failed(f"query returned a series without the label {label!r}; aggregate it "
+                                       f"with sum by ({label}) (...)")
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            return QueryOutcome.failed("query returned a sample that is not a [time, value] pair")
+        key = str(metric[label])
+        if key in series:
+            return QueryOutcome.failed(f"query returned two series for {label}={key[:40]!r}; aggregate it "
+                                       f"with sum by ({label}) (...)")
+        number = _number(value[1])
+        if number.error:
+            return number
+        series[key] = number.value if number.value is not None else math.nan
+    return QueryOutcome.by_label(series)
 
 
 def _number(text: Any) -> QueryOutcome:

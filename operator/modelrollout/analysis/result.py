@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..status import CheckRecord
+from ..templates import Shape
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,7 @@ class QueryOutcome:
     value: float | None = None
     error: str = ""  # the query could not be answered: unreachable, rejected, malformed result
     no_data_reason: str = ""  # value is None without an error: empty result, NaN, ...
+    series: Mapping[str, float] | None = None  # a query by a label: one number per label value
 
     @property
     def ok(self) -> bool:
@@ -30,6 +33,12 @@ class QueryOutcome:
         return cls(value=value)
 
     @classmethod
+    def by_label(cls, series: Mapping[str, float]) -> QueryOutcome:
+        """Numbers by label value; NaN and infinite samples are dropped, none left is no data."""
+        kept = {k: v for k, v in series.items() if math.isfinite(v)}
+        return cls(series=kept) if kept else cls(no_data_reason="query returned no finite series")
+
+    @classmethod
     def no_data(cls, reason: str) -> QueryOutcome:
         return cls(no_data_reason=reason)
 
@@ -39,10 +48,24 @@ class QueryOutcome:
 
 
 @dataclass(frozen=True)
+class Side:
+    """One side (candidate or stable) of a measurement in a comparison shape (templates.Shape)."""
+
+    counts: tuple[float, float] | None = None  # proportion: (successes, trials)
+    series: Mapping[str, float] | None = None  # histogram (by le, cumulative) or distribution (by label)
+    no_data_reason: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.counts is not None or self.series is not None
+
+
+@dataclass(frozen=True)
 class Measurement:
     """What was measured for one metric over one window: the candidate's value and, when the metric's
     judge compares with the stable model, the stable's value over the same window (its baseline).
-    A value of None is no data; ``no_data_reason`` says why."""
+    A value of None is no data; ``no_data_reason`` says why. A judge that needs a comparison shape gets
+    each side's counts or series in ``candidate`` and ``stable``."""
 
     value: float | None
     window: str
@@ -51,6 +74,9 @@ class Measurement:
     baseline_query: str = ""
     no_data_reason: str = ""
     baseline_no_data_reason: str = ""
+    shape: Shape | None = None
+    candidate: Side = field(default_factory=Side)
+    stable: Side = field(default_factory=Side)
 
 
 def provider_error(results: tuple[CheckRecord, ...]) -> str:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 from ..api import JudgeKind, Metric, RolloutSpec, format_duration
 from ..backends import TARGET_KINDS
 from ..status import CheckRecord, Verdict
+from ..templates import MetricTemplate, Shape
 from ..traffic import TargetKind
 from .judge import JUDGES, Judge
 from .promql import QueryError, QueryVariables, render_query
-from .result import Measurement, QueryOutcome, format_number
+from .result import Measurement, QueryOutcome, Side, format_number
 from .sources import MetricProvider, TemplateSource
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     if gate is not None:
         return tuple(_gated(m, w, gate) for m, w in zip(metrics, windows_s, strict=True))
     chosen = {**JUDGES, **(judges or {})}
-    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen[m.judge])
+    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen.get(m.judge))
                                         for m, w in zip(metrics, windows_s, strict=True))))
 
 
@@ -128,7 +129,7 @@ def _gated(metric: Metric, window_s: float, gate: _Gate) -> CheckRecord:
 
 
 async def _check(metric: Metric, window_s: float, context: AnalysisContext, provider: MetricProvider,
-                 templates: TemplateSource | None, judge: Judge) -> CheckRecord:
+                 templates: TemplateSource | None, judge: Judge | None) -> CheckRecord:
     window = format_duration(window_s)
 
     def inconclusive(message: str, query: str = "", error: str = "") -> CheckRecord:
@@ -136,29 +137,64 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
                            message=f"{metric.name}: {message} — inconclusive", query=query, window=window,
                            min=metric.min, max=metric.max, error=error)
 
-    template, problem = await _query_template(metric, context, templates)
+    if judge is None:
+        problem = f"this operator has no {metric.judge} judge"
+        return inconclusive(problem, error=problem)
+
+    template, problem = await _metric_template(metric, context, templates)
     if template is None:
         return inconclusive(problem, error=problem)
-    try:
-        query = render_query(template, context.variables(window_s))
-    except QueryError as exc:
-        return inconclusive(str(exc), error=str(exc))
-    outcome = await _ask(provider, query)
-    if outcome.error:
-        return inconclusive(outcome.error, query=query, error=outcome.error)
-    measured = Measurement(value=outcome.value, window=window, query=query, no_data_reason=outcome.no_data_reason)
-    if judge.needs_baseline:
-        measured = await _measure_baseline(measured, template, window_s, context, provider)
-    if measured.value is None:
-        return CheckRecord(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None, query=query,
+    shape, problem = measure_shape(metric, template)
+    if problem:
+        return inconclusive(problem, error=problem)
+    baseline = judge.needs_baseline or metric.judge is JudgeKind.COMPARE
+    if shape is None:
+        measured, error = await _measure_value(template.value, window_s, context, provider, baseline)
+    else:
+        measured, error = await _measure_shape(template, shape, window_s, context, provider, baseline)
+    if error:
+        return inconclusive(error, query=measured.query, error=error)
+    if shape is None and measured.value is None:
+        return CheckRecord(metric=metric.name, verdict=Verdict.INCONCLUSIVE, value=None, query=measured.query,
                            window=window, min=metric.min, max=metric.max, baseline=measured.baseline,
                            baseline_query=measured.baseline_query,
                            message=f"{metric.name}: no data for predictor {context.candidate} over {window} "
-                                   f"({outcome.no_data_reason or 'no value'}) — inconclusive, never a pass")
+                                   f"({measured.no_data_reason or 'no value'}) — inconclusive, never a pass")
     verdict, message = judge.judge(metric, measured)
-    return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message, query=query,
-                       window=window, min=metric.min, max=metric.max, baseline=measured.baseline,
-                       baseline_query=measured.baseline_query)
+    return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message,
+                       query=measured.query, window=window, min=metric.min, max=metric.max,
+                       baseline=measured.baseline, baseline_query=measured.baseline_query)
+
+
+def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | None, str]:
+    """What to measure for the metric's judge: a value (None), or a comparison shape; or why it cannot be."""
+    if metric.judge is JudgeKind.COMPARE:
+        if template.comparable is None:
+            return None, "the template declares no proportion, histogram or distribution to compare by"
+        return template.comparable, ""
+    if metric.confidence is not None:
+        if template.proportion is None:
+            return None, "a threshold on an interval needs a template that declares a proportion"
+        return Shape.PROPORTION, ""
+    if not template.value:
+        return None, "the template has no value query for min/max; it can only be compared"
+    return None, ""
+
+
+async def _measure_value(template: str, window_s: float, context: AnalysisContext, provider: MetricProvider,
+                         baseline: bool) -> tuple[Measurement, str]:
+    window = format_duration(window_s)
+    try:
+        query = render_query(template, context.variables(window_s))
+    except QueryError as exc:
+        return Measurement(value=None, window=window), str(exc)
+    outcome = await _ask(provider, query)
+    measured = Measurement(value=outcome.value, window=window, query=query, no_data_reason=outcome.no_data_reason)
+    if outcome.error:
+        return measured, outcome.error
+    if baseline:
+        measured = await _measure_baseline(measured, template, window_s, context, provider)
+    return measured, ""
 
 
 async def _measure_baseline(measured: Measurement, template: str, window_s: float, context: AnalysisContext,
@@ -174,13 +210,68 @@ async def _measure_baseline(measured: Measurement, template: str, window_s: floa
     return replace(measured, baseline=outcome.value, baseline_query=query, baseline_no_data_reason=why)
 
 
-async def _query_template(metric: Metric, context: AnalysisContext,
-                          templates: TemplateSource | None) -> tuple[str | None, str]:
-    """The metric's query before rendering, or None and what went wrong."""
+async def _measure_shape(template: MetricTemplate, shape: Shape, window_s: float, context: AnalysisContext,
+                         provider: MetricProvider, baseline: bool) -> tuple[Measurement, str]:
+    """Each side's counts (a proportion) or series (a histogram, a distribution) over the same window.
+    The candidate's problems are errors (inconclusive, reported); the stable's only leave its side empty."""
+    window = format_duration(window_s)
+    candidate_vars = context.variables(window_s)
+    try:
+        candidate, query, error = await _side(template, shape, candidate_vars, provider)
+    except QueryError as exc:
+        return Measurement(value=None, window=window, shape=shape), str(exc)
+    measured = Measurement(value=_rate(candidate), window=window, query=query, shape=shape, candidate=candidate,
+                           no_data_reason=candidate.no_data_reason)
+    if error or not baseline:
+        return measured, error
+    try:
+        stable, stable_query, stable_error = await _side(template, shape, context.baseline_variables(window_s),
+                                                         provider)
+    except QueryError as exc:
+        stable, stable_query, stable_error = Side(no_data_reason=str(exc)), "", ""
+    if stable_error:
+        stable = Side(no_data_reason=stable_error)
+    return replace(measured, stable=stable, baseline=_rate(stable), baseline_query=stable_query,
+                   baseline_no_data_reason=stable.no_data_reason), ""
+
+
+async def _side(template: MetricTemplate, shape: Shape, variables: QueryVariables,
+                provider: MetricProvider) -> tuple[Side, str, str]:
+    """One side measured: (the side, the main query as rendered, an error or ""). Raises QueryError."""
+    if shape is Shape.PROPORTION:
+        assert template.proportion is not None
+        trials_query = render_query(template.proportion.trials, variables)
+        successes_query = render_query(template.proportion.successes, variables)
+        trials, successes = await asyncio.gather(_ask(provider, trials_query), _ask(provider, successes_query))
+        error = trials.error or successes.error
+        if error:
+            return Side(no_data_reason=error), trials_query, error
+        if trials.value is None or successes.value is None:
+            return Side(no_data_reason=trials.no_data_reason or successes.no_data_reason), trials_query, ""
+        return Side(counts=(successes.value, trials.value)), trials_query, ""
+    part = template.histogram if shape is Shape.HISTOGRAM else template.distribution
+    assert part is not None
+    query = render_query(part.counts, variables)
+    outcome = await _ask_by(provider, query, part.by)
+    if outcome.error:
+        return Side(no_data_reason=outcome.error), query, outcome.error
+    return Side(series=outcome.series, no_data_reason=outcome.no_data_reason), query, ""
+
+
+def _rate(side: Side) -> float | None:
+    """A proportion side's rate (successes over trials), for status; None for no data or other shapes."""
+    if side.counts is None or side.counts[1] <= 0:
+        return None
+    return min(1.0, max(0.0, side.counts[0] / side.counts[1]))
+
+
+async def _metric_template(metric: Metric, context: AnalysisContext,
+                           templates: TemplateSource | None) -> tuple[MetricTemplate | None, str]:
+    """The metric's template (its queries before rendering), or None and what went wrong."""
     if metric.query:
-        return metric.query, ""
+        return MetricTemplate(value=metric.query), ""
     if metric.template:
-        builtin = context.kind.builtin_queries.get(metric.template)
+        builtin = context.kind.builtin_templates.get(metric.template)
         return (builtin, "") if builtin else (None, f"unknown builtin template {metric.template!r} for "
                                                     f"{context.kind.kind}")
     if not metric.template_ref:
@@ -195,6 +286,13 @@ async def _query_template(metric: Metric, context: AnalysisContext,
     if found is None:
         return None, f"AnalysisTemplate {ref!r} not found in namespace {context.namespace}"
     return found, ""
+
+
+async def _ask_by(provider: MetricProvider, query: str, label: str) -> QueryOutcome:
+    try:
+        return await provider.query_by(query, label)
+    except Exception as exc:  # as _ask: a provider that raises (or cannot query by label) is an error
+        return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
 
 
 async def _ask(provider: MetricProvider, query: str) -> QueryOutcome:

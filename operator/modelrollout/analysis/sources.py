@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..templates import DistributionQuery, MetricTemplate, ProportionQueries
 from .result import QueryOutcome
 
 
@@ -13,18 +14,42 @@ class MetricProvider(Protocol):
 
     async def query(self, promql: str) -> QueryOutcome: ...
 
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        """A query that returns one series per value of ``label``: ``QueryOutcome.series``."""
+        ...
+
 
 class TemplateSource(Protocol):
-    """Looks up the query of an AnalysisTemplate; None when there is no such template."""
+    """Looks up an AnalysisTemplate's queries; None when there is no such template."""
 
-    async def get(self, namespace: str, name: str) -> str | None: ...
+    async def get(self, namespace: str, name: str) -> MetricTemplate | None: ...
 
 
 class StaticTemplates:
-    """Templates held in memory, keyed by (namespace, name): for tests and for preloaded templates."""
+    """Templates held in memory, keyed by (namespace, name): for tests and for preloaded templates. A plain
+    string is a template with only a value query."""
 
-    def __init__(self, queries: Mapping[tuple[str, str], str] | None = None) -> None:
-        self._queries = dict(queries or {})
+    def __init__(self, templates: Mapping[tuple[str, str], str | MetricTemplate] | None = None) -> None:
+        self._templates = {key: MetricTemplate(value=t) if isinstance(t, str) else t
+                           for key, t in (templates or {}).items()}
 
-    async def get(self, namespace: str, name: str) -> str | None:
-        return self._queries.get((namespace, name))
+    async def get(self, namespace: str, name: str) -> MetricTemplate | None:
+        return self._templates.get((namespace, name))
+
+
+def template_from_spec(spec: Mapping[str, Any]) -> MetricTemplate:
+    """An AnalysisTemplate's spec (as the CRD's schema admitted it) as a MetricTemplate."""
+    def distribution(raw: Any, by: str | None = None) -> DistributionQuery | None:
+        if not isinstance(raw, Mapping) or not raw.get("counts"):
+            return None
+        return DistributionQuery(counts=str(raw["counts"]), by=by or str(raw.get("by") or ""))
+
+    proportion = spec.get("proportion")
+    return MetricTemplate(
+        value=str(spec.get("query") or ""),
+        proportion=ProportionQueries(successes=str(proportion["successes"]), trials=str(proportion["trials"]))
+        if isinstance(proportion, Mapping) and proportion.get("successes") and proportion.get("trials") else None,
+        histogram=distribution({"counts": (spec.get("histogram") or {}).get("buckets")}, by="le")
+        if isinstance(spec.get("histogram"), Mapping) else None,
+        distribution=distribution(spec.get("distribution")),
+        description=str(spec.get("description") or ""))

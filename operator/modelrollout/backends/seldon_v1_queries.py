@@ -7,6 +7,7 @@ answers for each traffic shape is checked by Prometheus's own engine: tests/unit
 
 from __future__ import annotations
 
+from ..templates import DistributionQuery, MetricTemplate, ProportionQueries
 from ..traffic import TargetKind
 
 # The Seldon Core v1 executor's request histogram; the local data plane exports the same names.
@@ -53,6 +54,27 @@ SUCCESS_RATE_WITH_MESH_QUERY = (
     f"1 - (((sum(rate({_ERROR_COUNT})) or vector(0)) + (sum(rate({_MESH_FAILED})) or vector(0)))"
     f" / ((sum(rate({_COUNT})) or vector(0)) + (sum(rate({_MESH_FAILED})) or vector(0))))")
 
+# Comparisons count over the window (increase), candidate and stable alike.
+# Successes: requests that did not end in a server-side failure. `or vector(0)` when none did (no series);
+# the trials query is empty when the predictor has no series at all: no data, never a pass.
+SUCCESS_COUNT_QUERY = ("sum(increase(" + REQUEST_METRIC + "_count{" + _CANDIDATE + f',code!~"{ERROR_CODES}"'
+                       + "}[{{interval}}])) or vector(0)")
+# Latency buckets, cumulative by le, for a rank test of the two sides.
+BUCKETS_QUERY = f"sum by (le) (increase({_BUCKETS}))"
+
+# Model quality, from the model server's own counters (exported through seldon-core's custom metrics, so
+# they carry deployment_name and predictor_name; the scrape adds the namespace). Feedback is routed like
+# predictions, by weight, so it is counted by the model version that produced the judged answer
+# (served_model_version), wherever it landed; predictions_total counts answers as served, by class.
+_FEEDBACK = ('feedback_outcomes_total{{{namespaceLabel}}="{{namespace}}",deployment_name="{{target}}",'
+             'served_model_version="{{candidateVersion}}"')
+ACCURACY_QUERY = (f'(sum(rate({_FEEDBACK},outcome="correct"}}[{{{{interval}}}}])) or vector(0))'
+                  f" / sum(rate({_FEEDBACK}}}[{{{{interval}}}}]))")
+CORRECT_COUNT_QUERY = f'sum(increase({_FEEDBACK},outcome="correct"}}[{{{{interval}}}}])) or vector(0)'
+FEEDBACK_COUNT_QUERY = f"sum(increase({_FEEDBACK}}}[{{{{interval}}}}]))"
+CLASS_COUNTS_QUERY = ('sum by (class) (increase(predictions_total{{{namespaceLabel}}="{{namespace}}",'
+                      'deployment_name="{{target}}",served_model_version="{{candidateVersion}}"}[{{interval}}]))')
+
 BUILTIN_QUERIES: dict[str, str] = {
     "request-success-rate": SUCCESS_RATE_QUERY,
     "request-success-rate-with-mesh": SUCCESS_RATE_WITH_MESH_QUERY,
@@ -62,11 +84,30 @@ BUILTIN_QUERIES: dict[str, str] = {
     "request-count": REQUEST_COUNT_QUERY,
 }
 
+_REQUESTS = ProportionQueries(successes=SUCCESS_COUNT_QUERY, trials=REQUEST_COUNT_QUERY)
+_LATENCY = DistributionQuery(counts=BUCKETS_QUERY, by="le")
+BUILTIN_TEMPLATES: dict[str, MetricTemplate] = {
+    "request-success-rate": MetricTemplate(value=SUCCESS_RATE_QUERY, proportion=_REQUESTS,
+                                           description="share of the candidate's predictions that did not fail"),
+    "request-success-rate-with-mesh": MetricTemplate(
+        value=SUCCESS_RATE_WITH_MESH_QUERY, description="success rate counting the mesh's 503s as failures"),
+    **{f"request-duration-p{q}": MetricTemplate(value=BUILTIN_QUERIES[f"request-duration-p{q}"], histogram=_LATENCY,
+                                                description=f"p{q} latency of the candidate's predictions (s)")
+       for q in ("50", "90", "99")},
+    "request-count": MetricTemplate(value=REQUEST_COUNT_QUERY, description="the candidate's predictions"),
+    "model-accuracy": MetricTemplate(
+        value=ACCURACY_QUERY, proportion=ProportionQueries(successes=CORRECT_COUNT_QUERY, trials=FEEDBACK_COUNT_QUERY),
+        description="share of the candidate model's answers that ground-truth feedback confirmed"),
+    "prediction-distribution": MetricTemplate(
+        distribution=DistributionQuery(counts=CLASS_COUNTS_QUERY, by="class"),
+        description="the candidate model's answers by predicted class (drift against the stable's)"),
+}
+
 
 SELDON_V1 = TargetKind(
     kind="SeldonDeployment",
     # v1 is the storage version and what the backend reads and writes (the CRD's schema allows only it).
     api_versions=("machinelearning.seldon.io/v1",),
-    builtin_queries=BUILTIN_QUERIES,
+    builtin_templates=BUILTIN_TEMPLATES,
     request_count_query=REQUEST_COUNT_QUERY,
 )

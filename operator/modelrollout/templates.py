@@ -1,0 +1,55 @@
+"""Metric templates: the queries a metric is measured by, before their {{variables}} are filled in.
+
+A template always has a ``value`` query (one number, what a threshold judges). A template may also say how
+to measure for a comparison with the stable model, in one of three shapes:
+- ``proportion``: two counts over the window, ``successes`` out of ``trials`` (success rate, accuracy);
+- ``histogram``: cumulative counts by ``le`` (latency; a rank test compares the two sides);
+- ``distribution``: counts by one label (predicted classes; drift measures compare the two sides).
+Each query is written about the candidate; the baseline is the same query about the stable model
+(``{{candidate}}``/``{{candidateVersion}}`` name the stable's predictor and version).
+Builtin templates belong to the traffic backends (``backends/*_queries.py``); AnalysisTemplates declare
+the same fields.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Shape(enum.Enum):
+    PROPORTION = "proportion"
+    HISTOGRAM = "histogram"
+    DISTRIBUTION = "distribution"
+
+
+@dataclass(frozen=True)
+class ProportionQueries:
+    successes: str  # one number: the count of good outcomes over {{interval}}
+    trials: str  # one number: the count of all outcomes over {{interval}}; empty = no data
+
+
+@dataclass(frozen=True)
+class DistributionQuery:
+    counts: str  # a vector: one count per value of ``by`` over {{interval}}
+    by: str  # the label that tells the values apart (``le`` for a histogram)
+
+
+@dataclass(frozen=True)
+class MetricTemplate:
+    value: str = ""  # one number ("" when the template only compares)
+    proportion: ProportionQueries | None = None
+    histogram: DistributionQuery | None = None  # by "le": cumulative bucket counts
+    distribution: DistributionQuery | None = None
+    description: str = ""
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The comparison shapes this template can be measured in."""
+        return tuple(shape for shape, part in ((Shape.PROPORTION, self.proportion), (Shape.HISTOGRAM, self.histogram),
+                                               (Shape.DISTRIBUTION, self.distribution)) if part is not None)
+
+    @property
+    def comparable(self) -> Shape | None:
+        """The shape a comparison uses: the first the template declares (one per template in practice)."""
+        return self.shapes[0] if self.shapes else None

@@ -1,0 +1,147 @@
+"""The builtin templates' comparison queries (counts over the window, candidate and stable alike) evaluated
+by Prometheus's own engine (``promtool test rules``), on series shaped like the Seldon executor's and the
+model server's: a healthy mix, all errors, nothing at all, and the stable side rendered by the same template.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from modelrollout.analysis import AnalysisContext, render_query
+from modelrollout.backends.seldon_v1_queries import BUILTIN_TEMPLATES
+from modelrollout.templates import MetricTemplate
+
+from tests.unit.test_promql_rules import (
+    CANDIDATE,
+    KNOWN,
+    MIXED,
+    NAMESPACE,
+    NOISE,
+    STABLE,
+    TARGET,
+    Traffic,
+    run_promtool,
+    spec,
+)
+
+WINDOW_S = 15.0  # the default window at a 1s scrape and a 15s interval
+EVAL = "60s"
+STABLE_VERSION, CANDIDATE_VERSION = "1.0.0", "2.0.0"
+CONTEXT = AnalysisContext.from_spec(spec("15s", scrape_interval_s=1.0), NAMESPACE, stable_version=STABLE_VERSION)
+
+
+def model_series(metric: str, version: str, predictor: str, per_scrape: int, **labels: str) -> dict[str, str]:
+    """A model server counter as seldon-core exports it and the scrape labels it, growing for 90 scrapes."""
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    return {"series": f'{metric}{{namespace="{NAMESPACE}",deployment_name="{TARGET}",predictor_name="{predictor}",'
+                      f'model_name="classifier",served_model_version="{version}"{extra}}}',
+            "values": f"0+{per_scrape}x90"}
+
+
+def rendered(template: MetricTemplate) -> dict[str, str]:
+    """Every comparison query of a template, for the candidate and (by the same template) the stable."""
+    out: dict[str, str] = {}
+    sides = (("candidate", CONTEXT.variables(WINDOW_S)), ("stable", CONTEXT.baseline_variables(WINDOW_S)))
+    for side, variables in sides:
+        if template.proportion is not None:
+            out[f"{side}:successes"] = render_query(template.proportion.successes, variables)
+            out[f"{side}:trials"] = render_query(template.proportion.trials, variables)
+        for part in (template.histogram, template.distribution):
+            if part is not None:
+                out[f"{side}:counts"] = render_query(part.counts, variables)
+    return out
+
+
+def evaluate(template: str, series: list[dict[str, str]], expected: dict[str, list[dict[str, Any]]],
+             tmp_path: Path) -> None:
+    queries = rendered(BUILTIN_TEMPLATES[template])
+    assert set(expected) == set(queries), f"an expectation for every query of {template}"
+    record = {name: "cmp:" + name.replace(":", "_") for name in queries}
+    rules = {"groups": [{"name": "comparisons", "interval": "15s",
+                         "rules": [{"record": record[n], "expr": q} for n, q in queries.items()]}]}
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": [{
+        "interval": "1s", "input_series": series,
+        "promql_expr_test": [{"expr": f"round({record[n]}, 0.0001)", "eval_time": EVAL, "exp_samples": samples}
+                             for n, samples in expected.items()]}]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
+    checked = run_promtool("check", "rules", "rules.yml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = run_promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout + result.stderr, (
+        f"{template}: promtool test rules failed:\n{result.stdout}{result.stderr}\n{yaml.safe_dump(rules)}")
+
+
+def one(value: float) -> list[dict[str, Any]]:
+    return [{"labels": "{}", "value": value}]
+
+
+NONE: list[dict[str, Any]] = []
+
+
+@pytest.mark.parametrize("traffic, expected", [
+    # 95 of 100 candidate requests a scrape succeed; the stable answers 100 and fails 20 more (503s).
+    ((*MIXED, *NOISE), {"candidate:successes": one(1425), "candidate:trials": one(1500),
+                        "stable:successes": one(1500), "stable:trials": one(1800)}),
+    # Every candidate request failed: 0 successes (not no data) out of 1500.
+    ((Traffic(CANDIDATE, {0.01: 60}, code="500"), Traffic(CANDIDATE, {0.025: 40}, code="503"), *NOISE),
+     {"candidate:successes": one(0), "candidate:trials": one(1500),
+      "stable:successes": one(1500), "stable:trials": one(1800)}),
+    # The candidate has no series at all: its trials are empty (no data), whatever successes says.
+    (NOISE[:3], {"candidate:successes": one(0), "candidate:trials": NONE,
+                 "stable:successes": one(1500), "stable:trials": one(1800)}),
+], ids=["mixed", "all errors", "no candidate series"])
+def test_request_success_counts_for_both_sides(traffic: tuple[Traffic, ...], expected: dict[str, Any],
+                                               tmp_path: Path) -> None:
+    series = [s for t in traffic for s in t.series(90, 0)]
+    evaluate("request-success-rate", series, expected, tmp_path)
+
+
+def test_latency_buckets_by_le_for_both_sides(tmp_path: Path) -> None:
+    series = [s for t in (Traffic(CANDIDATE, KNOWN), *NOISE) for s in t.series(90, 0)]
+    cumulative, running = {}, 0
+    for bound in (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0):
+        running += KNOWN.get(bound, 0)
+        cumulative[f"{bound:g}"] = running * 15
+    candidate = [{"labels": f'{{le="{le}"}}', "value": v} for le, v in cumulative.items()]
+    candidate.append({"labels": '{le="+Inf"}', "value": 1500})
+    # The stable (SLOW: 50 up to 2.5s, 50 up to 10s a scrape, plus its 503s at the same latencies).
+    stable_counts = {"2.5": (50 + 10) * 15, "5": (50 + 10) * 15, "7.5": (50 + 10) * 15, "10": 120 * 15}
+    stable = [{"labels": f'{{le="{le}"}}', "value": stable_counts.get(le, 0)}
+              for le in (*cumulative, "+Inf") if le != "+Inf"] + [{"labels": '{le="+Inf"}', "value": 1800}]
+    evaluate("request-duration-p99", series, {"candidate:counts": candidate, "stable:counts": stable}, tmp_path)
+
+
+def test_feedback_counts_by_model_version_wherever_the_feedback_landed(tmp_path: Path) -> None:
+    series = [
+        # Feedback on the candidate's answers, mostly on the stable predictor's servers (routed by weight).
+        model_series("feedback_outcomes_total", CANDIDATE_VERSION, STABLE, 8, outcome="correct"),
+        model_series("feedback_outcomes_total", CANDIDATE_VERSION, STABLE, 2, outcome="wrong"),
+        model_series("feedback_outcomes_total", CANDIDATE_VERSION, CANDIDATE, 1, outcome="correct"),
+        model_series("feedback_outcomes_total", STABLE_VERSION, STABLE, 95, outcome="correct"),
+        model_series("feedback_outcomes_total", STABLE_VERSION, STABLE, 5, outcome="wrong"),
+        model_series("feedback_outcomes_total", "unknown", STABLE, 7, outcome="wrong"),
+    ]
+    evaluate("model-accuracy", series, {"candidate:successes": one(135), "candidate:trials": one(165),
+                                        "stable:successes": one(1425), "stable:trials": one(1500)}, tmp_path)
+
+
+def test_feedback_that_found_every_answer_wrong_is_zero_correct_and_none_is_no_data(tmp_path: Path) -> None:
+    series = [model_series("feedback_outcomes_total", CANDIDATE_VERSION, STABLE, 4, outcome="wrong")]
+    evaluate("model-accuracy", series, {"candidate:successes": one(0), "candidate:trials": one(60),
+                                        "stable:successes": one(0), "stable:trials": NONE}, tmp_path)
+
+
+def test_predicted_classes_by_version_for_both_sides(tmp_path: Path) -> None:
+    series = [model_series("predictions_total", CANDIDATE_VERSION, CANDIDATE, 3, **{"class": "7"}),
+              model_series("predictions_total", CANDIDATE_VERSION, CANDIDATE, 1, **{"class": "1"}),
+              model_series("predictions_total", STABLE_VERSION, STABLE, 5, **{"class": "7"}),
+              model_series("predictions_total", STABLE_VERSION, STABLE, 5, **{"class": "1"}),
+              model_series("predictions_total", STABLE_VERSION, CANDIDATE, 2, **{"class": "1"})]
+    evaluate("prediction-distribution", series, {
+        "candidate:counts": [{"labels": '{class="1"}', "value": 15}, {"labels": '{class="7"}', "value": 45}],
+        "stable:counts": [{"labels": '{class="1"}', "value": 105}, {"labels": '{class="7"}', "value": 75}]},
+        tmp_path)
