@@ -1,4 +1,5 @@
-"""Fault knobs for chaos experiments: added latency and an error rate on predict calls.
+"""Fault knobs for chaos experiments: added latency and an error rate on predict calls, and the
+quality of the answers themselves (wrong classes, a dead class, output drift; see modelserver.quality).
 
 Set at start through environment variables, changed at run time through a small admin HTTP
 server. The configuration lives in shared memory created before seldon-core forks its server
@@ -10,7 +11,17 @@ Environment (all off by default):
   MODEL_FAULT_LATENCY_DISTRIBUTION  "normal" (default) or "uniform"; samples are clipped at 0
   MODEL_FAULT_ERROR_RATE            fraction of predict calls answered with an error, 0..1
   MODEL_FAULT_ERROR_STATUS          HTTP status of those errors, 500 or 503 (default 503)
-  MODEL_FAULT_SEED                  seed for the fault dice (default: random)
+  MODEL_FAULT_WRONG_CLASS_SHARE     share of answers replaced by a class the model did not answer, 0..1
+  MODEL_FAULT_DEAD_CLASS            a class 0..9 that is never answered ("none" or unset: off)
+  MODEL_FAULT_OUTPUT_SHIFT_CLASS    the class output_shift moves answers to ("none" or unset: none)
+  MODEL_FAULT_OUTPUT_SHIFT_SHARE    share of the eligible answers moved to that class, 0..1
+  MODEL_FAULT_OUTPUT_SHIFT_MODE     "any" (default): every answer not already that class is eligible;
+                                    "keep_accuracy": only answers that are wrong and stay wrong
+  MODEL_FAULT_SEED                  seed for the fault dice (default: random): latency and errors per worker
+                                    (seed + pid), wrong classes from the seed and the answer's position
+
+Shares of answers are applied in millionths (a share is rounded to 6 decimal places), exactly: see
+modelserver.quality.
 
 Admin API (off unless MODEL_ADMIN_ENABLED=1; then MODEL_ADMIN_TOKEN is required, or the server refuses
 to start):
@@ -44,12 +55,22 @@ logger = logging.getLogger(__name__)
 DISTRIBUTIONS = ("normal", "uniform")
 ERROR_STATUSES = (500, 503)
 MAX_LATENCY_MS = 60_000.0
+# The digits classes the quality knobs may name.
+N_CLASSES = 10
+SHIFT_MODES = ("any", "keep_accuracy")
+# Shares of answers are counted in millionths: exact integer arithmetic, no float drift over long runs.
+SHARE_RESOLUTION = 1_000_000
 
 ENV_LATENCY_MS = "MODEL_FAULT_LATENCY_MS"
 ENV_JITTER_MS = "MODEL_FAULT_LATENCY_JITTER_MS"
 ENV_DISTRIBUTION = "MODEL_FAULT_LATENCY_DISTRIBUTION"
 ENV_ERROR_RATE = "MODEL_FAULT_ERROR_RATE"
 ENV_ERROR_STATUS = "MODEL_FAULT_ERROR_STATUS"
+ENV_WRONG_CLASS_SHARE = "MODEL_FAULT_WRONG_CLASS_SHARE"
+ENV_DEAD_CLASS = "MODEL_FAULT_DEAD_CLASS"
+ENV_SHIFT_CLASS = "MODEL_FAULT_OUTPUT_SHIFT_CLASS"
+ENV_SHIFT_SHARE = "MODEL_FAULT_OUTPUT_SHIFT_SHARE"
+ENV_SHIFT_MODE = "MODEL_FAULT_OUTPUT_SHIFT_MODE"
 ENV_SEED = "MODEL_FAULT_SEED"
 
 ENV_ADMIN_ENABLED = "MODEL_ADMIN_ENABLED"
@@ -66,6 +87,9 @@ ADMIN_SOCKET_TIMEOUT_S = 5.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 _CONTENT_LENGTH = re.compile(r"^[0-9]{1,16}$")
+_NO_CLASS = ("", "none", "null", "off")
+_CLASS_KNOBS = ("dead_class", "output_shift_class")
+_STRING_KNOBS = ("latency_distribution", "output_shift_mode")
 
 
 class FaultConfigError(ValueError):
@@ -79,6 +103,12 @@ class FaultConfig:
     latency_distribution: str = "normal"
     error_rate: float = 0.0
     error_status: int = 503
+    # Quality knobs (modelserver.quality applies them to the model's answers).
+    wrong_class_share: float = 0.0
+    dead_class: int | None = None
+    output_shift_class: int | None = None
+    output_shift_share: float = 0.0
+    output_shift_mode: str = "any"
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "latency_jitter_ms"):
@@ -96,10 +126,58 @@ class FaultConfig:
             raise FaultConfigError(
                 f"error_status must be one of {', '.join(map(str, ERROR_STATUSES))}, got {self.error_status}"
             )
+        for name in ("wrong_class_share", "output_shift_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise FaultConfigError(f"{name} must be within [0, 1], got {value:g}")
+            if value > 0 and round(value * SHARE_RESOLUTION) == 0:
+                raise FaultConfigError(
+                    f"{name} is applied in millionths: use 0 or at least {1 / SHARE_RESOLUTION:g}, got {value:g}"
+                )
+        for name in _CLASS_KNOBS:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or not 0 <= value < N_CLASSES):
+                raise FaultConfigError(f"{name} must be a class 0..{N_CLASSES - 1} or null (none), got {value!r}")
+        if self.output_shift_mode not in SHIFT_MODES:
+            raise FaultConfigError(
+                f"output_shift_mode must be one of {', '.join(SHIFT_MODES)}, got {self.output_shift_mode!r}"
+            )
+        if self.output_shift_share > 0 and self.output_shift_class is None:
+            raise FaultConfigError(
+                "output_shift_share > 0 needs output_shift_class: the class the answers move to"
+            )
+        if self.output_shift_class is not None and self.output_shift_class == self.dead_class:
+            raise FaultConfigError(
+                f"output_shift_class {self.output_shift_class} is the dead_class: answers cannot move to a class "
+                "that is never answered"
+            )
+
+    @property
+    def serving_active(self) -> bool:
+        """Latency or errors: faults of the call, applied before the model runs."""
+        return self.latency_ms > 0 or self.latency_jitter_ms > 0 or self.error_rate > 0
+
+    @property
+    def quality_active(self) -> bool:
+        """Faults of the answers, applied after the model computed them."""
+        return (
+            self.wrong_class_share > 0
+            or self.dead_class is not None
+            or (self.output_shift_share > 0 and self.output_shift_class is not None)
+        )
 
     @property
     def active(self) -> bool:
-        return self.latency_ms > 0 or self.latency_jitter_ms > 0 or self.error_rate > 0
+        return self.serving_active or self.quality_active
+
+    def quality_knobs(self) -> tuple[float, int | None, int | None, float, str]:
+        return (
+            self.wrong_class_share,
+            self.dead_class,
+            self.output_shift_class,
+            self.output_shift_share,
+            self.output_shift_mode,
+        )
 
     def updated(self, changes: Mapping[str, Any]) -> FaultConfig:
         """A copy with `changes` applied; rejects unknown keys and wrongly typed values."""
@@ -111,13 +189,19 @@ class FaultConfig:
             raise FaultConfigError(f"unknown fault settings {unknown}; known: {sorted(known)}")
         typed: dict[str, Any] = {}
         for key, value in changes.items():
-            if key == "latency_distribution":
+            if key in _STRING_KNOBS:
                 if not isinstance(value, str):
-                    raise FaultConfigError("latency_distribution must be a string")
+                    raise FaultConfigError(f"{key} must be a string")
                 typed[key] = value
             elif key == "error_status":
                 if type(value) is not int:
                     raise FaultConfigError("error_status must be an integer")
+                typed[key] = value
+            elif key in _CLASS_KNOBS:
+                if value is not None and type(value) is not int:
+                    raise FaultConfigError(
+                        f"{key} must be a class 0..{N_CLASSES - 1} (a JSON integer) or null, got {value!r}"
+                    )
                 typed[key] = value
             else:
                 if type(value) not in (int, float):
@@ -138,40 +222,123 @@ class FaultConfig:
             except ValueError as exc:
                 raise FaultConfigError(f"{name}={raw!r} is not a number") from exc
 
+        def label(name: str) -> int | None:
+            raw = env.get(name, "").strip()
+            if raw.lower() in _NO_CLASS:
+                return None
+            if not raw.isascii() or not raw.isdigit():
+                raise FaultConfigError(f"{name}={raw!r} is not a class 0..{N_CLASSES - 1} or none")
+            return int(raw)
+
         return cls(
             latency_ms=number(ENV_LATENCY_MS, 0.0),
             latency_jitter_ms=number(ENV_JITTER_MS, 0.0),
             latency_distribution=env.get(ENV_DISTRIBUTION, "").strip() or "normal",
             error_rate=number(ENV_ERROR_RATE, 0.0),
             error_status=int(number(ENV_ERROR_STATUS, 503)),
+            wrong_class_share=number(ENV_WRONG_CLASS_SHARE, 0.0),
+            dead_class=label(ENV_DEAD_CLASS),
+            output_shift_class=label(ENV_SHIFT_CLASS),
+            output_shift_share=number(ENV_SHIFT_SHARE, 0.0),
+            output_shift_mode=env.get(ENV_SHIFT_MODE, "").strip() or "any",
         )
+
+
+@dataclass(frozen=True)
+class AnswerTicket:
+    """Positions reserved for a batch of answers: `first` is the position of the batch's first answer among
+    all answers since the quality knobs took their current values (`generation`), over every process."""
+
+    config: FaultConfig
+    generation: int
+    first: int
 
 
 class SharedFaultConfig:
     """A FaultConfig in shared memory: written by the admin process, read by every worker.
 
+    Also the quality faults' answer counters, so shares of answers are exact over all workers together:
+    how many answers (and answers eligible for output_shift) were given since the quality knobs last
+    changed. Setting the quality knobs to different values starts a new generation and restarts both
+    counters; setting only latency or errors, or the same quality values again, leaves them running.
+
     Must be created before the server forks (seldon-core builds the model object first, then forks).
     """
 
+    # latency_ms, jitter_ms, distribution index, error_rate, error_status, wrong_class_share, dead_class,
+    # output_shift_class, output_shift_share, output_shift_mode index (classes: -1 for none); then the
+    # generation and the two counters. Doubles hold whole numbers exactly up to 2**53.
+    _CONFIG_SLOTS = 10
+    _QUALITY = slice(5, 10)
+    _GENERATION, _ANSWERS, _SHIFT_ELIGIBLE = 10, 11, 12
+
     def __init__(self, initial: FaultConfig) -> None:
-        # latency_ms, jitter_ms, distribution index, error_rate, error_status
-        self._values = multiprocessing.Array("d", 5, lock=True)
+        self._values = multiprocessing.Array("d", 13, lock=True)
         self.set(initial)
+
+    @staticmethod
+    def _encode(config: FaultConfig) -> list[float]:
+        return [
+            config.latency_ms,
+            config.latency_jitter_ms,
+            float(DISTRIBUTIONS.index(config.latency_distribution)),
+            config.error_rate,
+            float(config.error_status),
+            config.wrong_class_share,
+            -1.0 if config.dead_class is None else float(config.dead_class),
+            -1.0 if config.output_shift_class is None else float(config.output_shift_class),
+            config.output_shift_share,
+            float(SHIFT_MODES.index(config.output_shift_mode)),
+        ]
+
+    @staticmethod
+    def _decode(values: list[float]) -> FaultConfig:
+        latency, jitter, dist, rate, status, wrong, dead, shift_class, shift_share, mode = values
+        return FaultConfig(
+            latency,
+            jitter,
+            DISTRIBUTIONS[int(dist)],
+            rate,
+            int(status),
+            wrong,
+            None if dead < 0 else int(dead),
+            None if shift_class < 0 else int(shift_class),
+            shift_share,
+            SHIFT_MODES[int(mode)],
+        )
 
     def get(self) -> FaultConfig:
         with self._values.get_lock():
-            latency, jitter, dist, rate, status = self._values[:]
-        return FaultConfig(latency, jitter, DISTRIBUTIONS[int(dist)], rate, int(status))
+            values = self._values[: self._CONFIG_SLOTS]
+        return self._decode(values)
 
     def set(self, config: FaultConfig) -> None:
+        encoded = self._encode(config)
         with self._values.get_lock():
-            self._values[:] = [
-                config.latency_ms,
-                config.latency_jitter_ms,
-                float(DISTRIBUTIONS.index(config.latency_distribution)),
-                config.error_rate,
-                float(config.error_status),
-            ]
+            if self._values[self._QUALITY] != encoded[self._QUALITY]:
+                self._values[self._GENERATION] += 1
+                self._values[self._ANSWERS] = 0.0
+                self._values[self._SHIFT_ELIGIBLE] = 0.0
+            self._values[: self._CONFIG_SLOTS] = encoded
+
+    def reserve_answers(self, count: int) -> AnswerTicket:
+        """The config in force and the positions of the next `count` answers, taken together."""
+        with self._values.get_lock():
+            values = self._values[: self._CONFIG_SLOTS]
+            generation = int(self._values[self._GENERATION])
+            first = int(self._values[self._ANSWERS])
+            self._values[self._ANSWERS] = float(first + count)
+        return AnswerTicket(self._decode(values), generation, first)
+
+    def reserve_shift_eligible(self, generation: int, count: int) -> int | None:
+        """The position of the first of `count` answers eligible for output_shift, or None when the
+        quality knobs changed since `generation` was reserved (the batch is then not shifted)."""
+        with self._values.get_lock():
+            if int(self._values[self._GENERATION]) != generation:
+                return None
+            first = int(self._values[self._SHIFT_ELIGIBLE])
+            self._values[self._SHIFT_ELIGIBLE] = float(first + count)
+        return first
 
 
 class InjectedFault(Exception):
@@ -201,7 +368,7 @@ class FaultInjector:
     def apply(self, sleep: Callable[[float], None] = time.sleep) -> FaultConfig:
         """Delay, then fail with the configured probability; returns the config in force."""
         config = self.shared.get()
-        if not config.active:
+        if not config.serving_active:
             return config
         delay = self.sample_delay_seconds(config)
         if delay > 0:

@@ -6,7 +6,7 @@ Configuration (environment, or seldon `parameters` of the same lower-case name):
   MODEL_URI / model_uri                 file:///models/digits/2.0.0 or a plain path (required)
   MODEL_VERSION / model_version         overrides the version read from the model card
   MODEL_MAX_BATCH_SIZE / max_batch_size rows per request, default 1000
-plus the fault knobs and admin API settings in modelserver.faults.
+plus the fault knobs and admin API settings in modelserver.faults (quality faults: modelserver.quality).
 
 REST (seldon protocol, port PREDICTIVE_UNIT_HTTP_SERVICE_PORT, default 9000):
   POST /api/v1.0/predictions  {"data": {"ndarray": [[64 pixel values 0..16], ...]}}
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -39,7 +40,7 @@ from google.protobuf import json_format
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 
-from modelserver import faults
+from modelserver import faults, quality
 from modelserver.modelcard import ModelCardError, read_model_card, sha256_file
 from modelserver.uri import resolve_model_uri
 from modelserver.validation import InvalidInput, parse_features, parse_labels
@@ -55,8 +56,11 @@ DEFAULT_MAX_BATCH_SIZE = 1000
 # Its own model_version label comes from the container image tag and overrides a custom tag of that
 # name (seldon_core/metrics.py: DEFAULT_LABELS, merged over the tags in SeldonMetrics._merge_labels), so
 # the artifact's version travels as `artifact_version` (this server's model) and, on feedback outcomes,
-# as `served_model_version` (the model that produced the answer the feedback judges).
+# as `served_model_version` (the model that produced the answer the feedback judges). Answers are counted
+# as served, after the quality faults: predictions_total{class, served_model_version} is the served
+# predicted-class distribution of that version.
 PREDICTIONS = "predictions_total"
+ALTERED_ANSWERS = "altered_answers_total"
 INVALID_REQUESTS = "invalid_requests_total"
 INJECTED_ERRORS = "injected_errors_total"
 FEEDBACK = "feedback_total"
@@ -66,6 +70,11 @@ INFERENCE_TIME = "inference_seconds"
 FAULT_LATENCY = "fault_latency_ms"
 FAULT_JITTER = "fault_latency_jitter_ms"
 FAULT_ERROR_RATE = "fault_error_rate"
+FAULT_WRONG_CLASS_SHARE = "fault_wrong_class_share"
+FAULT_DEAD_CLASS = "fault_dead_class"  # -1: none
+FAULT_SHIFT_CLASS = "fault_output_shift_class"  # -1: none
+FAULT_SHIFT_SHARE = "fault_output_shift_share"
+FAULT_SHIFT_KEEP_ACCURACY = "fault_output_shift_keep_accuracy"  # 1 in keep_accuracy mode, else 0
 MODEL_INFO = "model_artifact_info"
 
 BAD_DATA_REASON = "MICROSERVICE_BAD_DATA"
@@ -144,8 +153,14 @@ class DigitsClassifier:
         # Shared memory must exist before seldon-core forks, so every process sees one fault config.
         self.fault_config = faults.SharedFaultConfig(faults.FaultConfig.from_env())
         self.fault_seed = faults.seed_from_env()
+        # Wrong classes are drawn per answer position from one seed all workers share, so it is chosen here,
+        # before the fork, when MODEL_FAULT_SEED does not give it.
+        self.quality_seed = (
+            self.fault_seed if self.fault_seed is not None else random.SystemRandom().randrange(2**32)
+        )
         self.admin_settings = faults.AdminSettings.from_env()
         self._injector: faults.FaultInjector | None = None
+        self._quality: quality.QualityFaults | None = None
 
         self.model: Any = None
         self.artifact_sha256: str | None = None
@@ -179,6 +194,7 @@ class DigitsClassifier:
         # A fresh RNG per process: forked workers must not share one dice sequence.
         seed = None if self.fault_seed is None else self.fault_seed + os.getpid()
         self._injector = faults.FaultInjector(self.fault_config, seed)
+        self._quality = quality.QualityFaults(self.fault_config, self.quality_seed)
         self.artifact_sha256 = sha256
         self.model = model
         logger.info("loaded %s (sha256 %s) in pid %d", self.version, sha256[:12], os.getpid())
@@ -227,6 +243,8 @@ class DigitsClassifier:
         """
         if isinstance(request, prediction_pb2.SeldonMessage):
             response = self._predict_message(json_format.MessageToDict(request))
+            # Protobuf drops zero values and seldon-core then fails on the missing field: send none.
+            response["meta"]["metrics"] = [m for m in response["meta"]["metrics"] if m["value"] != 0]
             return json_format.ParseDict(response, prediction_pb2.SeldonMessage())
         return self._predict_message(request)
 
@@ -243,12 +261,15 @@ class DigitsClassifier:
         started = time.perf_counter()
         probabilities = self.model.predict_proba(features)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        classes = np.asarray(self.model.classes_)
-        labels = classes[probabilities.argmax(axis=1)]
+        answers = self._answer(probabilities, features)
+        labels = answers.labels
 
-        self._record_predictions(labels, elapsed_ms)
+        self._record_predictions(labels, elapsed_ms, answers.altered)
         if return_proba:
-            data = {"names": [str(c) for c in classes], "ndarray": np.round(probabilities, 6).tolist()}
+            data = {
+                "names": [str(c) for c in answers.classes],
+                "ndarray": np.round(answers.probabilities, 6).tolist(),
+            }
         else:
             data = {"names": ["class"], "ndarray": [int(label) for label in labels]}
         tags = {"model_version": self.version, SERVED_VERSION_TAG: self.version}
@@ -257,8 +278,14 @@ class DigitsClassifier:
             meta["puid"] = request["meta"]["puid"]
         return {"data": data, "meta": meta}
 
+    def _answer(self, probabilities: np.ndarray, features: np.ndarray) -> quality.Answers:
+        """The answers served for the model's probabilities: after the quality faults, when any are on."""
+        assert self._quality is not None
+        return self._quality.apply(probabilities, np.asarray(self.model.classes_), features)
+
     def predict(self, X: np.ndarray, features_names: Any = None, **kwargs: Any) -> np.ndarray:
-        """In-process convenience (and seldon's non-raw fallback): class labels for a 2-D array."""
+        """In-process convenience (and seldon's non-raw fallback): the model's own class labels for a 2-D
+        array, without any faults."""
         self._require_ready()
         rows = np.asarray(X).tolist()
         features = parse_features({"data": {"ndarray": rows}}, N_FEATURES, self.max_batch_size, PIXEL_RANGE)
@@ -303,9 +330,10 @@ class DigitsClassifier:
         """Count feedback and, given the truth, whether the served predictions were right.
 
         The predictions compared are the feedback's `response` when it has one, else this model's
-        answer for the feedback's `request`. Outcomes are counted under the version of the model that
-        produced the predictions compared: the response's served_model_version tag ("unknown" without
-        one), or this model's own when it answered the request itself.
+        answer for the feedback's `request` (as it serves it now, quality faults included). Outcomes are
+        counted under the version of the model that produced the predictions compared: the response's
+        served_model_version tag ("unknown" without one), or this model's own when it answered the
+        request itself.
         """
         self._require_ready()
         message = json_format.MessageToDict(feedback)
@@ -343,7 +371,9 @@ class DigitsClassifier:
                 features = parse_features(message["request"], N_FEATURES, self.max_batch_size, PIXEL_RANGE)
             except InvalidInput as exc:
                 raise InvalidInput(exc.reason, f"feedback request: {exc.message}") from exc
-            predicted = np.asarray(self.model.predict(features), dtype=np.int64)
+            answers = self._answer(self.model.predict_proba(features), features)
+            self._count_altered(answers.altered)
+            predicted = np.asarray(answers.labels, dtype=np.int64)
             served_by = self.version  # this model answered the request just now: its own outcome
         else:
             raise InvalidInput("bad_feedback", "feedback has a truth but neither a request nor a response")
@@ -377,18 +407,30 @@ class DigitsClassifier:
             self._gauge(FAULT_LATENCY, config.latency_ms),
             self._gauge(FAULT_JITTER, config.latency_jitter_ms),
             self._gauge(FAULT_ERROR_RATE, config.error_rate),
+            self._gauge(FAULT_WRONG_CLASS_SHARE, config.wrong_class_share),
+            self._gauge(FAULT_DEAD_CLASS, -1.0 if config.dead_class is None else float(config.dead_class)),
+            self._gauge(
+                FAULT_SHIFT_CLASS, -1.0 if config.output_shift_class is None else float(config.output_shift_class)
+            ),
+            self._gauge(FAULT_SHIFT_SHARE, config.output_shift_share),
+            self._gauge(FAULT_SHIFT_KEEP_ACCURACY, 1.0 if config.output_shift_mode == "keep_accuracy" else 0.0),
             self._gauge(MODEL_INFO, 1.0, artifact_sha256=self.artifact_sha256 or "unknown"),
         ]
         return self._drain() + gauges
 
-    def _record_predictions(self, labels: np.ndarray, elapsed_ms: float) -> None:
+    def _record_predictions(self, labels: np.ndarray, elapsed_ms: float, altered: Mapping[str, int]) -> None:
+        """Count the answers as served (after the quality faults), by class and by the fault that altered them."""
         values, counts = np.unique(labels, return_counts=True)
         queued = [
-            self._counter(PREDICTIONS, int(n), **{"class": str(v)})
+            self._counter(PREDICTIONS, int(n), **{"class": str(v), SERVED_VERSION_TAG: self.version})
             for v, n in zip(values, counts, strict=True)
         ]
+        queued.extend(self._counter(ALTERED_ANSWERS, n, fault=kind) for kind, n in sorted(altered.items()))
         queued.append({"type": "TIMER", "key": INFERENCE_TIME, "value": elapsed_ms, "tags": self._tags()})
         self._queue_metrics(queued)
+
+    def _count_altered(self, altered: Mapping[str, int]) -> None:
+        self._queue_metrics([self._counter(ALTERED_ANSWERS, n, fault=kind) for kind, n in sorted(altered.items())])
 
     def _count_invalid(self, exc: InvalidInput) -> None:
         logger.info("rejected request (%s): %s", exc.reason, exc.message)

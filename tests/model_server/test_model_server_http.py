@@ -279,6 +279,11 @@ def test_admin_api_shows_and_validates(admin: ServerProcess) -> None:
         "latency_distribution": "normal",
         "error_rate": 0.0,
         "error_status": 503,
+        "wrong_class_share": 0.0,
+        "dead_class": None,
+        "output_shift_class": None,
+        "output_shift_share": 0.0,
+        "output_shift_mode": "any",
     }
     for bad in ({"error_rate": 2}, {"latency": 5}, {"latency_distribution": "zipf"}):
         response = requests.put(admin.admin_url, json=bad, headers=auth, timeout=5)
@@ -437,7 +442,17 @@ def test_env_faults_apply_from_the_start(faulty_server: ServerProcess, server: S
     gauges = {
         s.name: s.value for s in samples if s.name.startswith("fault_") and s.labels["method"] == "health"
     }
-    assert gauges == {"fault_latency_ms": 60.0, "fault_latency_jitter_ms": 5.0, "fault_error_rate": 0.25}
+    assert gauges == {
+        "fault_latency_ms": 60.0,
+        "fault_latency_jitter_ms": 5.0,
+        "fault_error_rate": 0.25,
+        # The quality knobs, all off (-1: no class).
+        "fault_wrong_class_share": 0.0,
+        "fault_dead_class": -1.0,
+        "fault_output_shift_class": -1.0,
+        "fault_output_shift_share": 0.0,
+        "fault_output_shift_keep_accuracy": 0.0,
+    }
 
 
 def test_admin_token_of_this_server_only(faulty_server: ServerProcess) -> None:
