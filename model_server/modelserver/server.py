@@ -66,6 +66,8 @@ INJECTED_ERRORS = "injected_errors_total"
 FEEDBACK = "feedback_total"
 FEEDBACK_REWARD = "feedback_reward_total"
 FEEDBACK_OUTCOMES = "feedback_outcomes_total"
+# The same outcomes by the true class: a class's recall (a model blind to one class shows here first).
+FEEDBACK_CLASS_OUTCOMES = "feedback_class_outcomes_total"
 INFERENCE_TIME = "inference_seconds"
 FAULT_LATENCY = "fault_latency_ms"
 FAULT_JITTER = "fault_latency_jitter_ms"
@@ -338,7 +340,7 @@ class DigitsClassifier:
         self._require_ready()
         message = json_format.MessageToDict(feedback)
         try:
-            correct, incorrect, served_by = self._score_feedback(message)
+            correct, incorrect, served_by, by_class = self._score_feedback(message)
         except InvalidInput as exc:
             self._count_invalid(exc)
             raise SeldonMicroserviceException(exc.message, status_code=400, reason=BAD_DATA_REASON) from exc
@@ -349,6 +351,9 @@ class DigitsClassifier:
             queued.append(self._counter(FEEDBACK_OUTCOMES, correct, outcome="correct", **labels))
         if incorrect:
             queued.append(self._counter(FEEDBACK_OUTCOMES, incorrect, outcome="incorrect", **labels))
+        for (true_class, outcome), count in sorted(by_class.items()):
+            queued.append(self._counter(FEEDBACK_CLASS_OUTCOMES, count, outcome=outcome,
+                                        true_class=str(true_class), **labels))
         self._queue_metrics(queued)
         answer = {
             "jsonData": {"accepted": True, "reward": reward, "correct": correct, "incorrect": incorrect,
@@ -358,10 +363,11 @@ class DigitsClassifier:
         }
         return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
 
-    def _score_feedback(self, message: dict[str, Any]) -> tuple[int, int, str]:
-        """Correct and incorrect predictions, and the version of the model that made them."""
+    def _score_feedback(self, message: dict[str, Any]) -> tuple[int, int, str, dict[tuple[int, str], int]]:
+        """Correct and incorrect predictions, the version of the model that made them, and the outcomes by
+        (true class, "correct" | "incorrect")."""
         if "truth" not in message:
-            return 0, 0, UNKNOWN_VERSION
+            return 0, 0, UNKNOWN_VERSION, {}
         truth = parse_labels(message["truth"], "truth", N_CLASSES)
         if "response" in message and "data" in message["response"]:
             predicted = parse_labels(message["response"], "response", N_CLASSES)
@@ -381,8 +387,13 @@ class DigitsClassifier:
             raise InvalidInput(
                 "bad_feedback", f"truth has {len(truth)} labels but there are {len(predicted)} predictions"
             )
-        correct = int(np.sum(predicted == truth))
-        return correct, len(truth) - correct, served_by
+        right = predicted == truth
+        by_class: dict[tuple[int, str], int] = {}
+        for true_class, was_right in zip(truth.tolist(), right.tolist(), strict=True):
+            key = (int(true_class), "correct" if was_right else "incorrect")
+            by_class[key] = by_class.get(key, 0) + 1
+        correct = int(np.sum(right))
+        return correct, len(truth) - correct, served_by, by_class
 
     def _bounded_version(self, version: str) -> str:
         """The version as a label value, or OTHER_VERSIONS once this process has seen too many."""

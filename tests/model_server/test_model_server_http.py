@@ -227,6 +227,15 @@ def test_feedback_against_truth_for_a_request(
     assert delta("feedback_outcomes_total", outcome="correct", served_model_version=VERSION) == expected_correct
     assert delta("feedback_outcomes_total", outcome="incorrect", served_model_version=VERSION) == 60 - expected_correct
     assert delta("seldon_api_model_feedback_reward_total") == pytest.approx(0.5)
+    # By true class: each class's outcomes, adding up to the totals (a class's recall is its correct share).
+    predicted = local_model.predict(rows)
+    for true_class in sorted(set(truth.tolist())):
+        rows_of_class = truth == true_class
+        right = int(np.sum(predicted[rows_of_class] == true_class))
+        assert delta("feedback_class_outcomes_total", outcome="correct", true_class=str(true_class),
+                     served_model_version=VERSION) == right
+        assert delta("feedback_class_outcomes_total", outcome="incorrect", true_class=str(true_class),
+                     served_model_version=VERSION) == int(np.sum(rows_of_class)) - right
 
 
 def test_feedback_scores_the_served_response(server: ServerProcess) -> None:

@@ -145,3 +145,41 @@ def test_predicted_classes_by_version_for_both_sides(tmp_path: Path) -> None:
         "candidate:counts": [{"labels": '{class="1"}', "value": 15}, {"labels": '{class="7"}', "value": 45}],
         "stable:counts": [{"labels": '{class="1"}', "value": 105}, {"labels": '{class="7"}', "value": 75}]},
         tmp_path)
+
+
+def evaluate_value(template: str, series: list[dict[str, str]], expected: list[dict[str, Any]],
+                   tmp_path: Path) -> None:
+    query = render_query(BUILTIN_TEMPLATES[template].value, CONTEXT.variables(WINDOW_S))
+    rules = {"groups": [{"name": "values", "interval": "15s", "rules": [{"record": "value:x", "expr": query}]}]}
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": [{
+        "interval": "1s", "input_series": series,
+        "promql_expr_test": [{"expr": "round(value:x, 0.0001)", "eval_time": EVAL, "exp_samples": expected}]}]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
+    result = run_promtool("test", "rules", "tests.yml", cwd=tmp_path)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout + result.stderr, (
+        f"{template}: promtool test rules failed:\n{result.stdout}{result.stderr}\n{query}")
+
+
+def class_feedback(true_class: str, correct: int, incorrect: int, version: str = CANDIDATE_VERSION,
+                   ) -> list[dict[str, str]]:
+    out = []
+    for outcome, per_scrape in (("correct", correct), ("incorrect", incorrect)):
+        if per_scrape:
+            out.append(model_series("feedback_class_outcomes_total", version, STABLE, per_scrape,
+                                    outcome=outcome, true_class=true_class))
+    return out
+
+
+@pytest.mark.parametrize("series, expected", [
+    # Class 3 is answered right 1 time in 4, class 7 always: the floor is class 3's 0.25.
+    ([*class_feedback("3", 1, 3), *class_feedback("7", 4, 0), *class_feedback("3", 0, 9, version=STABLE_VERSION)],
+     one(0.25)),
+    # A class the candidate never gets right has no "correct" series: its recall is 0, not missing.
+    ([*class_feedback("3", 0, 4), *class_feedback("7", 4, 0)], one(0)),
+    # No feedback on the candidate's answers (only the stable's): no data, never a pass.
+    (class_feedback("3", 5, 0, version=STABLE_VERSION), NONE),
+], ids=["worst class", "a class never right", "no feedback"])
+def test_class_recall_is_the_worst_classs_recall(series: list[dict[str, str]], expected: list[dict[str, Any]],
+                                                 tmp_path: Path) -> None:
+    evaluate_value("class-recall", series, expected, tmp_path)

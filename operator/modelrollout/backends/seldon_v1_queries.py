@@ -75,6 +75,15 @@ FEEDBACK_COUNT_QUERY = f"sum(increase({_FEEDBACK}}}[{{{{interval}}}}]))"
 CLASS_COUNTS_QUERY = ('sum by (class) (increase(predictions_total{{{namespaceLabel}}="{{namespace}}",'
                       'deployment_name="{{target}}",served_model_version="{{candidateVersion}}"}[{{interval}}]))')
 
+# The worst class's recall: per true class, the share of feedback on the candidate's answers that was
+# correct; the lowest of them. A class with feedback but no correct answer has no "correct" series: the
+# `or 0 * ...` arm gives it 0 (a model blind to that class fails). No feedback at all: empty, no data.
+_CLASS_FEEDBACK = ('feedback_class_outcomes_total{{{namespaceLabel}}="{{namespace}}",deployment_name="{{target}}",'
+                   'served_model_version="{{candidateVersion}}"')
+_PER_CLASS = f"sum by (true_class) (rate({_CLASS_FEEDBACK}}}[{{{{interval}}}}]))"
+CLASS_RECALL_QUERY = (f'min((sum by (true_class) (rate({_CLASS_FEEDBACK},outcome="correct"}}[{{{{interval}}}}]))'
+                      f" or 0 * {_PER_CLASS}) / {_PER_CLASS})")
+
 BUILTIN_QUERIES: dict[str, str] = {
     "request-success-rate": SUCCESS_RATE_QUERY,
     "request-success-rate-with-mesh": SUCCESS_RATE_WITH_MESH_QUERY,
@@ -98,6 +107,9 @@ BUILTIN_TEMPLATES: dict[str, MetricTemplate] = {
     "model-accuracy": MetricTemplate(
         value=ACCURACY_QUERY, proportion=ProportionQueries(successes=CORRECT_COUNT_QUERY, trials=FEEDBACK_COUNT_QUERY),
         description="share of the candidate model's answers that ground-truth feedback confirmed"),
+    "class-recall": MetricTemplate(
+        value=CLASS_RECALL_QUERY,
+        description="the lowest recall over the true classes in the candidate's feedback (a floor: min)"),
     "prediction-distribution": MetricTemplate(
         distribution=DistributionQuery(counts=CLASS_COUNTS_QUERY, by="class"),
         description="the candidate model's answers by predicted class (drift against the stable's)"),
