@@ -13,6 +13,8 @@ from typing import Protocol
 
 from ..api import JudgeKind, Metric
 from ..status import Verdict
+from ..templates import Shape
+from . import statistics
 from .result import Measurement, format_number
 
 
@@ -26,11 +28,17 @@ class Judge(Protocol):
 
 
 class ThresholdJudge:
-    """value < min or value > max fails; no value is inconclusive, never a pass."""
+    """value < min or value > max fails; no value is inconclusive, never a pass.
+
+    With a confidence (a proportion template), the proportion's Wilson interval is judged instead of the
+    point: it fails when the whole interval lies outside the bounds, passes when it lies inside, and is
+    inconclusive while it straddles a bound (too few samples to tell)."""
 
     needs_baseline = False
 
     def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
+        if metric.confidence is not None and measured.shape is Shape.PROPORTION:
+            return self._interval(metric, metric.confidence, measured)
         value, window = measured.value, measured.window
         if value is None:
             return Verdict.INCONCLUSIVE, f"{metric.name}: no data over {window} — inconclusive, never a pass"
@@ -41,8 +49,76 @@ class ThresholdJudge:
             return Verdict.FAIL, f"{metric.name} = {shown} is above max {format_number(metric.max)} over {window}"
         return Verdict.PASS, f"{metric.name} = {shown} is within {describe_bounds(metric)} over {window}"
 
+    def _interval(self, metric: Metric, confidence: float, measured: Measurement) -> tuple[Verdict, str]:
+        counts, window = measured.candidate.counts, measured.window
+        if counts is None or counts[1] <= 0:
+            why = measured.candidate.no_data_reason or "no trials"
+            return Verdict.INCONCLUSIVE, f"{metric.name}: no data over {window} ({why}) — inconclusive, never a pass"
+        successes, trials = counts
+        low, high = statistics.proportion_interval(successes, trials, confidence)
+        shown = (f"{metric.name} = {format_number(successes / trials)} (n={round(trials):,}), "
+                 f"{confidence:.0%} interval [{low:.3f}, {high:.3f}]")
+        if (metric.min is not None and high < metric.min) or (metric.max is not None and low > metric.max):
+            return Verdict.FAIL, f"{shown} lies outside {describe_bounds(metric)} over {window}"
+        if (metric.min is None or low >= metric.min) and (metric.max is None or high <= metric.max):
+            return Verdict.PASS, f"{shown} lies within {describe_bounds(metric)} over {window}"
+        return Verdict.INCONCLUSIVE, (f"{shown} straddles {describe_bounds(metric)} over {window}: too few samples "
+                                      "to tell — inconclusive")
 
-JUDGES: Mapping[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge()}
+
+_VERDICTS = {statistics.Outcome.WORSE: Verdict.FAIL, statistics.Outcome.NOT_WORSE: Verdict.PASS,
+             statistics.Outcome.UNDECIDED: Verdict.INCONCLUSIVE}
+
+
+class CompareJudge:
+    """The candidate against the stable model over the same window (scipy, in ``statistics``): a
+    proportion by the interval of its degradation, a histogram by a one-sided rank test against the
+    stable's stretched by the tolerated slowdown, a distribution by PSI and Jensen-Shannon distance.
+    A side without data or with fewer than minSamples is inconclusive, with the counts in the message."""
+
+    needs_baseline = True
+
+    def judge(self, metric: Metric, measured: Measurement) -> tuple[Verdict, str]:
+        settings, window = metric.compare, measured.window
+        assert settings is not None
+        candidate, stable = measured.candidate, measured.stable
+        missing = [f"{who}: {side.no_data_reason or 'no data'}" for who, side in (("candidate", candidate),
+                                                                                  ("stable", stable))
+                   if not side.measured]
+        if missing:
+            return Verdict.INCONCLUSIVE, (f"{metric.name}: nothing to compare over {window} ({'; '.join(missing)}) "
+                                          "— inconclusive, never a pass")
+        if measured.shape is Shape.PROPORTION:
+            assert candidate.counts is not None and stable.counts is not None
+            result: (statistics.ProportionComparison | statistics.ShiftComparison
+                     | statistics.DriftComparison) = statistics.compare_proportions(
+                *candidate.counts, *stable.counts, tolerance=settings.tolerance, relative=settings.relative,
+                confidence=settings.confidence, min_samples=settings.min_samples)
+        elif measured.shape is Shape.HISTOGRAM:
+            assert candidate.series is not None and stable.series is not None
+            result = statistics.compare_histograms(
+                _buckets(candidate.series), _buckets(stable.series), tolerated_shift=settings.tolerance,
+                confidence=settings.confidence, min_samples=settings.min_samples)
+        else:
+            assert candidate.series is not None and stable.series is not None
+            result = statistics.compare_distributions(
+                candidate.series, stable.series, max_psi=settings.max_psi, max_js=settings.max_js,
+                min_samples=settings.min_samples)
+        verdict = _VERDICTS[result.outcome]
+        suffix = ""
+        if verdict is Verdict.INCONCLUSIVE:
+            few = min(result.n_candidate, result.n_baseline) < settings.min_samples
+            suffix = (f"; fewer than minSamples {settings.min_samples} on a side" if few else
+                      "; the evidence decides neither way yet") + " — inconclusive"
+        return verdict, f"{metric.name} {result.describe()} over {window}{suffix}"
+
+
+def _buckets(series: Mapping[str, float]) -> dict[float, float]:
+    """Prometheus's le label values ("0.25", "+Inf") as bucket bounds."""
+    return {float(le): count for le, count in series.items()}
+
+
+JUDGES: Mapping[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge(), JudgeKind.COMPARE: CompareJudge()}
 
 
 def describe_bounds(metric: Metric) -> str:

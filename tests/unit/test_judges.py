@@ -1,0 +1,104 @@
+"""Judges through the check runner: a comparison with the stable model and a threshold on an interval,
+from the provider's answers to the verdict and the message a person reads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from modelrollout.analysis import AnalysisContext, QueryOutcome, StaticTemplates, run_checks
+from modelrollout.api import Compare, JudgeKind, Metric
+from modelrollout.status import CheckRecord, Verdict
+
+CONTEXT = AnalysisContext(namespace="models", target="digits", stable="main", candidate="main-candidate",
+                          default_window_s=30.0, candidate_version="2.0.0", stable_version="1.0.0")
+CAND, STAB = '"2.0.0"', '"1.0.0"'  # accuracy keys on the model version, not the predictor
+
+
+class Provider:
+    """Counts and series by side: answers a query by which version or predictor it names."""
+
+    def __init__(self, candidate: dict[str, object], stable: dict[str, object]) -> None:
+        self.sides = {"candidate": candidate, "stable": stable}
+
+    def _side(self, promql: str) -> dict[str, object]:
+        if CAND in promql or 'predictor_name="main-candidate"' in promql:
+            return self.sides["candidate"]
+        return self.sides["stable"]
+
+    async def query(self, promql: str) -> QueryOutcome:
+        side = self._side(promql)
+        key = "successes" if 'outcome="correct"' in promql or "code!~" in promql else "trials"
+        value = side.get(key)
+        return QueryOutcome.no_data("empty") if value is None else QueryOutcome.number(float(value))  # type: ignore[arg-type]
+
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        series = self._side(promql).get(label)
+        return QueryOutcome.no_data("empty") if series is None else QueryOutcome.by_label(series)  # type: ignore[arg-type]
+
+
+def judged(metric: Metric, candidate: dict[str, object], stable: dict[str, object]) -> CheckRecord:
+    return asyncio.run(run_checks([metric], CONTEXT, Provider(candidate, stable), StaticTemplates()))[0]
+
+
+ACCURACY = Metric(name="accuracy", template="model-accuracy", judge=JudgeKind.COMPARE,
+                  compare=Compare(tolerance=0.02, min_samples=100))
+
+
+def test_a_clearly_worse_model_fails_and_the_message_states_effect_interval_samples_and_window() -> None:
+    result = judged(ACCURACY, {"successes": 354, "trials": 412}, {"successes": 3754, "trials": 3870})
+    assert result.verdict is Verdict.FAIL
+    assert result.message.startswith("accuracy 0.86 vs stable 0.97 (n=412/3,870): worse by 0.11, 95% CI [")
+    assert result.message.endswith("tolerated 0.02 over 30s")
+    assert (round(result.value or 0, 3), round(result.baseline or 0, 3)) == (0.859, 0.970)
+
+
+def test_an_equal_model_with_enough_samples_passes() -> None:
+    result = judged(ACCURACY, {"successes": 9700, "trials": 10000}, {"successes": 9690, "trials": 10000})
+    assert result.verdict is Verdict.PASS, result.message
+
+
+def test_too_few_samples_on_one_side_is_inconclusive_with_the_counts() -> None:
+    result = judged(ACCURACY, {"successes": 40, "trials": 40}, {"successes": 3754, "trials": 3870})
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "n=40/3,870" in result.message and "fewer than minSamples 100 on a side" in result.message
+
+
+def test_no_stable_data_is_inconclusive_never_a_pass() -> None:
+    result = judged(ACCURACY, {"successes": 400, "trials": 400}, {})
+    assert result.verdict is Verdict.INCONCLUSIVE and "stable: empty" in result.message
+
+
+def test_latency_twice_the_stables_fails_a_20_percent_tolerance_and_a_tenth_more_passes() -> None:
+    latency = Metric(name="latency", template="request-duration-p99", judge=JudgeKind.COMPARE,
+                     compare=Compare(tolerance=0.2, min_samples=50))
+    stable = {"le": {"0.05": 100.0, "0.1": 600.0, "0.25": 1000.0, "+Inf": 1000.0}}
+    slow = {"le": {"0.05": 0.0, "0.1": 50.0, "0.25": 400.0, "+Inf": 400.0}}
+    result = judged(latency, slow, stable)
+    assert result.verdict is Verdict.FAIL and "one-sided Mann-Whitney p" in result.message, result.message
+    same = {"le": {"0.05": 40.0, "0.1": 240.0, "0.25": 400.0, "+Inf": 400.0}}
+    assert judged(latency, same, stable).verdict is Verdict.PASS
+
+
+def test_a_class_the_candidate_never_predicts_is_drift() -> None:
+    drift = Metric(name="drift", template="prediction-distribution", judge=JudgeKind.COMPARE,
+                   compare=Compare(max_psi=0.2, max_js=0.1, min_samples=100))
+    even = {str(c): 100.0 for c in range(10)}
+    blind = {**even, "8": 0.0, "3": 200.0}
+    result = judged(drift, {"class": blind}, {"class": even})
+    assert result.verdict is Verdict.FAIL, result.message
+    assert "class '8'" in result.message or "class '3'" in result.message  # the two classes that moved
+    assert judged(drift, {"class": even}, {"class": even}).verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize("successes, trials, verdict", [
+    (39, 40, Verdict.INCONCLUSIVE),  # 0.975 < 0.99, but 40 requests cannot tell: no false failure
+    (960, 1000, Verdict.FAIL),  # the whole interval is below 0.99
+    (99_950, 100_000, Verdict.PASS),  # the whole interval is above 0.99
+])
+def test_a_threshold_on_the_interval_fails_only_when_the_evidence_does(successes: int, trials: int,
+                                                                       verdict: Verdict) -> None:
+    metric = Metric(name="success-rate", template="request-success-rate", min=0.99, confidence=0.95)
+    result = judged(metric, {"successes": successes, "trials": trials}, {})
+    assert result.verdict is verdict, result.message
+    assert f"(n={trials:,})" in result.message and "95% interval [" in result.message
