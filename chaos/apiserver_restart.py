@@ -21,9 +21,11 @@ import subprocess
 import sys
 import time
 
-from chaos import faults
-from chaos.harness import REPO, Scenario, model_uri, rollout, run_scenario, traffic
-from tests.support import wait_for
+from testkit import REPO, faults
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout, model_uri
+from testkit.scenario import Scenario, run_scenario
+from testkit.seldon import traffic
+from testkit.waiting import wait_for
 
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "8s"}}, {"setWeight": 50}, {"pause": {"duration": "8s"}},
          {"setWeight": 100}]
@@ -31,9 +33,10 @@ STEPS = [{"setWeight": 20}, {"pause": {"duration": "8s"}}, {"setWeight": 50}, {"
 
 def run(sc: Scenario) -> None:
     sc.deploy()
-    locust = sc.locust(users=4, duration_s=180)
-    sc.operator()
-    mro = sc.start_rollout(rollout("2.0.0", STEPS, name="digits-apiserver"))
+    locust = sc.start_locust(users=4, duration_s=180)
+    sc.wait_traffic(timeout=40)
+    sc.start_operator()
+    mro = sc.start_rollout(model_rollout("2.0.0", STEPS, analysis=LIVE_ANALYSIS, name="digits-apiserver"))
     before = mro.wait(lambda s: s.get("candidateWeight") == 20 and s.get("stepIndex") == 1,
                       "candidate at 20% in the pause", timeout=60)
     print("  restarting the kube-apiserver", flush=True)

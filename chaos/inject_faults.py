@@ -18,9 +18,10 @@ import math
 import statistics
 import sys
 
-from chaos import faults
-from chaos.harness import Scenario, prom_value, run_scenario
-from tests.support import wait_for
+from testkit import faults
+from testkit.prometheus import prom_value
+from testkit.scenario import Scenario, run_scenario
+from testkit.waiting import wait_for
 
 
 def measure(sc: Scenario, n: int) -> list[faults.Answer]:

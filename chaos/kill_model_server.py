@@ -14,13 +14,17 @@ names tells who answered), probes the ingress continuously, kills main's server 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 import time
 from typing import Any
 
-from chaos import faults
-from chaos.harness import Scenario, digits_sdep, model_uri, run_scenario
+from testkit import faults
+from testkit.rollouts import model_uri
+from testkit.scenario import Scenario, run_scenario
+from testkit.seldon import digits_sdep
+from testkit.waiting import wait_for
 
 MAIN, BACKUP = "1.0.0", "2.0.0"  # the versions main and backup serve
 
@@ -48,14 +52,15 @@ def run(sc: Scenario, recover_within: float) -> None:
     faults.kill_pid(victim["pid"])
     killed = time.monotonic()
     answers: list[faults.Answer] = []
-    recovered: dict[str, Any] | None = None
-    while time.monotonic() - killed < recover_within:  # bounded: the recovery deadline
+
+    def probe_until_recovered() -> dict[str, Any] | None:
+        """One prediction through the ingress; main's server once a new one is ready."""
         answers.append(faults.predict(ingress, sc.namespace, timeout=5))
         server = faults.ready_server(ingress, sc.namespace, "digits", "main")
-        if server is not None and server["pid"] != victim["pid"]:
-            recovered = server
-            break
-        time.sleep(0.02)
+        return server if server is not None and server["pid"] != victim["pid"] else None
+    recovered: dict[str, Any] | None = None
+    with contextlib.suppress(AssertionError):  # not recovered in time: checked below
+        recovered = wait_for(probe_until_recovered, "main's server back", timeout=recover_within, interval=0.02)
     took = time.monotonic() - killed
     sc.check(f"main restarted and ready again within {recover_within:.0f}s", recovered is not None,
              f"{took:.1f}s" if recovered else "not ready in time")

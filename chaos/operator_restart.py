@@ -15,7 +15,9 @@ import argparse
 import sys
 import time
 
-from chaos.harness import Scenario, rollout, run_scenario, traffic
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout
+from testkit.scenario import Scenario, run_scenario
+from testkit.seldon import traffic
 
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "6s"}}, {"setWeight": 50}, {"pause": {"duration": "6s"}},
          {"setWeight": 100}]
@@ -23,9 +25,10 @@ STEPS = [{"setWeight": 20}, {"pause": {"duration": "6s"}}, {"setWeight": 50}, {"
 
 def run(sc: Scenario, kills: int, every: float) -> None:
     sc.deploy()
-    locust = sc.locust(users=4, duration_s=150)
-    operator = sc.operator()
-    mro = sc.start_rollout(rollout("2.0.0", STEPS, name="digits-restarts"))
+    locust = sc.start_locust(users=4, duration_s=150)
+    sc.wait_traffic(timeout=40)
+    operator = sc.start_operator()
+    mro = sc.start_rollout(model_rollout("2.0.0", STEPS, analysis=LIVE_ANALYSIS, name="digits-restarts"))
     first = mro.wait(lambda s: s.get("revision", 0) >= 1, "revision 1 started", timeout=30)
     for n in range(kills):
         time.sleep(every)

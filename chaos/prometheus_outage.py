@@ -14,12 +14,15 @@ again on the same port. Invariants:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
-from chaos.harness import Scenario, model_uri, rollout, run_scenario, traffic
 from localcluster.prometheus import PrometheusServer, dataplane_jobs
-from tests.support import wait_for
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout, model_uri
+from testkit.scenario import Scenario, run_scenario
+from testkit.seldon import traffic
+from testkit.waiting import wait_for
 
 INTERVAL_S, INCONCLUSIVE_LIMIT = 3.0, 5
 
@@ -28,12 +31,15 @@ def run(sc: Scenario, outage_s: float) -> None:
     jobs = dataplane_jobs(f"127.0.0.1:{sc.services.ingress_port}")
     private = PrometheusServer(sc.workdir / "prometheus", jobs, scrape_interval="1s").start()
     sc.cleanups.append(lambda: private.stop())
-    wait_for(lambda: private.query('up{job="seldon-executors"} == 1'), "the private Prometheus to scrape", timeout=30)
-    sc.deploy()
-    sc.locust(users=4, duration_s=150)
-    sc.operator(prometheus_url=private.url)
+    sc.deploy()  # first: the executors' targets list only namespaces with a SeldonDeployment
+    wait_for(lambda: private.query(f'up{{job="seldon-executors",namespace="{sc.namespace}"}} == 1'),
+             "the private Prometheus to scrape", timeout=30)
+    sc.start_locust(users=4, duration_s=150)
+    sc.wait_traffic(timeout=40)
+    sc.start_operator(prometheus_url=private.url)
     steps = [{"setWeight": 50}, {"pause": {"duration": "24s"}}, {"setWeight": 100}]
-    mro = sc.start_rollout(rollout("2.0.0", steps, name="digits-promdown", inconclusiveLimit=INCONCLUSIVE_LIMIT))
+    mro = sc.start_rollout(model_rollout("2.0.0", steps, analysis=LIVE_ANALYSIS, name="digits-promdown",
+                                         inconclusiveLimit=INCONCLUSIVE_LIMIT))
     mro.wait(lambda s: s.get("candidateWeight") == 50 and any(
         c["verdict"] == "Pass" for c in (s.get("analysis") or {}).get("lastChecks", [])),
         "candidate at 50% with a passing check", timeout=60)
@@ -41,10 +47,8 @@ def run(sc: Scenario, outage_s: float) -> None:
     private.stop()
     down_at = time.monotonic()
     limit_s = INCONCLUSIVE_LIMIT * INTERVAL_S
-    while time.monotonic() - down_at < outage_s:  # bounded by --outage-s
-        if mro.status().get("phase") == "RolledBack":
-            break
-        time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # the outage lasts --outage-s unless rolled back before
+        mro.wait(lambda s: s.get("phase") == "RolledBack", "a rollback during the outage", timeout=outage_s)
     during = [s for s in mro.samples if down_at <= s.t]
     restarted = False
     if mro.status().get("phase") != "RolledBack":

@@ -19,8 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chaos import faults  # noqa: E402
-from chaos.harness import Locust, LocustStats, Scenario, digits_sdep, model_uri  # noqa: E402
+from testkit import faults  # noqa: E402
+from testkit.locust import Locust, LocustStats  # noqa: E402
+from testkit.rollouts import model_uri  # noqa: E402
+from testkit.scenario import Scenario  # noqa: E402
+from testkit.seldon import digits_sdep  # noqa: E402
 
 LOCUSTFILE = REPO / "loadtests" / "model_server_locustfile.py"
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,21 +32,15 @@ from modelrollout.api import parse_duration  # noqa: E402
 from localcluster import controlplane  # noqa: E402
 from localcluster.executor_exporter import ExecutorExporter, Traffic  # noqa: E402
 from localcluster.prometheus import PrometheusServer  # noqa: E402
+from testkit.kube import Kube  # noqa: E402
+from testkit.processes import OperatorProcess  # noqa: E402
+from testkit.rollouts import EXPORTER_ANALYSIS, model_rollout  # noqa: E402
+from testkit.seldon import digits_sdep  # noqa: E402
+from testkit.waiting import wait_for  # noqa: E402
 
-SDEP = yaml.safe_load((REPO / "examples" / "seldondeployment.yaml").read_text())
 # Metrics come from the synthetic exporter: the local data plane need not serve these deployments.
-SDEP["metadata"]["annotations"] = {"localcluster.modelrollout.dev/serve": "false"}
+SDEP = digits_sdep("1.0.0", served=False)
 POLL_S = 0.02
-
-
-def rollout(name: str, interval: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "modelrollout.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": name},
-            "spec": {"targetRef": {"kind": "SeldonDeployment", "name": "digits"}, "stablePredictor": "main",
-                     "candidate": {"modelUri": "file:///models/digits/2.0.0", "version": "2.0.0"},
-                     "strategy": {"canary": {"steps": steps}},
-                     "analysis": {"interval": interval, "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 5,
-                                  "metrics": [{"name": "success-rate", "template": "request-success-rate",
-                                               "min": 0.95, "window": "4s"}]}}}
 
 
 def candidate_traffic(api: client.CustomObjectsApi, namespace: str) -> int | None:
@@ -56,13 +49,10 @@ def candidate_traffic(api: client.CustomObjectsApi, namespace: str) -> int | Non
     return next((int(p.get("traffic", 0)) for p in sdep["spec"]["predictors"] if p["name"] == "main-candidate"), None)
 
 
-def wait(predicate: Any, deadline_s: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        if predicate():
-            return time.monotonic()
-        time.sleep(POLL_S)
-    raise TimeoutError(f"timed out waiting for {what}")
+def wait(predicate: Callable[[], Any], deadline_s: float, what: str) -> float:
+    """Until predicate holds; the monotonic time it was seen to."""
+    wait_for(predicate, what, timeout=deadline_s, interval=POLL_S)
+    return time.monotonic()
 
 
 created: list[str] = []
@@ -90,6 +80,8 @@ def main() -> int:
     parser.add_argument("--interval", default="2s")
     args = parser.parse_args()
     interval_s = parse_duration(args.interval)
+    # Judged on the success rate alone, every --interval.
+    analysis = {**EXPORTER_ANALYSIS, "interval": args.interval, "metrics": EXPORTER_ANALYSIS["metrics"][:1]}
 
     controlplane.up()
     config.load_kube_config(str(controlplane.KUBECONFIG))
@@ -97,10 +89,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-prometheus-"))
     exporter = ExecutorExporter(workdir / "executors.json").start()
     prometheus = PrometheusServer(workdir, [exporter.scrape_job()]).start()
-    log = open(workdir / "operator.log", "ab")  # noqa: SIM115
-    operator = subprocess.Popen([sys.executable, "-m", "modelrollout", "--prometheus-url", prometheus.url,
-                                 "--metrics-port", "0", "--health-endpoint", ""], stdout=log, stderr=log,
-                                env={"KUBECONFIG": str(controlplane.KUBECONFIG), "PATH": "/usr/bin:/bin"}, cwd=REPO)
+    operator = OperatorProcess(Kube.local(), workdir / "operator.log",
+                               extra_args=("--prometheus-url", prometheus.url)).start()
     reactions: list[float] = []
     rollbacks: list[float] = []
     try:
@@ -110,14 +100,16 @@ def main() -> int:
             exporter.set(namespace, "digits", "main-candidate", Traffic(rps=40))
             started = time.monotonic()
             api.create_namespaced_custom_object("modelrollout.dev", "v1alpha1", namespace, "modelrollouts",
-                                                rollout("fast", args.interval, [{"setWeight": 10}, {"pause": {}}]))
+                                                model_rollout(steps=[{"setWeight": 10}, {"pause": {}}], name="fast",
+                                                              analysis=analysis))
             reactions.append(wait(lambda ns=namespace: candidate_traffic(api, ns), 30, "first weight") - started)
 
             # Rollback: first failing verdict on status → candidate weight 0.
             namespace = fresh_namespace(core, api)
             exporter.set(namespace, "digits", "main-candidate", Traffic(rps=40, error_ratio=0.3))
             api.create_namespaced_custom_object("modelrollout.dev", "v1alpha1", namespace, "modelrollouts",
-                                                rollout("bad", args.interval, [{"setWeight": 20}, {"pause": {}}]))
+                                                model_rollout(steps=[{"setWeight": 20}, {"pause": {}}], name="bad",
+                                                              analysis=analysis))
 
             def failed(ns: str = namespace) -> bool:
                 obj: Any = api.get_namespaced_custom_object("modelrollout.dev", "v1alpha1", ns, "modelrollouts", "bad")
@@ -132,8 +124,7 @@ def main() -> int:
             print(f"run {run + 1}: reaction {reactions[-1]:.2f}s, failing verdict → weight 0 {rollbacks[-1]:.2f}s",
                   flush=True)
     finally:
-        operator.terminate()
-        operator.wait(timeout=20)
+        operator.stop(timeout=20)
         prometheus.stop()
         exporter.stop()
     print(f"\nreaction time, apply → first weight change: median {statistics.median(reactions):.2f}s "

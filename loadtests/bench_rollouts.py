@@ -27,8 +27,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chaos.harness import Scenario, prom_value, rollout  # noqa: E402
-from tests.support import wait_for  # noqa: E402
+from testkit.locust import Locust  # noqa: E402
+from testkit.prometheus import prom_value  # noqa: E402
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout  # noqa: E402
+from testkit.scenario import Scenario  # noqa: E402
+from testkit.waiting import wait_for  # noqa: E402
 
 HOLD = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
 GOOD = [{"setWeight": 20}, {"pause": {"duration": "9s"}}, {"setWeight": 50}, {"pause": {"duration": "9s"}},
@@ -61,22 +64,30 @@ def bad_predictions(sc: Scenario, start: float, end: float, slow_s: float) -> tu
     return total, max(0.0, total - fast_ok)
 
 
+def wait_settled(sc: Scenario, locust: Locust, moment: float) -> None:
+    """Until the figures up to a unix time are in: Locust's history has a row after it (or Locust ended) and
+    Prometheus has scraped the namespace's executors after it."""
+    scraped = f'max(timestamp(up{{job="seldon-executors",namespace="{sc.namespace}"}}))'
+    wait_for(lambda: (not locust.running() or any(t >= moment for t, _, _ in locust.history()))
+             and (prom_value(sc.services.prometheus_url, scraped) or 0.0) >= moment,
+             f"Locust's history and Prometheus past {moment:.0f}", timeout=15, interval=0.25)
+
+
 def bad_rollout(name: str, knobs: dict[str, Any], interval: float, users: int, slow_s: float,
                 metrics: list[dict[str, Any]]) -> Row:
     with Scenario(f"bad rollout: {name}", prefix="bench") as sc:
         sc.deploy()
-        locust = sc.locust(users=users, duration_s=150)
-        sc.operator()
-        from chaos.faults import FaultArmer
-        armer = FaultArmer(sc.services.ingress_url, sc.namespace, "digits", "main-candidate", knobs).start()
-        sc.cleanups.append(armer.stop)
-        mro = sc.start_rollout(rollout("2.0.0", HOLD, name="digits-bad", interval=f"{interval:g}s",
-                                       metrics=metrics, minRequests=10))
+        locust = sc.start_locust(users=users, duration_s=150)
+        sc.wait_traffic(timeout=40)
+        sc.start_operator()
+        armer = sc.arm_faults(**knobs)
+        mro = sc.start_rollout(model_rollout("2.0.0", HOLD, analysis=LIVE_ANALYSIS, name="digits-bad",
+                                             interval=f"{interval:g}s", metrics=metrics, minRequests=10))
         status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=120)
         injected = armer.wait_injected(timeout=5)
         back = mro.first(lambda s: s.phase == "RolledBack" and s.weight == 0)
         start, end = mro.samples[0].wall, (back.wall if back else time.time())
-        time.sleep(2.5)  # let Prometheus scrape the last requests of the window and Locust write its history
+        wait_settled(sc, locust, end + 1)
         requests, failures = locust.counts_between(start, end + 1)
         predictions, bad = bad_predictions(sc, start, end, slow_s)
         took = (back.t - injected) if back else None
@@ -86,19 +97,20 @@ def bad_rollout(name: str, knobs: dict[str, Any], interval: float, users: int, s
 def good_rollout(interval: float, users: int, slow_s: float) -> list[Row]:
     with Scenario("good rollout", prefix="bench") as sc:
         sc.deploy()
-        locust = sc.locust(users=users, duration_s=150)
-        sc.operator()
-        mro = sc.start_rollout(rollout("2.0.0", GOOD, name="digits-good", interval=f"{interval:g}s"))
+        locust = sc.start_locust(users=users, duration_s=150)
+        sc.wait_traffic(timeout=40)
+        sc.start_operator()
+        mro = sc.start_rollout(model_rollout("2.0.0", GOOD, analysis=LIVE_ANALYSIS, name="digits-good",
+                                             interval=f"{interval:g}s"))
         status = mro.wait_phase("Succeeded", "RolledBack", "Failed", timeout=150)
         promoting = mro.first(lambda s: s.phase in ("Promoting", "Succeeded"))
         start = mro.samples[0].wall
         before = (promoting.wall - 1) if promoting else time.time()
         # The promotion swaps main's model: wait until the data plane serves from main again.
-        from chaos.faults import servers
-        wait_for(lambda: (lambda s: s and all(x["ready"] for x in s) and len(s) == 1)(
-            servers(sc.services.ingress_url, sc.namespace)), "main ready after the promotion", timeout=60)
+        wait_for(lambda: (lambda s: s and all(x["ready"] for x in s) and len(s) == 1)(sc.servers()),
+                 "main ready after the promotion", timeout=60)
         end = time.time() + 1
-        time.sleep(2.5)
+        wait_settled(sc, locust, end)
         rows = []
         for label, stop in (("good: until promotion", before), ("good: incl. promotion", end)):
             requests, failures = locust.counts_between(start, stop)

@@ -16,8 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +25,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from localcluster import processes
+from localcluster.processes import free_port, pid_alive, stop_pid
 
 REPO = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("LOCALCLUSTER_DIR", REPO / ".localcluster"))
@@ -149,47 +150,15 @@ current-context: local
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pid_alive(pid: int, binary: str | None = None) -> bool:
-    """True when pid runs and (if given) runs our binary, so we never signal a recycled pid."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    return binary is None or (bool(cmdline) and cmdline[0].decode(errors="replace") == binary)
-
-
 def spawn(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    logs = STATE_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "ab") as out:
-        # A new session: the process outlives `make` and is stopped by `down`.
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    # A new session: the process outlives `make` and is stopped by `down`.
+    return processes.spawn(argv, STATE_DIR / "logs" / f"{name}.log")
 
 
 def stop(name: str, state: State, timeout: float = 20.0) -> None:
     pid = state.pids.get(name)
-    binary = state.binaries.get(name)
-    if not pid or not pid_alive(pid, binary):
-        state.pids.pop(name, None)
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid, binary) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid, binary):
-        os.kill(pid, signal.SIGKILL)
-        while pid_alive(pid, binary):
-            time.sleep(0.05)
+    if pid:
+        stop_pid(pid, timeout, binary=state.binaries.get(name), group=False)
     state.pids.pop(name, None)
 
 

@@ -15,10 +15,8 @@ to reports/demo-report.md.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -30,16 +28,25 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster import controlplane, services
+from testkit.kube import Kube, KubectlError
+from testkit.locust import Locust
+from testkit.processes import OperatorProcess
+from testkit.recorder import RolloutRecorder
+from testkit.rollouts import model_rollout
+from testkit.seldon import wait_available
+from testkit.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "models")
-KUBECTL = str(controlplane.BIN_DIR / "current" / "kubectl")
-ENV = {**os.environ, "KUBECONFIG": str(controlplane.KUBECONFIG)}
+KUBE = Kube.local()
 LOGS = controlplane.STATE_DIR / "logs"
 REPORT = REPO / "reports" / "demo-report.md"
 TERMINAL = {"Succeeded", "RolledBack", "Aborted", "Failed"}
 SLOW_S = 0.25  # a response slower than this counts against the user experience
 LOCUST_SECONDS = 300  # the traffic stops by itself after this, whatever happens
+STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"duration": "12s"}}, {"setWeight": 30}, {"analysis": {}},
+                                {"pause": {"duration": "12s"}}, {"setWeight": 60}, {"pause": {"duration": "12s"}},
+                                {"setWeight": 100}]
 
 
 @dataclass
@@ -64,10 +71,11 @@ class Outcome:
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, env=ENV, timeout=60)
-    if check and result.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
+    """kubectl's output; a failure ends the demo with kubectl's message."""
+    try:
+        return KUBE.run(*args, stdin=stdin, check=check).stdout
+    except KubectlError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def ingress_counts(ingress_url: str, predictor: str | None = None) -> Counts:
@@ -123,41 +131,39 @@ def follow(name: str, version: str, ingress_url: str, deadline_s: float) -> Outc
     started = time.monotonic()
     users_before = ingress_counts(ingress_url)
     candidate_before = ingress_counts(ingress_url, "main-candidate")
+    rollout = RolloutRecorder(KUBE, NAMESPACE, name)
     first_failure: float | None = None
     last_line = ""
     status: dict[str, Any] = {}
-    while time.monotonic() - started < deadline_s:
-        status = json.loads(kubectl("get", "mro", name, "-n", NAMESPACE, "-o", "json")).get("status") or {}
-        if status.get("candidateVersion") == version:
-            if first_failure is None and any(c["verdict"] == "Fail"
-                                             for c in status.get("analysis", {}).get("lastChecks", [])):
-                first_failure = time.monotonic()
-            line = progress_line(status)
-            if line != last_line:
-                print(f"  [{time.monotonic() - started:5.1f}s] {line}", flush=True)
-                last_line = line
-            if status.get("phase") in TERMINAL:
-                break
-        time.sleep(0.5)
-    ended = time.monotonic()
+
+    def ended() -> bool:
+        nonlocal first_failure, last_line, status
+        status = rollout.status()
+        if status.get("candidateVersion") != version:
+            return False
+        if first_failure is None and any(c["verdict"] == "Fail"
+                                         for c in status.get("analysis", {}).get("lastChecks", [])):
+            first_failure = time.monotonic()
+        line = progress_line(status)
+        if line != last_line:
+            print(f"  [{time.monotonic() - started:5.1f}s] {line}", flush=True)
+            last_line = line
+        return status.get("phase") in TERMINAL
+    with contextlib.suppress(AssertionError):  # past the deadline: the outcome says how far it got
+        wait_for(ended, f"rollout {name} of {version} to end", timeout=deadline_s, interval=0.5)
+    ended_at = time.monotonic()
     rolled_back = status.get("phase") in {"RolledBack", "Aborted"}
-    return Outcome(version=version, result=str(status.get("phase", "unknown")), duration_s=ended - started,
-                   time_to_rollback_s=(ended - first_failure) if rolled_back and first_failure else None,
+    return Outcome(version=version, result=str(status.get("phase", "unknown")), duration_s=ended_at - started,
+                   time_to_rollback_s=(ended_at - first_failure) if rolled_back and first_failure else None,
                    users=ingress_counts(ingress_url) - users_before,
                    candidate=ingress_counts(ingress_url, "main-candidate") - candidate_before,
                    message=str(status.get("message", "")))
 
 
 def rollout_manifest(version: str) -> str:
-    obj = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
-    obj["spec"]["candidate"] = {"modelUri": f"file:///models/digits/{version}", "version": version}
-    obj["spec"]["strategy"]["canary"]["steps"] = [
-        {"setWeight": 10}, {"pause": {"duration": "12s"}}, {"setWeight": 30}, {"analysis": {}},
-        {"pause": {"duration": "12s"}}, {"setWeight": 60}, {"pause": {"duration": "12s"}}, {"setWeight": 100}]
-    obj["spec"]["analysis"].update(interval="4s", minRequests=10, failureLimit=2, inconclusiveLimit=6)
-    for metric in obj["spec"]["analysis"]["metrics"]:
-        metric["window"] = "12s"
-    return yaml.safe_dump(obj)
+    """The example rollout to `version`, with the demo's steps and a short analysis (a 12 s window)."""
+    return yaml.safe_dump(model_rollout(version, STEPS, name="digits", window="12s", interval="4s", minRequests=10,
+                                        failureLimit=2, inconclusiveLimit=6))
 
 
 def pct(part: float, whole: float) -> str:
@@ -176,42 +182,15 @@ def summary(outcomes: list[Outcome]) -> str:
     return "\n".join(rows)
 
 
-def wait_available(deadline_s: float = 90) -> None:
-    deadline = time.monotonic() + deadline_s
-    while kubectl("get", "sdep", "digits", "-n", NAMESPACE, "-o", "jsonpath={.status.state}") != "Available":
-        if time.monotonic() > deadline:
-            raise SystemExit("SeldonDeployment digits did not become Available; see .localcluster/logs/")
-        time.sleep(0.5)
-
-
-def start_process(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / f"{name}.log", "ab") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                start_new_session=True)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def wait_released(name: str, timeout_s: float = 30.0) -> None:
     """Until the rollout holds no finalizer (the operator releases it once nothing is at stake), so that
     stopping the operator leaves nothing that blocks a later delete."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        held = kubectl("get", "mro", name, "-n", NAMESPACE, "--ignore-not-found", "-o",
-                       "jsonpath={.metadata.finalizers}")
-        if not held.strip():
-            return
-        time.sleep(0.5)
-    print(f"  (rollout {name} still holds its finalizer after {timeout_s:.0f}s)")
+    try:
+        wait_for(lambda: not kubectl("get", "mro", name, "-n", NAMESPACE, "--ignore-not-found", "-o",
+                                     "jsonpath={.metadata.finalizers}").strip(),
+                 f"rollout {name} to release its finalizer", timeout=timeout_s, interval=0.5)
+    except AssertionError:
+        print(f"  (rollout {name} still holds its finalizer after {timeout_s:.0f}s)")
 
 
 def main() -> int:
@@ -220,30 +199,29 @@ def main() -> int:
     kubectl("create", "namespace", NAMESPACE, check=False)
     # The operator runs before the previous demo's objects go: a rollout interrupted mid-way holds a
     # finalizer, and only the operator (rolling its candidate back) releases it.
-    operator = start_process("operator", [
-        sys.executable, "-m", "modelrollout", "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
-        "--scrape-interval", "1s",
-        "--metrics-port", str(services.OPERATOR_METRICS_PORT), "--health-endpoint", ""], ENV)
+    operator = OperatorProcess(KUBE, LOGS / "operator.log", extra_args=(
+        "--namespace", NAMESPACE, "--prometheus-url", stack.prometheus_url,
+        "--metrics-port", str(services.OPERATOR_METRICS_PORT))).start()
     try:
         return run_demo(stack, operator)
     finally:
-        stop_process(operator)
+        operator.stop(timeout=20)
 
 
-def run_demo(stack: services.Services, operator: subprocess.Popen[bytes]) -> int:
+def run_demo(stack: services.Services, operator: OperatorProcess) -> int:
     kubectl("delete", "mro", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     kubectl("delete", "sdep", "digits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "seldondeployment.yaml"),
             "-f", str(REPO / "examples" / "analysistemplate-accuracy.yaml"))
-    wait_available()
+    try:
+        wait_available(KUBE, NAMESPACE, "digits", timeout=90)
+    except AssertionError:
+        raise SystemExit("SeldonDeployment digits did not become Available; see .localcluster/logs/") from None
     print(f"==> SeldonDeployment digits serves 1.0.0 on predictor main "
           f"({stack.ingress_url}/seldon/{NAMESPACE}/digits/api/v1.0/predictions)")
-    bin_dir = Path(sys.executable).parent
-    locust = start_process("locust", [
-        str(bin_dir / "locust"), "-f", str(REPO / "loadtests" / "ingress_locustfile.py"), "--headless",
-        "-u", "8", "-r", "8", "-t", f"{LOCUST_SECONDS}s", "--host", stack.ingress_url, "--only-summary"],
-        {**ENV, "SELDON_NAMESPACE": NAMESPACE, "SELDON_DEPLOYMENT": "digits"})
-    print(f"==> Locust: 8 users with feedback for at most {LOCUST_SECONDS}s; operator pid {operator.pid}; "
+    locust = Locust(stack.ingress_url, NAMESPACE, LOGS, users=8, duration_s=LOCUST_SECONDS).start()
+    assert operator.proc is not None
+    print(f"==> Locust: 8 users with feedback for at most {LOCUST_SECONDS}s; operator pid {operator.proc.pid}; "
           f"logs in {LOGS}")
     outcomes: list[Outcome] = []
     try:
@@ -265,7 +243,7 @@ def run_demo(stack: services.Services, operator: subprocess.Popen[bytes]) -> int
         wait_released("digits")
         return 0 if [o.result for o in outcomes] == ["Succeeded", "RolledBack"] else 1
     finally:
-        stop_process(locust)
+        locust.stop(timeout=20)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import urllib.error
 import urllib.parse
@@ -35,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from localcluster.controlplane import STATE_DIR, ControlPlaneError, answers, free_port, wait_until
+from localcluster.controlplane import STATE_DIR, ControlPlaneError, answers, wait_until
+from localcluster.processes import free_port, spawn, stop
 
 
 class PrometheusError(ControlPlaneError):
@@ -155,12 +155,9 @@ class PrometheusServer:
                 write_targets(Path(job.file_sd), [])
         config = self.workdir / "prometheus.yml"
         config.write_text(render_config(self.jobs, self.scrape_interval))
-        with open(self.workdir / "prometheus.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
-                 "--storage.tsdb.retention.time=2h"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = spawn([self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                           f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                           "--storage.tsdb.retention.time=2h"], self.workdir / "prometheus.log")
         try:
             wait_until(self.ready, f"prometheus (log in {self.workdir})", ready_deadline_s, self.proc)
         except ControlPlaneError as exc:
@@ -177,10 +174,4 @@ class PrometheusServer:
             return list(json.loads(resp.read())["data"]["result"])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop(self.proc, timeout=20, group=False)

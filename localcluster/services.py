@@ -13,18 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 from localcluster import controlplane, webhook_registration
+from localcluster.processes import free_port, pid_alive, spawn, stop_pid
 from localcluster.prometheus import PrometheusServer, ScrapeJob, dataplane_jobs
 
 REPO = controlplane.REPO
 STATE = controlplane.STATE_DIR / "services.json"
 OPERATOR_METRICS_PORT = int(os.environ.get("MODELROLLOUT_METRICS_PORT", "8000"))
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -52,8 +51,7 @@ class Services:
 
 
 def healthy(services: Services | None) -> bool:
-    return (services is not None and controlplane.pid_alive(services.dataplane_pid)
-            and controlplane.pid_alive(services.prometheus_pid)
+    return (services is not None and pid_alive(services.dataplane_pid) and pid_alive(services.prometheus_pid)
             and controlplane.answers(f"{services.ingress_url}/dataplane/status")
             and controlplane.answers(f"{services.prometheus_url}/-/ready")
             and webhook_registration.answers(services.webhook_port))
@@ -67,15 +65,11 @@ def up() -> Services:
         webhook_registration.register(current.webhook_port)  # again, should the API server have lost it
         return current
     down(quiet=True)
-    logs = controlplane.STATE_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    ingress_port, webhook_port = controlplane.free_port(), controlplane.free_port()
-    with open(logs / "dataplane.log", "ab") as out:
-        dataplane = subprocess.Popen(
-            [sys.executable, "-m", "localcluster.dataplane", "--port", str(ingress_port),
-             "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR),
-             *webhook_registration.dataplane_args(webhook_port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    ingress_port, webhook_port = free_port(), free_port()
+    dataplane = spawn([sys.executable, "-m", "localcluster.dataplane", "--port", str(ingress_port),
+                       "--kubeconfig", str(controlplane.KUBECONFIG), "--state-dir", str(controlplane.STATE_DIR),
+                       *webhook_registration.dataplane_args(webhook_port)],
+                      controlplane.STATE_DIR / "logs" / "dataplane.log", cwd=REPO)
     status_url = f"http://127.0.0.1:{ingress_port}/dataplane/status"
     controlplane.wait_until(lambda: controlplane.answers(status_url), "the data plane", 60, dataplane)
     webhook_registration.register(webhook_port)  # after it listens; SeldonDeployment writes now meet Seldon's rules
@@ -94,23 +88,14 @@ def up() -> Services:
     return services
 
 
-def _stop_pid(pid: int, timeout: float = 30) -> None:
-    if not controlplane.pid_alive(pid):
-        return
-    os.killpg(pid, signal.SIGTERM)  # the group: the data plane's model servers have their own groups
-    deadline = time.monotonic() + timeout
-    while controlplane.pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if controlplane.pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-
-
 def down(quiet: bool = False) -> None:
     services = Services.load()
     webhook_registration.unregister()  # first: failurePolicy Fail would refuse writes while no webhook answers
     if services is not None:
-        _stop_pid(services.dataplane_pid)  # it stops its model servers before it exits
-        _stop_pid(services.prometheus_pid)
+        # Each process group: the data plane's model servers have groups of their own, which it stops
+        # before it exits.
+        stop_pid(services.dataplane_pid, STOP_TIMEOUT_S)
+        stop_pid(services.prometheus_pid, STOP_TIMEOUT_S)
     STATE.unlink(missing_ok=True)
     if not quiet:
         controlplane.log("data plane and Prometheus stopped")

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the localcluster package lives at the repository root
 
 from localcluster import controlplane  # noqa: E402
-from tests.support import Kube  # noqa: E402
+from testkit.kube import Kube  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +25,9 @@ def cluster() -> Iterator[Kube]:
     """
     was_running = controlplane.running(controlplane.State.load())
     state = controlplane.up()
-    kube = Kube(kubeconfig=controlplane.KUBECONFIG, kubectl=str(controlplane.BIN_DIR / "current" / "kubectl"))
+    kube = Kube.local(server=state.server)
     kube.run("apply", "--server-side", "-f", str(REPO / "crds"), "-f", str(REPO / "localcluster" / "fixtures"))
     kube.run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    kube.server = state.server
     yield kube
     if not was_running and not os.environ.get("KEEP_CLUSTER"):
         from localcluster import services  # imported here: the model server's test env lacks its deps
@@ -43,8 +42,6 @@ def namespace(cluster: Kube) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.run("create", "namespace", name)
     yield name
-    for kind in ("modelrollouts.modelrollout.dev", "analysistemplates.modelrollout.dev",
-                 "seldondeployments.machinelearning.seldon.io"):
-        cluster.run("delete", kind, "--all", "-n", name, "--wait=false", check=False)
+    cluster.delete_objects(name)
     cluster.run("delete", "namespace", name, "--wait=false", check=False)
 

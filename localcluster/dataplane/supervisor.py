@@ -22,8 +22,8 @@ from pathlib import Path
 
 import aiohttp
 
-from localcluster.controlplane import free_port
 from localcluster.model_admin import admin_token
+from localcluster.processes import free_port, signal_group, spawn
 
 from .routing import ServerSpec
 
@@ -126,7 +126,7 @@ class Supervisor:
             "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(server.http_port),
             "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(server.metrics_port),
             "MODEL_ADMIN_PORT": str(server.admin_port),
-            "MODEL_ADMIN_ENABLED": "1",  # the fault admin API, off by default, for chaos/faults.py
+            "MODEL_ADMIN_ENABLED": "1",  # the fault admin API, off by default, for testkit/faults.py
             "MODEL_ADMIN_TOKEN": admin_token(),
             "GRPC_WORKERS": "0",
             "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false",
@@ -136,13 +136,9 @@ class Supervisor:
             "PREDICTIVE_UNIT_ID": "classifier",
             "SELDON_EXECUTOR_NAMESPACE": spec.namespace,
         }
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.log_dir / f"{spec.namespace}.{spec.deployment}.{spec.predictor}.{spec.replica}.log"
-        with open(logfile, "ab") as out:
-            server.proc = subprocess.Popen(
-                [str(self.venv / "bin" / "seldon-core-microservice"), "modelserver.server.DigitsClassifier",
-                 "--service-type", "MODEL"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        server.proc = spawn([str(self.venv / "bin" / "seldon-core-microservice"), "modelserver.server.DigitsClassifier",
+                             "--service-type", "MODEL"], logfile, env=env)
         server.started_at = time.monotonic()
         server.ready = False
 
@@ -193,8 +189,7 @@ class Supervisor:
     @staticmethod
     def _kill(server: ServerProcess, sig: int = signal.SIGKILL) -> None:
         if server.proc is not None and server.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.proc.pid, sig)
+            signal_group(server.proc.pid, sig)
 
     async def _stop(self, server: ServerProcess, drain: bool) -> None:
         server.stopping = True

@@ -2,9 +2,9 @@
 the shared Prometheus, Locust traffic through the ingress and the operator as its own process.
 
 Per test, ``e2e`` gives a fresh namespace with SeldonDeployment digits (main at 1.0.0) Available, and
-starts Locust, the operator, rollouts and fault injection on demand. Teardown, in this order: faults
-and recorders stop, Locust stops, the operator stops, the ModelRollout and SeldonDeployment are
-deleted and the data plane must have stopped their model servers.
+starts Locust, the operator, rollouts and fault injection on demand (``testkit.scenario.Stage``).
+Teardown, in this order: faults and recorders stop, Locust stops, the operator stops, the ModelRollout
+and SeldonDeployment are deleted and the data plane must have stopped their model servers.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from chaos import faults
-from chaos.harness import (
-    Locust,
-    RolloutRecorder,
-    delete_deployments,
-    deploy,
-    digits_sdep,
-    ensure_models,
-)
 from localcluster import services as local_services
-from tests.support import Kube, OperatorProcess
-
-CANDIDATE = "main-candidate"
+from testkit.kube import Kube
+from testkit.scenario import Stage
+from testkit.seldon import deploy, digits_sdep, ensure_models
 
 
 @pytest.fixture(scope="session")
@@ -38,67 +29,11 @@ def dataplane(cluster: Kube) -> local_services.Services:
     return local_services.up()
 
 
-class E2E:
-    def __init__(self, kube: Kube, namespace: str, svc: local_services.Services, workdir: Path) -> None:
-        self.kube, self.namespace, self.services, self.workdir = kube, namespace, svc, workdir
-        self.locust: Locust | None = None
-        self.operator: OperatorProcess | None = None
-        self.recorders: list[RolloutRecorder] = []
-        self.armers: list[faults.FaultArmer] = []
-        self.teardown_errors: list[str] = []
-
-    @property
-    def ingress_url(self) -> str:
-        return self.services.ingress_url
-
-    @property
-    def prometheus_url(self) -> str:
-        return self.services.prometheus_url
-
-    def start_locust(self, users: int = 4, duration_s: int = 150, **env: str) -> Locust:
-        self.locust = Locust(self.ingress_url, self.namespace, self.workdir, users=users, duration_s=duration_s,
-                             env=env).start()
-        return self.locust
-
-    def wait_traffic(self, predictions: float = 20, timeout: float = 30) -> None:
-        """Until Prometheus has seen Locust's predictions for this namespace through the ingress."""
-        from chaos.harness import ingress_requests
-        from tests.support import wait_for
-        wait_for(lambda: ingress_requests(self.prometheus_url, self.namespace) >= predictions,
-                 f"{predictions:.0f} predictions for {self.namespace} in Prometheus", timeout=timeout, interval=0.5)
-
-    def start_operator(self, prometheus_url: str | None = None, extra: tuple[str, ...] = ()) -> OperatorProcess:
-        self.operator = OperatorProcess(
-            self.kube, self.workdir / "operator.log",
-            extra_args=("--namespace", self.namespace, "--prometheus-url", prometheus_url or self.prometheus_url,
-                        *extra),
-        ).start()
-        return self.operator
-
-    def start_rollout(self, obj: dict[str, Any]) -> RolloutRecorder:
-        self.kube.create(obj, self.namespace)
-        recorder = RolloutRecorder(self.kube, self.namespace, obj["metadata"]["name"]).start()
-        self.recorders.append(recorder)
-        return recorder
-
-    def arm_faults(self, predictor: str = CANDIDATE, **knobs: Any) -> faults.FaultArmer:
-        armer = faults.FaultArmer(self.ingress_url, self.namespace, "digits", predictor, knobs).start()
-        self.armers.append(armer)
-        return armer
-
-    def servers(self, predictor: str | None = None) -> list[dict[str, Any]]:
-        return faults.servers(self.ingress_url, self.namespace, "digits", predictor)
-
+class E2E(Stage):
     def teardown(self) -> None:
-        for armer in self.armers:
-            armer.stop()
-        for recorder in self.recorders:
-            recorder.stop()
-        if self.locust is not None:
-            self.locust.stop()
-        if self.operator is not None:
-            self.operator.stop()
-        delete_deployments(self.kube, self.ingress_url, self.namespace)
+        errors = self.close()
+        if errors:
+            raise AssertionError(f"teardown: {'; '.join(errors)}")
 
 
 @pytest.fixture

@@ -14,12 +14,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chaos import faults
-from chaos.harness import delete_deployments, deploy, digits_sdep, model_uri, prom_query, prom_value
 from localcluster import services as local_services
 from localcluster.dataplane.routing import EXECUTOR_BUCKETS
+from localcluster.processes import pid_alive
 from localcluster.prometheus import ANALYTICS, PrometheusServer, dataplane_jobs
-from tests.support import Kube, wait_for
+from testkit import faults
+from testkit.kube import Kube
+from testkit.prometheus import prom_query, prom_value
+from testkit.rollouts import model_uri
+from testkit.seldon import delete_deployments, deploy, digits_sdep
+from testkit.waiting import sample_during, wait_for
 
 EXECUTOR = "seldon_api_executor_server_requests_seconds"
 IMAGE = [0.0] * 64
@@ -128,7 +132,7 @@ def test_a_predictor_without_a_ready_server_fails_at_the_mesh_not_in_executor_se
         victim = faults.wait_ready_server(ingress, namespace, "digits", "b")
         faults.kill_pid(victim["pid"])
         # Gone, not dying: a request the dying server had accepted would be the executor's 500, not the mesh's.
-        wait_for(lambda: not faults.pid_alive(victim["pid"]), "b's server to be gone", timeout=10, interval=0.02)
+        wait_for(lambda: not pid_alive(victim["pid"]), "b's server to be gone", timeout=10, interval=0.02)
         answers = [post(ingress, namespace, "predictions", {"data": {"ndarray": [IMAGE]}}) for _ in range(40)]
         statuses = Counter(status for status, _, _ in answers)
         failed = statuses[503]
@@ -174,7 +178,7 @@ def test_an_annotation_change_restarts_the_predictor_and_a_weight_change_does_no
                                       and s["ready"] else None)(servers_by_predictor(ingress, namespace)["a"]),
                              "a's server replaced after its annotation changed", timeout=60)
         assert restarted["pid"] != before["a"]["pid"]
-        wait_for(lambda: not faults.pid_alive(before["a"]["pid"]), "a's old server to stop", timeout=30)
+        wait_for(lambda: not pid_alive(before["a"]["pid"]), "a's old server to stop", timeout=30)
         assert servers_by_predictor(ingress, namespace)["b"]["pid"] == before["b"]["pid"]  # b untouched
     finally:
         delete_deployments(cluster, ingress, namespace)
@@ -196,10 +200,8 @@ def test_failed_only_after_the_progress_deadline(cluster: Kube, namespace: str,
         def state() -> str:
             return str((cluster.get("sdep", "digits", namespace).get("status") or {}).get("state"))
         wait_for(lambda: state() == "Creating", "Creating after the write", timeout=15)
-        seen = []
-        while time.monotonic() - started < 6:  # well inside the deadline: crashing is not Failed yet
-            seen.append(state())
-            time.sleep(0.5)
+        # Well inside the deadline: crashing is not Failed yet.
+        seen = sample_during(state, 6, interval=0.5, start=started)
         assert set(seen) <= {"Creating", "Available"} and "Failed" not in seen, seen
         wait_for(lambda: state() == "Failed", "Failed after the progress deadline", timeout=30)
         assert time.monotonic() - started >= 8

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chaos.harness import prom_value, rollout, traffic
-from tests.e2e.conftest import CANDIDATE, CLASS_8_SHARE, E2E, FEEDBACK_ACCURACY, analysis_template
+from testkit.prometheus import prom_value
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout
+from testkit.seldon import CANDIDATE, traffic
+from tests.e2e.conftest import CLASS_8_SHARE, E2E, FEEDBACK_ACCURACY, analysis_template
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
 SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.99, "window": "10s"}
+ACCURACY = {"name": "accuracy", "templateRef": {"name": "feedback-accuracy"}, "min": 0.9, "window": "10s"}
 
 
 def candidate_5xx(e2e: E2E) -> float:
@@ -31,8 +34,8 @@ def test_degraded_candidate_is_rolled_back_on_feedback_accuracy(e2e: E2E) -> Non
     e2e.wait_traffic()
     e2e.start_operator()
     e2e.kube.create(analysis_template("feedback-accuracy", FEEDBACK_ACCURACY), e2e.namespace)
-    mro = e2e.start_rollout(rollout("2.1.0-degraded", HOLD, name="digits-degraded", metrics=[
-        SUCCESS, {"name": "accuracy", "templateRef": {"name": "feedback-accuracy"}, "min": 0.9, "window": "10s"}]))
+    mro = e2e.start_rollout(model_rollout("2.1.0-degraded", HOLD, analysis=LIVE_ANALYSIS, name="digits-degraded",
+                                          metrics=[SUCCESS, ACCURACY]))
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "RolledBack", f"{status}\n{mro.timeline()}"
     checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
@@ -53,8 +56,9 @@ def test_biased_candidate_is_rolled_back_on_class_share(e2e: E2E) -> None:
     e2e.start_operator()
     e2e.kube.create(analysis_template("class-8-share", CLASS_8_SHARE), e2e.namespace)
     # digits has ~10% eights; a candidate that (almost) never predicts 8 is biased.
-    mro = e2e.start_rollout(rollout("2.2.0-biased", HOLD, name="digits-biased", metrics=[
-        SUCCESS, {"name": "class-8-share", "templateRef": {"name": "class-8-share"}, "min": 0.03, "window": "10s"}]))
+    mro = e2e.start_rollout(model_rollout("2.2.0-biased", HOLD, analysis=LIVE_ANALYSIS, name="digits-biased",
+                                          metrics=[SUCCESS, {"name": "class-8-share", "min": 0.03, "window": "10s",
+                                                             "templateRef": {"name": "class-8-share"}}]))
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "RolledBack", f"{status}\n{mro.timeline()}"
     checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
@@ -74,10 +78,10 @@ def test_the_candidates_accuracy_at_10_percent_is_its_model_cards_with_feedback_
     e2e.wait_traffic()
     e2e.start_operator()
     e2e.kube.create(analysis_template("feedback-accuracy", FEEDBACK_ACCURACY), e2e.namespace)
-    mro = e2e.start_rollout(rollout("2.1.0-degraded", [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}],
-                                    name="digits-accuracy", interval="20s", minRequests=50, inconclusiveLimit=10,
-                                    metrics=[{"name": "accuracy", "templateRef": {"name": "feedback-accuracy"},
-                                              "min": 0.0, "window": "60s"}]))
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]
+    mro = e2e.start_rollout(model_rollout("2.1.0-degraded", steps, analysis=LIVE_ANALYSIS, name="digits-accuracy",
+                                          interval="20s", minRequests=50, inconclusiveLimit=10,
+                                          metrics=[{**ACCURACY, "min": 0.0, "window": "60s"}]))
     status = mro.wait(lambda s: any(c["metric"] == "accuracy" and c["value"] is not None
                                     for c in (s.get("analysis") or {}).get("lastChecks", [])),
                       "a measured accuracy at 10%", timeout=150)

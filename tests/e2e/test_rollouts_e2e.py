@@ -1,6 +1,6 @@
 """Whole rollouts with everything real: kube-apiserver, the data plane's model servers, Prometheus,
 Locust traffic through the ingress and the operator as a process. Faults come from the model servers'
-own admin API (chaos.faults), injected on the candidate as soon as it is ready."""
+own admin API (testkit.faults), injected on the candidate as soon as it is ready."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chaos.harness import model_uri, rollout, traffic
 from localcluster.prometheus import PrometheusServer, dataplane_jobs
-from tests.e2e.conftest import CANDIDATE, E2E, FEEDBACK_ACCURACY, analysis_template
-from tests.support import TrafficWatch, wait_for
+from testkit.recorder import TrafficWatch
+from testkit.rollouts import LIVE_ANALYSIS, model_rollout, model_uri
+from testkit.seldon import CANDIDATE, traffic
+from testkit.waiting import wait_for
+from tests.e2e.conftest import E2E, FEEDBACK_ACCURACY, analysis_template
 
 INTERVAL_S = 3.0
 # Held at 50% by an indefinite pause: only analysis can end these rollouts (roll back), or a promotion.
@@ -35,7 +37,7 @@ def test_good_candidate_is_promoted(e2e: E2E) -> None:
     e2e.wait_traffic()
     e2e.start_operator()
     e2e.kube.create(analysis_template("feedback-accuracy", FEEDBACK_ACCURACY), e2e.namespace)
-    mro = e2e.start_rollout(rollout("2.0.0", GOOD_STEPS, metrics=[
+    mro = e2e.start_rollout(model_rollout("2.0.0", GOOD_STEPS, analysis=LIVE_ANALYSIS, metrics=[
         {"name": "success-rate", "template": "request-success-rate", "min": 0.99, "window": "8s"},
         {"name": "latency-p99", "template": "request-duration-p99", "max": 0.5, "window": "8s"},
         {"name": "accuracy", "templateRef": {"name": "feedback-accuracy"}, "min": 0.9, "window": "10s"}]))
@@ -72,9 +74,9 @@ def test_candidate_with_errors_is_rolled_back(e2e: E2E) -> None:
     e2e.wait_traffic()
     e2e.start_operator()
     armer = e2e.arm_faults(error_rate=0.05, error_status=503)
-    mro = e2e.start_rollout(rollout("2.0.0", HOLD, name="digits-errors",
-                                    metrics=[{"name": "success-rate", "template": "request-success-rate",
-                                              "min": 0.99, "window": "10s"}]))
+    mro = e2e.start_rollout(model_rollout("2.0.0", HOLD, analysis=LIVE_ANALYSIS, name="digits-errors",
+                                          metrics=[{"name": "success-rate", "template": "request-success-rate",
+                                                    "min": 0.99, "window": "10s"}]))
     armer.wait_injected(timeout=60)
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=90)
     assert_rolled_back(e2e, status, "success-rate")
@@ -93,9 +95,10 @@ def test_candidate_with_added_latency_is_rolled_back(e2e: E2E) -> None:
     e2e.wait_traffic()
     e2e.start_operator()
     armer = e2e.arm_faults(latency_ms=200)
-    mro = e2e.start_rollout(rollout("2.0.0", HOLD, name="digits-slow", minRequests=10, metrics=[
-        {"name": "latency-p90", "template": "request-duration-p90", "max": 0.15, "window": "8s"},
-        {"name": "success-rate", "template": "request-success-rate", "min": 0.95, "window": "8s"}]))
+    mro = e2e.start_rollout(model_rollout("2.0.0", HOLD, analysis=LIVE_ANALYSIS, name="digits-slow", minRequests=10,
+                                          metrics=[
+            {"name": "latency-p90", "template": "request-duration-p90", "max": 0.15, "window": "8s"},
+            {"name": "success-rate", "template": "request-success-rate", "min": 0.95, "window": "8s"}]))
     injected = armer.wait_injected(timeout=60)
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=90)
     assert_rolled_back(e2e, status, "latency-p90")
@@ -110,8 +113,8 @@ def test_candidate_with_added_latency_is_rolled_back(e2e: E2E) -> None:
 def test_candidate_without_traffic_is_never_promoted(e2e: E2E) -> None:
     # No Locust: the candidate gets no requests, every check is inconclusive, and no data is never a pass.
     e2e.start_operator()
-    mro = e2e.start_rollout(rollout("2.0.0", [{"setWeight": 50}, {"pause": {"duration": "3s"}}, {"setWeight": 100}],
-                                    inconclusiveLimit=3))
+    steps = [{"setWeight": 50}, {"pause": {"duration": "3s"}}, {"setWeight": 100}]
+    mro = e2e.start_rollout(model_rollout("2.0.0", steps, analysis=LIVE_ANALYSIS, inconclusiveLimit=3))
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=60)
     assert status["phase"] == "RolledBack", f"{status}\n{mro.timeline()}"
     assert "Succeeded" not in mro.phases() and "Promoting" not in mro.phases(), mro.timeline()
@@ -129,7 +132,7 @@ def test_operator_killed_mid_rollout_finishes_it(e2e: E2E) -> None:
     operator = e2e.start_operator()
     steps = [{"setWeight": 20}, {"pause": {"duration": "6s"}}, {"setWeight": 50}, {"pause": {"duration": "6s"}},
              {"setWeight": 100}]
-    mro = e2e.start_rollout(rollout("2.0.0", steps))
+    mro = e2e.start_rollout(model_rollout("2.0.0", steps, analysis=LIVE_ANALYSIS))
     before = mro.wait(lambda s: s.get("phase") == "Progressing" and s.get("candidateWeight") == 20
                       and s.get("stepIndex") == 1, "candidate at 20% in the pause step", timeout=60)
     operator.kill()  # SIGKILL: no cleanup, state only in status
@@ -159,7 +162,8 @@ def test_prometheus_outage_blocks_promotion(e2e: E2E, tmp_path: Path) -> None:
         e2e.start_locust(users=4)
         e2e.wait_traffic()
         e2e.start_operator(prometheus_url=private.url)
-        mro = e2e.start_rollout(rollout("2.0.0", HOLD, name="digits-promdown", inconclusiveLimit=4))
+        mro = e2e.start_rollout(model_rollout("2.0.0", HOLD, analysis=LIVE_ANALYSIS, name="digits-promdown",
+                                              inconclusiveLimit=4))
         mro.wait(lambda s: s.get("candidateWeight") == 50 and s.get("phase") == "Paused"
                  and all(c["verdict"] == "Pass" for c in (s.get("analysis") or {}).get("lastChecks", []))
                  and bool((s.get("analysis") or {}).get("lastChecks")),
@@ -203,7 +207,8 @@ def test_a_healthy_candidate_is_promoted_under_a_15s_scrape(e2e: E2E, tmp_path: 
         e2e.start_locust(users=4, duration_s=300)
         e2e.wait_traffic()
         e2e.start_operator(prometheus_url=slow.url, extra=("--scrape-interval", "15s"))
-        mro = e2e.start_rollout(rollout("2.0.0", [{"setWeight": 50}], interval="15s", inconclusiveLimit=2, metrics=[
+        mro = e2e.start_rollout(model_rollout("2.0.0", [{"setWeight": 50}], analysis=LIVE_ANALYSIS, interval="15s",
+                                              inconclusiveLimit=2, metrics=[
             {"name": "success-rate", "template": "request-success-rate", "min": 0.99},
             {"name": "latency-p99", "template": "request-duration-p99", "max": 0.5}]))
         status = mro.wait_phase("Succeeded", "RolledBack", "Failed", timeout=240)

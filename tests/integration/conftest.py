@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import copy
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from localcluster.executor_exporter import ExecutorExporter
 from localcluster.prometheus import PrometheusServer
-from tests.support import Kube, OperatorProcess, wait_for
+from testkit.kube import Kube
+from testkit.processes import OperatorProcess
+from testkit.recorder import RolloutRecorder
+from testkit.seldon import digits_sdep
 
-REPO = Path(__file__).resolve().parents[2]
-SDEP = yaml.safe_load((REPO / "examples" / "seldondeployment.yaml").read_text())
-UNSERVED_SDEP = {**SDEP, "metadata": {**SDEP["metadata"],
-                                      "annotations": {"localcluster.modelrollout.dev/serve": "false"}}}
+Start = Callable[[dict[str, Any]], RolloutRecorder]
 
 
 @pytest.fixture(scope="session")
@@ -55,66 +51,18 @@ def deployment(cluster: Kube, namespace: str, exporter: ExecutorExporter) -> dic
     to serve it; the exporter's target for the namespace exists from now on, as its pods' would.
     """
     exporter.watch(namespace)
-    cluster.apply(UNSERVED_SDEP, namespace)
+    cluster.apply(digits_sdep("1.0.0", served=False), namespace)
     return cluster.get("sdep", "digits", namespace)
 
 
-def rollout_spec(steps: list[dict[str, Any]], **analysis: Any) -> dict[str, Any]:
-    """A ModelRollout of digits 2.0.0 with short intervals, so a whole rollout takes seconds."""
-    settings = {"interval": "2s", "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 5,
-                "metrics": [{"name": "success-rate", "template": "request-success-rate", "min": 0.95, "window": "4s"},
-                            {"name": "latency-p99", "template": "request-duration-p99", "max": 0.25,
-                             "window": "4s"}]}
-    settings.update(analysis)
-    return {
-        "apiVersion": "modelrollout.dev/v1alpha1", "kind": "ModelRollout",
-        "metadata": {"name": f"digits-{uuid.uuid4().hex[:5]}"},
-        "spec": {"targetRef": {"kind": "SeldonDeployment", "name": "digits"}, "stablePredictor": "main",
-                 "candidate": {"modelUri": "file:///models/digits/2.0.0", "version": "2.0.0"},
-                 "strategy": {"canary": {"steps": copy.deepcopy(steps)}}, "analysis": settings},
-    }
-
-
-class RolloutWatch:
-    """Reads a rollout and its target, and waits on them with deadlines."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        self.kube, self.namespace, self.name = kube, namespace, name
-
-    def status(self) -> dict[str, Any]:
-        return dict(self.kube.get("mro", self.name, self.namespace).get("status") or {})
-
-    def traffic(self) -> dict[str, int]:
-        sdep = self.kube.get("sdep", "digits", self.namespace)
-        return {p["name"]: p.get("traffic", 0) for p in sdep["spec"]["predictors"]}
-
-    def wait_phase(self, *phases: str, timeout: float = 60) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
-            status = self.status()
-            return status if status.get("phase") in phases else None
-        try:
-            return wait_for(reached, f"{self.name} to reach {'/'.join(phases)}", timeout=timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nstatus: {yaml.safe_dump(self.status())}") from None
-
-    def wait(self, condition: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60) -> dict[str, Any]:
-        return wait_for(lambda: (lambda s: s if condition(s) else None)(self.status()), what, timeout=timeout)
-
-    def annotate(self, action: str) -> None:
-        self.kube.run("annotate", "--overwrite", "mro", self.name, "-n", self.namespace,
-                      f"modelrollout.dev/action={action}")
-
-    def events(self, reason: str) -> list[dict[str, Any]]:
-        return [e for e in self.kube.events(self.name, self.namespace) if e["reason"] == reason]
+def watch_rollout(kube: Kube, namespace: str, name: str) -> RolloutRecorder:
+    """A rollout read on demand (not recorded), waits of 60 s by default."""
+    return RolloutRecorder(kube, namespace, name, timeout=60, interval=0.2)
 
 
 @pytest.fixture
-def start_rollout(cluster: Kube, namespace: str) -> Callable[[dict[str, Any]], RolloutWatch]:
-    def start(obj: dict[str, Any]) -> RolloutWatch:
+def start_rollout(cluster: Kube, namespace: str) -> Start:
+    def start(obj: dict[str, Any]) -> RolloutRecorder:
         cluster.create(obj, namespace)
-        return RolloutWatch(cluster, namespace, obj["metadata"]["name"])
+        return watch_rollout(cluster, namespace, obj["metadata"]["name"])
     return start
-
-
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start

@@ -16,11 +16,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from localcluster.controlplane import free_port
 from localcluster.executor_exporter import ExecutorExporter, Traffic
+from localcluster.processes import free_port
 from localcluster.prometheus import PrometheusServer
-from tests.integration.conftest import RolloutWatch, rollout_spec
-from tests.support import Kube, OperatorProcess, wait_for
+from testkit.kube import Kube
+from testkit.processes import OperatorProcess
+from testkit.rollouts import EXPORTER_ANALYSIS, model_rollout
+from testkit.waiting import wait_for
+from tests.integration.conftest import watch_rollout
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelrollout"
@@ -365,9 +368,9 @@ def drive_rollout_as(kubeconfig: Path, cluster: Kube, namespace: str, exporter: 
         wait_for(lambda: http_ok(health_url), f"the health endpoint {health_url}", timeout=30)
         exporter.set(namespace, "digits", "main-candidate", GOOD)
         exporter.set(namespace, "digits", "main", GOOD)
-        obj = rollout_spec(STEPS)
+        obj = model_rollout(steps=STEPS, analysis=EXPORTER_ANALYSIS)
         cluster.create(obj, namespace)
-        rollout = RolloutWatch(cluster, namespace, obj["metadata"]["name"])  # observed as admin
+        rollout = watch_rollout(cluster, namespace, obj["metadata"]["name"])  # observed as admin
         rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
         assert rollout.traffic() == {"main": 80, "main-candidate": 20}
         status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=90)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,17 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import Kube
+from testkit.kube import Kube
+from testkit.rollouts import model_rollout
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
 
 
-def rollout(mutate: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    obj = copy.deepcopy(EXAMPLE)
-    obj["metadata"] = {"name": f"r-{uuid.uuid4().hex[:6]}"}
-    if mutate:
-        mutate(obj["spec"])
+def mutated(mutate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The example rollout with its spec changed by mutate."""
+    obj = model_rollout(name_prefix="r")
+    mutate(obj["spec"])
     return obj
 
 
@@ -31,6 +29,15 @@ def steps(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def metric(spec: dict[str, Any]) -> dict[str, Any]:
     return spec["analysis"]["metrics"][0]  # type: ignore[no-any-return]
+
+
+def remetric(spec: dict[str, Any], **changes: Any) -> None:
+    """Change the first metric: a value of None removes that field."""
+    first = metric(spec)
+    for key, value in changes.items():
+        first.pop(key, None)
+        if value is not None:
+            first[key] = value
 
 
 # (case id, mutation, substrings the API server's message must contain: the field, then the reason)
@@ -51,8 +58,33 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
      ("spec.analysis.metrics[0]", "exactly one of template (builtin), templateRef (AnalysisTemplate) or query")),
     ("metric-with-two-sources", lambda s: metric(s).update(query="vector(1)"),
      ("spec.analysis.metrics[0]", "exactly one of template")),
-    ("metric-without-thresholds", lambda s: metric(s).pop("min"),
-     ("spec.analysis.metrics[0]", "a metric sets min, max or both")),
+    ("metric-without-a-judge", lambda s: metric(s).pop("min"),
+     ("spec.analysis.metrics[0]", "a metric declares a judge: min, max or both (a threshold), or compare")),
+    # Comparative judges and thresholds on an interval (spec.analysis.metrics[].compare / .confidence).
+    ("compare-and-threshold", lambda s: remetric(s, compare={"tolerance": 0.01}),
+     ("spec.analysis.metrics[0]", "one judge: min/max (a threshold) or compare, not both")),
+    ("compare-on-an-inline-query", lambda s: remetric(s,
+        template=None, query="vector(1)", min=None, compare={"tolerance": 0.01}),
+     ("spec.analysis.metrics[0]", "compare measures both models by a template")),
+    ("confidence-on-an-inline-query", lambda s: remetric(s, template=None, query="vector(1)", confidence=0.95),
+     ("spec.analysis.metrics[0]", "a threshold on an interval needs a template")),
+    ("confidence-of-one", lambda s: remetric(s, confidence=1.0),
+     ("spec.analysis.metrics[0].confidence", "less than 1")),
+    ("confidence-below-a-half", lambda s: remetric(s, confidence=0.3),
+     ("spec.analysis.metrics[0].confidence", "greater than or equal to 0.5")),
+    ("compare-tolerance-negative", lambda s: remetric(s, min=None, compare={"tolerance": -0.1}),
+     ("spec.analysis.metrics[0].compare.tolerance", "greater than or equal to 0")),
+    ("compare-min-samples-zero", lambda s: remetric(s, min=None, compare={"tolerance": 0.1, "minSamples": 0}),
+     ("spec.analysis.metrics[0].compare.minSamples", "greater than or equal to 1")),
+    ("compare-tolerance-and-drift-bound", lambda s: remetric(s,
+        min=None, compare={"tolerance": 0.1, "maxPSI": 0.2}),
+     ("spec.analysis.metrics[0].compare", "not both")),
+    ("compare-js-above-one", lambda s: remetric(s, min=None, compare={"maxJS": 1.5}),
+     ("spec.analysis.metrics[0].compare.maxJS", "less than or equal to 1")),
+    ("compare-psi-zero", lambda s: remetric(s, min=None, compare={"maxPSI": 0}),
+     ("spec.analysis.metrics[0].compare.maxPSI", "greater than 0")),
+    ("compare-confidence-of-one", lambda s: remetric(s, min=None, compare={"tolerance": 0.1, "confidence": 1}),
+     ("spec.analysis.metrics[0].compare.confidence", "less than 1")),
     ("min-above-max", lambda s: metric(s).update(max=0.5),
      ("spec.analysis.metrics[0]", "min must not exceed max")),
     ("unknown-builtin-template", lambda s: metric(s).update(template="request-magic"),
@@ -83,7 +115,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
 
 
 def test_valid_rollout_is_accepted_with_defaults(cluster: Kube, namespace: str) -> None:
-    obj = rollout(lambda s: s.pop("analysis"))
+    obj = mutated(lambda s: s.pop("analysis"))
     cluster.create(obj, namespace)
     stored = cluster.get("mro", obj["metadata"]["name"], namespace)
     assert stored["spec"]["analysis"] == {"interval": "30s", "failureLimit": 2, "inconclusiveLimit": 4,
@@ -102,7 +134,7 @@ def test_example_files_are_accepted(cluster: Kube, namespace: str) -> None:
 def test_invalid_rollout_is_rejected_naming_the_field(
     cluster: Kube, namespace: str, mutation: Callable[[dict[str, Any]], None], expected: tuple[str, ...]
 ) -> None:
-    result = cluster.create(rollout(mutation), namespace, check=False)
+    result = cluster.create(mutated(mutation), namespace, check=False)
     assert result.returncode != 0, "the API server accepted an invalid ModelRollout"
     for text in expected:
         assert text in result.stderr, f"{text!r} not in the API server's message: {result.stderr}"
@@ -111,7 +143,7 @@ def test_invalid_rollout_is_rejected_naming_the_field(
 
 def test_invalid_cases_are_distinct() -> None:
     assert len({case for case, _, _ in INVALID}) == len(INVALID) >= 12
-    specs = [yaml.safe_dump(rollout(m)["spec"]) for _, m, _ in INVALID]
+    specs = [yaml.safe_dump(mutated(m)["spec"]) for _, m, _ in INVALID]
     assert len(set(specs)) == len(specs)
 
 
@@ -124,7 +156,17 @@ def test_analysis_template_crd(cluster: Kube, namespace: str) -> None:
     bad["metadata"]["name"] = "no-query"
     bad["spec"] = {"description": "forgot the query"}
     result = cluster.create(bad, namespace, check=False)
-    assert result.returncode != 0 and "spec.query" in result.stderr and "Required value" in result.stderr
+    assert result.returncode != 0 and "a template declares a query (one number), a proportion" in result.stderr
+    comparable = copy.deepcopy(good)
+    comparable["metadata"]["name"] = "accuracy"
+    comparable["spec"] = {"proportion": {"successes": "sum(increase(ok[{{interval}}]))",
+                                         "trials": "sum(increase(all[{{interval}}]))"}}
+    cluster.create(comparable, namespace)  # a template that only compares needs no query
+    half = copy.deepcopy(comparable)
+    half["metadata"]["name"] = "half"
+    half["spec"] = {"proportion": {"successes": "sum(increase(ok[{{interval}}]))"}}
+    result = cluster.create(half, namespace, check=False)
+    assert result.returncode != 0 and "spec.proportion.trials" in result.stderr
 
 
 def crd_names() -> dict[str, dict[str, Any]]:
@@ -150,7 +192,7 @@ def test_kubectl_acts_on_a_modelrollout_named_by_its_singular(cluster: Kube, nam
                                                                tmp_path: Path) -> None:
     """`kubectl annotate modelrollout NAME` and `kubectl delete modelrollout NAME` reach exactly that object,
     even with an AnalysisTemplate of the same name next to it."""
-    obj = rollout()
+    obj = model_rollout(name_prefix="r")
     name = obj["metadata"]["name"]
     cluster.create(obj, namespace)
     cluster.create({"apiVersion": "modelrollout.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": name},

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.support import Kube, OperatorProcess, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((REPO / "examples" / "modelrollout.yaml").read_text())
+from testkit.kube import Kube
+from testkit.processes import OperatorProcess
+from testkit.rollouts import model_rollout
+from testkit.waiting import wait_for
 
 
 @pytest.fixture
@@ -24,15 +20,8 @@ def operator(cluster: Kube, namespace: str, tmp_path: Path) -> Iterator[Operator
     proc.stop()
 
 
-def new_rollout(**spec_changes: Any) -> dict[str, Any]:
-    obj = copy.deepcopy(EXAMPLE)
-    obj["metadata"] = {"name": f"r-{uuid.uuid4().hex[:6]}"}
-    obj["spec"].update(spec_changes)
-    return obj
-
-
 def test_operator_initialises_status(cluster: Kube, namespace: str, operator: OperatorProcess) -> None:
-    obj = new_rollout()
+    obj = model_rollout(name_prefix="r")
     name = obj["metadata"]["name"]
     cluster.create(obj, namespace)
     status = wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase") and
@@ -55,7 +44,7 @@ def test_spec_the_schema_cannot_judge_is_reported_not_crashed(
     cluster: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
     # An analysis step naming a metric that spec.analysis does not define: valid YAML, unusable spec.
-    obj = new_rollout()
+    obj = model_rollout(name_prefix="r")
     obj["spec"]["strategy"]["canary"]["steps"].append({"analysis": {"metrics": ["calibration"]}})
     name = obj["metadata"]["name"]
     cluster.create(obj, namespace)
@@ -71,7 +60,7 @@ def test_spec_the_schema_cannot_judge_is_reported_not_crashed(
 
 
 def test_printer_columns(cluster: Kube, namespace: str, operator: OperatorProcess) -> None:
-    obj = new_rollout()
+    obj = model_rollout(name_prefix="r")
     name = obj["metadata"]["name"]
     cluster.create(obj, namespace)
     wait_for(lambda: cluster.get("mro", name, namespace).get("status", {}).get("phase"), "status", timeout=60)

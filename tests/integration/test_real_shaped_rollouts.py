@@ -5,16 +5,17 @@ a shadow predictor, a third predictor holding 20%, written as v1alpha3."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 from localcluster.executor_exporter import ExecutorExporter, Traffic
-from tests.integration.conftest import RolloutWatch, rollout_spec
-from tests.support import Kube, OperatorProcess, TrafficWatch
+from testkit.kube import Kube
+from testkit.processes import OperatorProcess
+from testkit.recorder import TrafficWatch
+from testkit.rollouts import EXPORTER_ANALYSIS, model_rollout
+from tests.integration.conftest import Start
 
 GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
 GOOD_GRPC = Traffic(rps=40, error_ratio=0.0, latency_s=0.02, grpc=True)
-Start = Callable[[dict[str, Any]], RolloutWatch]
 
 REAL_SHAPED: dict[str, Any] = {
     "apiVersion": "machinelearning.seldon.io/v1alpha3",
@@ -54,7 +55,8 @@ def test_a_rollout_on_a_real_shaped_deployment_goes_to_100_percent_without_rolli
     exporter.set(namespace, "digits", "main", GOOD)
     watch = TrafficWatch(cluster, namespace, "digits").start()
     try:
-        rollout = start_rollout(rollout_spec([{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}]))
+        rollout = start_rollout(model_rollout(steps=[{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}],
+                                              analysis=EXPORTER_ANALYSIS))
         status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=120)
     finally:
         watch.stop()

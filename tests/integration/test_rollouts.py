@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from localcluster.executor_exporter import ExecutorExporter, Traffic
 from localcluster.prometheus import PrometheusServer
-from tests.integration.conftest import RolloutWatch, rollout_spec
-from tests.support import Kube, OperatorProcess, TrafficWatch, wait_for
+from testkit.kube import Kube
+from testkit.processes import OperatorProcess
+from testkit.recorder import TrafficWatch
+from testkit.rollouts import EXPORTER_ANALYSIS, model_rollout, model_uri
+from testkit.waiting import wait_for
+from tests.integration.conftest import Start
 
-Start = Callable[[dict[str, Any]], RolloutWatch]
 GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 60}, {"analysis": {}},
          {"setWeight": 100}]
@@ -26,7 +28,7 @@ def candidate_serves(exporter: ExecutorExporter, namespace: str, traffic: Traffi
 def test_good_candidate_is_promoted(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
                                     operator: OperatorProcess, start_rollout: Start, cluster: Kube) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec(STEPS))
+    rollout = start_rollout(model_rollout(steps=STEPS, analysis=EXPORTER_ANALYSIS))
     rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
     assert rollout.traffic() == {"main": 80, "main-candidate": 20}
     status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=120)
@@ -46,7 +48,8 @@ def test_failing_success_rate_rolls_back_within_failure_limit(
         exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, Traffic(rps=40, error_ratio=0.3, latency_s=0.02))
-    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     rollout.wait(lambda s: s.get("candidateWeight") == 20, "candidate at 20%")
     shifted = time.monotonic()
     status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
@@ -65,7 +68,8 @@ def test_failing_success_rate_rolls_back_within_failure_limit(
 def test_no_data_rolls_back_after_inconclusive_limit(
         namespace: str, deployment: dict[str, Any], operator: OperatorProcess, start_rollout: Start) -> None:
     # The exporter has no series for this namespace's candidate: every check is inconclusive.
-    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     status = rollout.wait_phase("RolledBack", "Succeeded", timeout=60)
     assert status["phase"] == "RolledBack"
     assert status["analysis"]["consecutiveInconclusive"] >= 3
@@ -79,8 +83,8 @@ def test_no_data_rolls_back_after_inconclusive_limit(
 def test_manual_pause_resume_promote(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
                                      operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
-                                          {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+                                                 {"setWeight": 100}], analysis=EXPORTER_ANALYSIS))
     rollout.wait_phase("Paused")
     assert rollout.status()["candidateWeight"] == 20
     rollout.annotate("resume")
@@ -98,7 +102,8 @@ def test_manual_pause_resume_promote(exporter: ExecutorExporter, namespace: str,
 def test_manual_pause_then_abort(exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any],
                                  operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 30}, {"pause": {"duration": "1h"}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 30}, {"pause": {"duration": "1h"}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     rollout.wait(lambda s: s.get("candidateWeight") == 30, "candidate at 30%")
     rollout.annotate("pause")
     rollout.wait_phase("Paused")
@@ -115,8 +120,9 @@ def test_operator_killed_mid_rollout_continues_from_status(
         exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
         prometheus: PrometheusServer, operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50},
-                                          {"pause": {"duration": "6s"}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50},
+                                                 {"pause": {"duration": "6s"}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     before = rollout.wait(lambda s: s.get("candidateWeight") == 50, "candidate at 50%")
     operator.kill()
     assert rollout.traffic() == {"main": 50, "main-candidate": 50}  # nothing moves while it is down
@@ -134,7 +140,8 @@ def test_concurrent_edit_of_the_deployment_is_kept(
         exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
         operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     rollout.wait_phase("Paused")
     # Someone else edits the deployment while the rollout owns its traffic.
     cluster.run("patch", "sdep", "digits", "-n", namespace, "--type=json", "-p",
@@ -158,8 +165,8 @@ def test_prometheus_unreachable_never_moves_traffic_further(
         "--namespace", namespace, "--prometheus-url", down)).start()
     watch = TrafficWatch(cluster, namespace, "digits").start()
     try:
-        obj = rollout_spec([{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 100}],
-                           inconclusiveLimit=3)
+        obj = model_rollout(steps=[{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 100}],
+                            analysis=EXPORTER_ANALYSIS, inconclusiveLimit=3)
         rollout = start_rollout(obj)
         rollout.wait(lambda s: s.get("candidateWeight") == 10, "candidate at 10%")
         rollout.annotate("resume")  # a person pushing on while Prometheus is down changes nothing either
@@ -179,9 +186,10 @@ def test_bad_query_and_missing_template_are_reported(
         exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    obj = rollout_spec([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], metrics=[
-        {"name": "broken", "query": 'sum(rate(x{predictor_name="{{candidate}}"}[{{interval}}])', "max": 1},
-        {"name": "shared", "templateRef": {"name": "does-not-exist"}, "max": 1}])
+    obj = model_rollout(steps=[{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}],
+                        analysis=EXPORTER_ANALYSIS, metrics=[
+            {"name": "broken", "query": 'sum(rate(x{predictor_name="{{candidate}}"}[{{interval}}])', "max": 1},
+            {"name": "shared", "templateRef": {"name": "does-not-exist"}, "max": 1}])
     rollout = start_rollout(obj)
     status = rollout.wait(lambda s: len(s.get("analysis", {}).get("lastChecks", [])) == 2, "two checks")
     checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
@@ -194,14 +202,13 @@ def test_bad_query_and_missing_template_are_reported(
 def test_stable_predictor_missing_and_candidate_equal_to_stable(
         cluster: Kube, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start) -> None:
-    missing = rollout_spec([{"setWeight": 10}])
-    missing["spec"]["stablePredictor"] = "blue"
+    missing = model_rollout(steps=[{"setWeight": 10}], analysis=EXPORTER_ANALYSIS, stable="blue")
     rollout = start_rollout(missing)
     status = rollout.wait(lambda s: any(c["reason"] == "StablePredictorNotFound" for c in s.get("conditions", [])),
                           "StablePredictorNotFound")
     assert status["candidateWeight"] == 0 and rollout.traffic() == {"main": 100}
-    same = rollout_spec([{"setWeight": 10}])
-    same["spec"]["candidate"]["modelUri"] = "file:///models/digits/1.0.0"
+    same = model_rollout(steps=[{"setWeight": 10}], analysis=EXPORTER_ANALYSIS,
+                         candidate={"modelUri": model_uri("1.0.0")})
     same_rollout = start_rollout(same)
     failed = same_rollout.wait_phase("Failed")
     assert any(c["reason"] == "CandidateIsStable" for c in failed["conditions"])
@@ -213,7 +220,7 @@ def test_a_finished_rollout_carries_no_finalizer(
         exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
         operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 50}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 50}, {"setWeight": 100}], analysis=EXPORTER_ANALYSIS))
     assert rollout.wait_phase("Succeeded", "RolledBack", timeout=90)["phase"] == "Succeeded"
     wait_for(lambda: not cluster.get("mro", rollout.name, namespace)["metadata"].get("finalizers"),
              "the finalizer to be released")
@@ -222,7 +229,8 @@ def test_a_finished_rollout_carries_no_finalizer(
 def test_a_prometheus_address_not_on_the_allow_list_is_refused_and_never_contacted(
         cluster: Kube, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start) -> None:
-    obj = rollout_spec([{"setWeight": 10}, {"setWeight": 100}], prometheus={"address": "http://169.254.169.254:80"})
+    obj = model_rollout(steps=[{"setWeight": 10}, {"setWeight": 100}], analysis=EXPORTER_ANALYSIS,
+                        prometheus={"address": "http://169.254.169.254:80"})
     rollout = start_rollout(obj)
     status = rollout.wait(lambda s: any(c["type"] == "SpecValid" and c["status"] == "False"
                                         for c in s.get("conditions", [])), "SpecValid=False")
@@ -236,11 +244,11 @@ def test_a_second_rollout_on_the_same_stable_predictor_is_refused_and_never_writ
         exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
         operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    first = start_rollout(rollout_spec([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    first = start_rollout(model_rollout(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}],
+                                        analysis=EXPORTER_ANALYSIS))
     first.wait_phase("Paused")
-    second_obj = rollout_spec([{"setWeight": 50}, {"setWeight": 100}])
-    second_obj["spec"]["candidate"] = {"modelUri": "file:///models/digits/2.1.0-degraded",
-                                       "version": "2.1.0-degraded", "predictorName": "main-other"}
+    second_obj = model_rollout("2.1.0-degraded", [{"setWeight": 50}, {"setWeight": 100}], analysis=EXPORTER_ANALYSIS,
+                               candidate={"predictorName": "main-other"})
     second = start_rollout(second_obj)
     status = second.wait(lambda s: any(c["reason"] == "TargetOwnedByAnother" for c in s.get("conditions", [])),
                          "TargetOwnedByAnother")
@@ -256,7 +264,8 @@ def test_deleting_an_active_rollout_rolls_its_candidate_back_first(
         exporter: ExecutorExporter, cluster: Kube, namespace: str, deployment: dict[str, Any],
         operator: OperatorProcess, start_rollout: Start) -> None:
     candidate_serves(exporter, namespace, GOOD)
-    rollout = start_rollout(rollout_spec([{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}]))
+    rollout = start_rollout(model_rollout(steps=[{"setWeight": 30}, {"pause": {}}, {"setWeight": 100}],
+                                          analysis=EXPORTER_ANALYSIS))
     rollout.wait_phase("Paused")
     obj = cluster.get("mro", rollout.name, namespace)
     assert "modelrollout.dev/rollback" in obj["metadata"]["finalizers"]

@@ -29,7 +29,8 @@ import yaml
 
 from localcluster import seldon_reference
 from localcluster.seldon_reference import UPSTREAM_EXAMPLES
-from tests.support import Kube, wait_for
+from testkit.kube import Kube
+from testkit.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = seldon_reference.reference_dir(REPO)  # shared/seldon-v1 beside the repository root

@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from localcluster import services, webhook_registration
 from localcluster.dataplane import webhook
 from localcluster.seldon_reference import UPSTREAM_EXAMPLES
-from tests.support import Kube
+from testkit.kube import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO.parent / "shared" / "seldon-v1" / "examples"

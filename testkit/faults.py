@@ -1,6 +1,6 @@
 """Faults on the local data plane: find model servers, inject latency and errors, kill processes.
 
-Shared by the chaos scripts, the end-to-end tests and the rollout benchmark. Everything here talks
+Used by the chaos scenarios, the end-to-end tests and the benchmarks. Everything here talks
 to loopback only: the ingress's ``/dataplane/status`` and each model server's fault admin API
 (``model_server/modelserver/faults.py``: ``GET|PUT|DELETE /faults`` on the server's ``adminPort``).
 
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localcluster.model_admin import ADMIN_TOKEN_FILE, admin_token
+from localcluster.processes import signal_group
+from testkit.waiting import wait_for
 
 ADMIN_PATH = "/faults"
 
@@ -86,18 +88,10 @@ def wait_ready_server(ingress_url: str, namespace: str, deployment: str, predict
                       timeout: float = 60.0, predicate: Callable[[dict[str, Any]], bool] | None = None
                       ) -> dict[str, Any]:
     """Poll until a ready server of that predictor exists (and satisfies predicate); fail after timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = ready_server(ingress_url, namespace, deployment, predictor)
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        if isinstance(last, dict) and (predicate is None or predicate(last)):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"no ready server for {namespace}/{deployment}/{predictor} within {timeout:.0f}s; "
-                         f"last seen: {last!r}")
+    def ready() -> dict[str, Any] | None:
+        server = ready_server(ingress_url, namespace, deployment, predictor)
+        return server if server is not None and (predicate is None or predicate(server)) else None
+    return wait_for(ready, f"a ready server for {namespace}/{deployment}/{predictor}", timeout=timeout, interval=0.1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,13 +156,12 @@ class FaultArmer:
             self._stop.wait(self.poll_s)
 
     def wait_injected(self, timeout: float = 60.0) -> float:
-        deadline = time.monotonic() + timeout
-        while self.injected_at is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.injected_at is None:
-            raise AssertionError(f"faults {self.faults} never injected on {self.predictor} within {timeout:.0f}s; "
-                                 f"errors: {self.errors[-3:]}")
-        return self.injected_at
+        """Until the first injection; its monotonic time."""
+        try:
+            return wait_for(lambda: self.injected_at, f"faults {self.faults} injected on {self.predictor}",
+                            timeout=timeout, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; errors: {self.errors[-3:]}") from None
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,27 +174,12 @@ class FaultArmer:
 
 
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Kill one model server by pid (its own process group: seldon-core forks gunicorn workers)."""
+    """Kill one model server by pid (its own process group: seldon-core forks gunicorn workers).
+    Whether it is gone: ``localcluster.processes.pid_alive``."""
     try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
+        signal_group(pid, sig)
     except PermissionError:
         os.kill(pid, sig)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------------
