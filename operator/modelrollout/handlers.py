@@ -161,7 +161,7 @@ def _record(namespace: str, name: str, plan: Plan, stats: TickStats) -> None:
         if stats.provider_error:
             telemetry.PROVIDER_ERRORS.labels(namespace, name).inc()
         for check in stats.checks:
-            telemetry.CHECKS.labels(namespace, name, check.metric, str(check.verdict)).inc()
+            telemetry.record_check(namespace, name, check.metric, str(check.verdict))
 
 
 @kopf.on.startup()

@@ -37,6 +37,9 @@ TICK_ERRORS = Counter("modelrollout_tick_errors_total", "Ticks that failed and w
                       registry=REGISTRY)
 
 _phases: dict[tuple[str, str], str] = {}
+# The (metric, verdict) label pairs each rollout's check counter has, so a deleted rollout's series can
+# all be removed: per-rollout series must not outlive their rollout, or cardinality grows with churn.
+_checks: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
 
 def start(port: int) -> None:
@@ -44,13 +47,18 @@ def start(port: int) -> None:
         start_http_server(port, registry=REGISTRY)
 
 
+def record_check(namespace: str, name: str, metric: str, verdict: str) -> None:
+    CHECKS.labels(namespace, name, metric, verdict).inc()
+    _checks.setdefault((namespace, name), set()).add((metric, verdict))
+
+
 def record_phase(namespace: str, name: str, phase: Phase | None) -> None:
-    """Count rollouts by phase; None forgets a deleted rollout. Only the gauges that changed are touched."""
+    """Count rollouts by phase; None forgets a deleted rollout and removes every series labelled with it.
+    Only the gauges that changed are touched."""
     key = (namespace, name)
     before = _phases.pop(key, None)
     if phase is None:
-        with contextlib.suppress(KeyError):
-            CANDIDATE_WEIGHT.remove(namespace, name)
+        _forget_series(namespace, name)
     else:
         _phases[key] = str(phase)
     after = _phases.get(key)
@@ -59,6 +67,15 @@ def record_phase(namespace: str, name: str, phase: Phase | None) -> None:
             ROLLOUTS.labels(before).dec()
         if after is not None:
             ROLLOUTS.labels(after).inc()
+
+
+def _forget_series(namespace: str, name: str) -> None:
+    for metric, verdict in _checks.pop((namespace, name), set()):
+        with contextlib.suppress(KeyError):
+            CHECKS.remove(namespace, name, metric, verdict)
+    for per_rollout in (CANDIDATE_WEIGHT, PROVIDER_ERRORS, PROVIDER_QUERIES):
+        with contextlib.suppress(KeyError):
+            per_rollout.remove(namespace, name)
 
 
 class EventRecorder:

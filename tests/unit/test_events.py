@@ -75,3 +75,30 @@ def test_rollouts_by_phase_follow_each_rollout_and_forget_deleted_ones() -> None
     telemetry.record_phase("t", "b", None)
     telemetry.record_phase("t", "b", None)  # forgetting twice is harmless
     assert {p: count(p) for p in Phase} == before
+
+
+def test_a_deleted_rollouts_series_all_go_so_cardinality_does_not_grow_with_churn() -> None:
+    from modelrollout import telemetry
+    from modelrollout.api import Phase
+    from prometheus_client import generate_latest
+
+    def series_of(name: str) -> list[str]:
+        text = generate_latest(telemetry.REGISTRY).decode()
+        return [line for line in text.splitlines() if f'rollout="{name}"' in line and not line.startswith("#")]
+
+    for i in range(50):  # churn: rollouts come, are checked, and are deleted
+        name = f"churn-{i}"
+        telemetry.record_phase("t", name, Phase.PROGRESSING)
+        telemetry.CANDIDATE_WEIGHT.labels("t", name).set(10)
+        telemetry.PROVIDER_QUERIES.labels("t", name).inc()
+        telemetry.PROVIDER_ERRORS.labels("t", name).inc()
+        telemetry.record_check("t", name, "success-rate", "Pass")
+        telemetry.record_check("t", name, "accuracy", "Fail")
+        assert len(series_of(name)) >= 5
+        telemetry.record_phase("t", name, None)
+        assert series_of(name) == [], series_of(name)
+    kept = "kept"
+    telemetry.record_phase("t", kept, Phase.PROGRESSING)
+    telemetry.record_check("t", kept, "success-rate", "Pass")
+    assert series_of(kept)  # a live rollout keeps its series
+    telemetry.record_phase("t", kept, None)
