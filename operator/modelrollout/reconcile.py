@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from .analysis import AnalysisContext, MetricProvider, TemplateSource, run_checks
 from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
 from .backends import TrafficBackend
-from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due
+from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due, recorded_names
 from .status import CheckRecord, Reason, RolloutStatus, Verdict
 from .traffic import ForeignPredictorError, TargetObservation, TrafficRefused, TrafficTarget
 
@@ -111,7 +111,11 @@ class Reconciler:
         if not isinstance(spec, SpecError) and target.ready and target.serving and not deleting:
             due = metrics_due(spec, status, now)
             if due:
-                checks = await self._measure(spec, namespace, due, status.stable_version)
+                # Measure what the revision acts on: the names it recorded, never an edit of them (an edit
+                # that swapped the stable and candidate names would measure the stable as the candidate).
+                running = status.phase in ACTIVE_PHASES and status.revision > 0
+                measured = recorded_names(spec, status) if running else spec
+                checks = await self._measure(measured, namespace, due, status.stable_version)
         plan = decide(spec, generation, status, Observations(target=target, checks=checks, action=action,
                                                              deleting=deleting), now)
         return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks, spec, target)

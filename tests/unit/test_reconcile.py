@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from modelrollout.api import Phase
-from modelrollout.reconcile import FINALIZER
+from modelrollout.analysis import QueryOutcome, StaticTemplates
+from modelrollout.api import Limits, Phase
+from modelrollout.reconcile import FINALIZER, Reconciler
 from modelrollout.status import RolloutStatus, Verdict
 
 from tests.unit.conftest import spec_dict
-from tests.unit.fakes import CANDIDATE_URI, STABLE_URI, Cluster, Faults
+from tests.unit.fakes import CANDIDATE_URI, NAME, NAMESPACE, STABLE_URI, Cluster, Faults
 
 SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
 LATENCY = {"name": "latency-p99", "template": "request-duration-p99", "max": 0.25}
@@ -280,3 +281,54 @@ def test_a_write_the_target_refuses_for_good_fails_the_rollout_with_its_message(
     assert any(reason == "Failed" for _, reason, _ in cluster.events.posted)
     tick_until(cluster, lambda: cluster.seldon.candidate() is None, limit=5)  # the candidate at 20% goes
     assert cluster.seldon.predictors[0]["traffic"] == 100
+
+
+# --------------------------------------------------------------------------------------------------
+# The analysis measures the names the revision recorded, never an edit of them
+
+
+class FailingCandidate:
+    """Predictor main-candidate fails half its requests; every other predictor none."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    async def query(self, promql: str) -> QueryOutcome:
+        if self.cluster.seldon.candidate() is None:
+            return QueryOutcome.no_data("empty")
+        if "code=~" in promql:
+            return QueryOutcome.number(0.5 if 'predictor_name="main-candidate"' in promql else 1.0)
+        return QueryOutcome.number(1000.0)
+
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        return QueryOutcome.no_data("empty")
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["no edit", "names swapped mid-rollout"])
+def test_an_edit_swapping_stable_and_candidate_names_never_turns_a_failing_candidate_into_a_pass(swap: bool) -> None:
+    success = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
+    cluster = Cluster.make(spec_dict([{"setWeight": 10}, {"pause": {"duration": "20s"}}, {"setWeight": 100}],
+                                     [success], interval="10s", failureLimit=3))
+    provider = FailingCandidate(cluster)
+    reconciler = Reconciler(store=cluster.store, backends={"SeldonDeployment": cluster.seldon}, events=cluster.events,
+                            templates=StaticTemplates(), provider_for=lambda _: provider,
+                            limits=Limits(scrape_interval_s=1.0), clock=lambda: cluster.now)
+
+    def tick() -> None:
+        cluster.now += dt.timedelta(seconds=1)
+        asyncio.run(reconciler.tick(NAMESPACE, NAME))
+
+    for _ in range(12):
+        tick()
+    assert cluster.seldon.candidate_weight() == 10
+    assert any(r.verdict is Verdict.FAIL for r in cluster.store.status.analysis.last_checks)
+    if swap:  # an edit the CRD admits; the revision keeps its names and refuses it
+        spec = cluster.store.obj["spec"]
+        spec["stablePredictor"], spec["candidate"]["predictorName"] = "main-candidate", "main"
+        cluster.store.bump()
+    for _ in range(120):
+        tick()
+        if cluster.store.status.phase is not None and cluster.store.status.phase.terminal:
+            break
+    assert cluster.store.status.phase is Phase.ROLLED_BACK, cluster.store.status.message
+    assert cluster.seldon.stable_uri() == STABLE_URI

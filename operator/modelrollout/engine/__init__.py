@@ -13,6 +13,7 @@ from ..traffic import TargetObservation, TrafficChange
 from .context import ACTIONS, ACTIVE_PHASES, Event, Observations, Plan
 from .decide import decide
 from .gate import gate_open, metrics_due, next_check_at
+from .revisions import recorded_names
 
 __all__ = [
     "ACTIONS",
@@ -26,4 +27,5 @@ __all__ = [
     "gate_open",
     "metrics_due",
     "next_check_at",
+    "recorded_names",
 ]
