@@ -431,6 +431,10 @@ def _parse_compare(m: Mapping[str, Any], path: str, builtin: MetricTemplate | No
     if shape in (Shape.PROPORTION, Shape.HISTOGRAM) and drift:
         raise SpecError(where, f"maxPSI and maxJS bound a distribution's drift; template {m['template']!r} "
                                f"compares a {shape.value}: set tolerance")
+    if shape is Shape.PROPORTION and compare.tolerance <= 0:
+        raise SpecError(f"{where}.tolerance", "a proportion's comparison needs a tolerated degradation above 0: "
+                                              "the interval of a difference always reaches above 0, so a "
+                                              "candidate could never pass")
     if shape is Shape.HISTOGRAM and compare.relative:
         raise SpecError(f"{where}.relative", "a latency tolerance is always relative (0.2 = 20% slower)")
     return compare

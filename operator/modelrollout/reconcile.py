@@ -132,9 +132,12 @@ class Reconciler:
                 timeout=self.analysis_deadline_s)
         except TimeoutError:
             problem = f"the analysis did not finish within {self.analysis_deadline_s:g}s"
-            return tuple(CheckRecord(metric=m.name, verdict=Verdict.INCONCLUSIVE, value=None,
-                                     message=f"{m.name}: {problem} — inconclusive", error=problem,
-                                     min=m.min, max=m.max) for m in due)
+        except Exception as exc:  # run_checks never raises; if it did, no verdict - never a crash loop
+            log.exception("analysis of %s/%s failed", namespace, spec.target.name)
+            problem = f"the analysis failed ({type(exc).__name__})"
+        return tuple(CheckRecord(metric=m.name, verdict=Verdict.INCONCLUSIVE, value=None,
+                                 message=f"{m.name}: {problem} — inconclusive", error=problem,
+                                 min=m.min, max=m.max) for m in due)
 
     async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
                          action: str | None, uid: str, checks: tuple[CheckRecord, ...] | None,

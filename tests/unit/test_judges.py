@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 from modelrollout.analysis import AnalysisContext, QueryOutcome, StaticTemplates, run_checks
-from modelrollout.api import Compare, JudgeKind, Metric
+from modelrollout.api import Compare, JudgeKind, Metric, RolloutSpec, SpecError
 from modelrollout.status import CheckRecord, Verdict
+from modelrollout.templates import DistributionQuery, MetricTemplate, ProportionQueries
 
 CONTEXT = AnalysisContext(namespace="models", target="digits", stable="main", candidate="main-candidate",
                           default_window_s=30.0, candidate_version="2.0.0", stable_version="1.0.0")
@@ -102,3 +103,71 @@ def test_a_threshold_on_the_interval_fails_only_when_the_evidence_does(successes
     result = judged(metric, {"successes": successes, "trials": trials}, {})
     assert result.verdict is verdict, result.message
     assert f"(n={trials:,})" in result.message and "95% interval [" in result.message
+
+
+# --------------------------------------------------------------------------------------------------
+# Nothing a template, a provider or a judge does makes run_checks raise, or compares a model with itself
+
+
+class SeriesAnswers:
+    def __init__(self, series: dict[str, float]) -> None:
+        self.series = series
+
+    async def query(self, promql: str) -> QueryOutcome:
+        return QueryOutcome.number(1000.0)
+
+    async def query_by(self, promql: str, label: str) -> QueryOutcome:
+        return QueryOutcome.by_label(self.series)
+
+
+def _ref(name: str, **compare: float) -> Metric:
+    return Metric(name=name, template_ref=name, judge=JudgeKind.COMPARE, compare=Compare(**compare))
+
+
+def test_compare_settings_that_do_not_fit_an_analysis_templates_shape_are_an_error_not_a_crash() -> None:
+    classes = MetricTemplate(distribution=DistributionQuery(counts="sum by (class) (x[{{interval}}])", by="class"))
+    templates = StaticTemplates({("models", "classes"): classes})
+    result = asyncio.run(run_checks([_ref("classes", tolerance=0.05)], CONTEXT, SeriesAnswers({"0": 6.0}),
+                                    templates))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE and "set compare.maxPSI, compare.maxJS or both" in result.error
+    accuracy = MetricTemplate(proportion=ProportionQueries(successes="ok[{{interval}}]", trials="all[{{interval}}]"))
+    result = asyncio.run(run_checks([_ref("acc")], CONTEXT, SeriesAnswers({}),
+                                    StaticTemplates({("models", "acc"): accuracy})))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE and "tolerance above 0" in result.error
+
+
+@pytest.mark.parametrize("le", ["fast", "NaN", "-Inf"])
+def test_a_histogram_whose_le_is_not_a_bound_is_inconclusive_not_a_crash(le: str) -> None:
+    latency = MetricTemplate(histogram=DistributionQuery(counts='sum by (le) (h{p="{{candidate}}"}[{{interval}}])',
+                                                         by="le"))
+    series = {"0.1": 500.0, le: 600.0, "+Inf": 700.0}
+    result = asyncio.run(run_checks([_ref("lat", tolerance=0.2)], CONTEXT, SeriesAnswers(series),
+                                    StaticTemplates({("models", "lat"): latency})))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.error == "the compare judge could not judge this measurement (ValueError)"
+    assert le not in result.message  # the provider's text is not repeated
+
+
+def test_a_candidate_and_stable_with_one_version_label_are_never_compared() -> None:
+    same = AnalysisContext(namespace="models", target="digits", stable="main", candidate="main-candidate",
+                           default_window_s=30.0, candidate_version="2.0.0", stable_version="2.0.0")
+    result = asyncio.run(run_checks([ACCURACY], same, Provider({"successes": 400, "trials": 400},
+                                                               {"successes": 400, "trials": 400}),
+                                    StaticTemplates()))[0]
+    assert result.verdict is Verdict.INCONCLUSIVE and "selects the same series as the candidate's" in result.error
+
+
+def test_a_proportion_compare_without_a_tolerance_is_refused_by_the_parser() -> None:
+    from tests.unit.conftest import LIMITS, spec_dict
+
+    raw = spec_dict(metrics=[{"name": "acc", "template": "model-accuracy", "compare": {}}])
+    with pytest.raises(SpecError, match="tolerated degradation above 0"):
+        RolloutSpec.parse(raw, LIMITS)
+
+
+def test_two_series_with_one_label_value_are_refused_without_repeating_the_value() -> None:
+    from modelrollout.analysis.prometheus import parse_by_label
+
+    raw = [{"metric": {"le": "token=s3cr3t"}, "value": [0, "1"]}, {"metric": {"le": "token=s3cr3t"}, "value": [0, "2"]}]
+    outcome = parse_by_label(raw, "le")
+    assert outcome.error and "s3cr3t" not in outcome.error

@@ -332,3 +332,33 @@ def test_an_edit_swapping_stable_and_candidate_names_never_turns_a_failing_candi
             break
     assert cluster.store.status.phase is Phase.ROLLED_BACK, cluster.store.status.message
     assert cluster.seldon.stable_uri() == STABLE_URI
+
+
+def test_an_analysis_that_raises_is_no_verdict_and_the_rollout_is_still_driven(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside the analysis must not wedge the rollout (a tick that raises would be retried for
+    ever, with no verdict and no action handled): it is recorded as inconclusive, and abort still works."""
+    from modelrollout import reconcile
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a judge bug")
+
+    monkeypatch.setattr(reconcile, "run_checks", broken)
+    success = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
+    cluster = Cluster.make(spec_dict([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}], [success],
+                                     interval="10s"))
+    reconciler = Reconciler(store=cluster.store, backends={"SeldonDeployment": cluster.seldon}, events=cluster.events,
+                            templates=StaticTemplates(), provider_for=lambda _: FailingCandidate(cluster),
+                            limits=Limits(scrape_interval_s=1.0), clock=lambda: cluster.now)
+    for _ in range(15):
+        cluster.now += dt.timedelta(seconds=1)
+        asyncio.run(reconciler.tick(NAMESPACE, NAME))
+    checks = cluster.store.status.analysis.last_checks
+    assert checks and all(c.verdict is Verdict.INCONCLUSIVE for c in checks)
+    assert "the analysis failed (ValueError)" in checks[0].message
+    cluster.store.obj["metadata"].setdefault("annotations", {})["modelrollout.dev/action"] = "abort"
+    cluster.store.bump()
+    for _ in range(3):
+        cluster.now += dt.timedelta(seconds=1)
+        asyncio.run(reconciler.tick(NAMESPACE, NAME))
+    assert cluster.store.status.phase is Phase.ABORTED and cluster.seldon.candidate() is None

@@ -359,13 +359,13 @@ def test_a_class_never_predicted_is_worse_and_named() -> None:
     assert shift == pytest.approx(-387 / 3870)
     assert result.psi > 0.2 and result.js_distance > 0.1
     assert result.describe() == (
-        f"PSI {result.psi:.2f}, JS distance {result.js_distance:.2f} (n=412/3,870; bounds PSI 0.2, JS 0.1): "
-        "class '7' share 0.00 vs 0.10")
+        f"PSI {result.psi:.2f}, JS distance {result.js_distance:.2f}, chi-square p<0.0001 "
+        "(n=412/3,870; bounds PSI 0.2, JS 0.1): class '7' share 0.00 vs 0.10")
 
 
 def test_either_bound_alone_decides() -> None:
-    candidate = {"a": 55.0, "b": 45.0}
-    baseline = {"a": 50.0, "b": 50.0}
+    candidate = {"a": 5500.0, "b": 4500.0}  # enough samples that the difference is not chance
+    baseline = {"a": 5000.0, "b": 5000.0}
     result = compare_distributions(candidate, baseline, max_psi=0.001)
     assert result.psi > 0.001 and result.outcome is Outcome.WORSE
     assert compare_distributions(candidate, baseline, max_psi=0.5).outcome is Outcome.NOT_WORSE
@@ -419,3 +419,29 @@ def test_a_distribution_needs_a_bound() -> None:
         compare_distributions({"a": 1.0}, {"a": 1.0})
     with pytest.raises(ValueError, match="epsilon"):
         compare_distributions({"a": 1.0}, {"a": 1.0}, max_psi=0.2, epsilon=0.0)
+
+
+def test_a_distance_beyond_the_bound_by_chance_alone_is_undecided_never_worse() -> None:
+    """Two draws of one distribution at n=100: their JS distance exceeds a 0.1 bound by chance (about
+    0.13 expected with 10 classes); without a significant chi-square test that is no evidence of drift."""
+    rng = np.random.default_rng(7)
+    shares = np.full(10, 0.1)
+    worse = 0
+    for _ in range(200):
+        candidate = dict(zip(map(str, range(10)), rng.multinomial(100, shares).astype(float), strict=True))
+        baseline = dict(zip(map(str, range(10)), rng.multinomial(900, shares).astype(float), strict=True))
+        result = compare_distributions(candidate, baseline, max_psi=0.2, max_js=0.1, min_samples=100)
+        worse += result.outcome is Outcome.WORSE
+    assert worse <= 200 * 0.05 * 2, f"{worse} of 200 same-distribution draws judged worse"
+    # A real drift at the same sizes is still caught: one class never predicted.
+    blind = {str(c): (0.0 if c == 8 else 20.0) for c in range(10)}
+    even = {str(c): 90.0 for c in range(10)}
+    assert compare_distributions(blind, even, max_psi=0.2, max_js=0.1, min_samples=50).outcome is Outcome.WORSE
+
+
+def test_a_class_label_that_is_not_plain_is_not_repeated() -> None:
+    odd = "token=s3cr3t value with spaces"
+    result = compare_distributions({odd: 700.0, "a": 200.0, "b": 100.0}, {odd: 300.0, "a": 300.0, "b": 400.0},
+                                   max_js=0.1)
+    assert result.largest_shift[0] == odd
+    assert "s3cr3t" not in result.describe() and "unusual label" in result.describe()

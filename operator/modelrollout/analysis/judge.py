@@ -8,6 +8,7 @@ its ``api.JudgeKind``; thresholds are one judge among others.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -103,7 +104,7 @@ class CompareJudge:
             assert candidate.series is not None and stable.series is not None
             result = statistics.compare_distributions(
                 candidate.series, stable.series, max_psi=settings.max_psi, max_js=settings.max_js,
-                min_samples=settings.min_samples)
+                min_samples=settings.min_samples, confidence=settings.confidence)
         verdict = _VERDICTS[result.outcome]
         suffix = ""
         if verdict is Verdict.INCONCLUSIVE:
@@ -114,8 +115,17 @@ class CompareJudge:
 
 
 def _buckets(series: Mapping[str, float]) -> dict[float, float]:
-    """Prometheus's le label values ("0.25", "+Inf") as bucket bounds."""
-    return {float(le): count for le, count in series.items()}
+    """Prometheus's le label values ("0.25", "+Inf") as bucket bounds; anything else is not a histogram."""
+    buckets: dict[float, float] = {}
+    for le, count in series.items():
+        try:
+            bound = float(le)
+        except ValueError:
+            raise ValueError("a bucket's le label is not a number") from None
+        if math.isnan(bound) or bound == -math.inf:
+            raise ValueError("a bucket's le label is not an upper bound")
+        buckets[bound] = count
+    return buckets
 
 
 JUDGES: Mapping[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge(), JudgeKind.COMPARE: CompareJudge()}

@@ -221,8 +221,8 @@ def parse_by_label(raw: Any, label: str) -> QueryOutcome:
         if not isinstance(value, list | tuple) or len(value) != 2:
             return QueryOutcome.failed("query returned a sample that is not a [time, value] pair")
         key = str(metric[label])
-        if key in series:
-            return QueryOutcome.failed(f"query returned two series for {label}={key[:40]!r}; aggregate it "
+        if key in series:  # the value is the answer's text: it is not repeated
+            return QueryOutcome.failed(f"query returned two series with the same {label}; aggregate it "
                                        f"with sum by ({label}) (...)")
         number = _number(value[1])
         if number.error:

@@ -160,7 +160,18 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
                            baseline_query=measured.baseline_query,
                            message=f"{metric.name}: no data for predictor {context.candidate} over {window} "
                                    f"({measured.no_data_reason or 'no value'}) — inconclusive, never a pass")
-    verdict, message = judge.judge(metric, measured)
+    if measured.baseline_query and measured.baseline_query == measured.query:
+        # The stable would be measured by the candidate's own series (a version label both share): the
+        # candidate compared with itself always looks equal. Never a pass.
+        problem = ("the stable model's query selects the same series as the candidate's (do they share a "
+                   "version label?); nothing to compare")
+        return inconclusive(problem, query=measured.query, error=problem)
+    try:
+        verdict, message = judge.judge(metric, measured)
+    except Exception as exc:  # a judge must not stop the analysis: its failure is no verdict, never a pass
+        log.warning("the %s judge of %s failed", metric.judge, metric.name, exc_info=exc)
+        problem = f"the {metric.judge} judge could not judge this measurement ({type(exc).__name__})"
+        return inconclusive(problem, query=measured.query, error=problem)
     return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message,
                        query=measured.query, window=window, min=metric.min, max=metric.max,
                        baseline=measured.baseline, baseline_query=measured.baseline_query)
@@ -171,7 +182,7 @@ def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | Non
     if metric.judge is JudgeKind.COMPARE:
         if template.comparable is None:
             return None, "the template declares no proportion, histogram or distribution to compare by"
-        return template.comparable, ""
+        return template.comparable, compare_settings_problem(metric, template.comparable)
     if metric.confidence is not None:
         if template.proportion is None:
             return None, "a threshold on an interval needs a template that declares a proportion"
@@ -179,6 +190,23 @@ def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | Non
     if not template.value:
         return None, "the template has no value query for min/max; it can only be compared"
     return None, ""
+
+
+def compare_settings_problem(metric: Metric, shape: Shape) -> str:
+    """Why the metric's compare settings do not fit the template's shape ("" when they do). The parser
+    checks builtin templates; an AnalysisTemplate's shape is known only when it is read."""
+    settings = metric.compare
+    if settings is None:
+        return "the metric declares no compare settings"
+    drift = settings.max_psi is not None or settings.max_js is not None
+    if shape is Shape.DISTRIBUTION and not drift:
+        return "the template compares distributions: set compare.maxPSI, compare.maxJS or both"
+    if shape is not Shape.DISTRIBUTION and drift:
+        return f"the template compares a {shape.value}: maxPSI and maxJS bound a distribution; set tolerance"
+    if shape is Shape.PROPORTION and settings.tolerance <= 0:
+        return ("the template compares a proportion: set compare.tolerance above 0 (the interval of a "
+                "difference always reaches above 0, so a candidate could never pass)")
+    return ""
 
 
 async def _measure_value(template: str, window_s: float, context: AnalysisContext, provider: MetricProvider,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
-from scipy.stats import binomtest, mannwhitneyu
+from scipy.stats import binomtest, chi2_contingency, mannwhitneyu
 
 __all__ = [
     "MAX_SAMPLE_PER_SIDE",
@@ -41,6 +42,7 @@ __all__ = [
 
 # A histogram side with more observations than this is scaled down before the rank test (see histogram_sample).
 MAX_SAMPLE_PER_SIDE = 20_000
+_PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.:+-]{1,32}")
 
 
 class Outcome(enum.Enum):
@@ -317,6 +319,7 @@ class DriftComparison:
     # the shares of each class, aligned with ``classes`` (empty when a side has no predictions)
     candidate_shares: tuple[float, ...] = ()
     baseline_shares: tuple[float, ...] = ()
+    p_value: float = math.nan  # chi-square test of homogeneity of the two count tables
 
     def describe(self) -> str:
         """E.g. "PSI 0.41, JS distance 0.22 (n=412/3,870; bounds PSI 0.2, JS 0.1): class '7' share 0.02 vs 0.10"."""
@@ -324,27 +327,34 @@ class DriftComparison:
                   if bound is not None]
         sizes = f"(n={self.n_candidate:,}/{self.n_baseline:,}; bounds {', '.join(bounds)})"
         psi, js = _fixed(self.psi, _decimals([self.psi])), _fixed(self.js_distance, _decimals([self.js_distance]))
-        head = f"PSI {psi}, JS distance {js} {sizes}"
+        tested = "" if math.isnan(self.p_value) else f", chi-square p{_p_value(self.p_value)}"
+        head = f"PSI {psi}, JS distance {js}{tested} {sizes}"
         label, shift = self.largest_shift
         if label not in self.classes or not (self.candidate_shares and self.baseline_shares):
             return f"{head}: no comparison without predictions on both sides"
         i = self.classes.index(label)
         candidate_share, baseline_share = self.candidate_shares[i], self.baseline_shares[i]
         digits = _decimals([shift, candidate_share, baseline_share])
-        return f"{head}: class {label!r} share {_fixed(candidate_share, digits)} vs {_fixed(baseline_share, digits)}"
+        # Class labels come from the metric provider's answer: shown only when short and plain.
+        shown = repr(label) if _PLAIN_LABEL.fullmatch(label) else "(a class with an unusual label)"
+        return f"{head}: class {shown} share {_fixed(candidate_share, digits)} vs {_fixed(baseline_share, digits)}"
 
 
 def compare_distributions(candidate_counts: Mapping[str, float], baseline_counts: Mapping[str, float], *,
                           max_psi: float | None = None, max_js: float | None = None, min_samples: int = 1,
-                          epsilon: float = 1e-4) -> DriftComparison:
+                          epsilon: float = 1e-4, confidence: float = 0.95) -> DriftComparison:
     """PSI and Jensen-Shannon distance between the candidate's and the baseline's class shares.
 
     Shares over the union of classes (a class absent on one side has count 0 there; negative counts from
     resets count as 0). PSI = sum((p - q) ln(p / q)) = sum(rel_entr(p, q) + rel_entr(q, p)) with both shares
     floored at ``epsilon`` (not renormalised) to keep it finite; the JS distance uses the shares as they are.
-    WORSE when psi > max_psi or js > max_js (whichever are given; at least one must be); NOT_WORSE otherwise;
-    UNDECIDED when either side has fewer than ``min_samples`` predictions (or none).
+    WORSE when psi > max_psi or js > max_js (whichever are given; at least one must be) and a chi-square
+    test of homogeneity of the two count tables (scipy.stats.chi2_contingency) says the distributions differ
+    at ``confidence``: with few samples the distances of two draws of one distribution exceed small bounds by
+    chance alone, so a distance beyond the bound without that evidence is UNDECIDED, never WORSE. NOT_WORSE
+    when no bound is exceeded; UNDECIDED when either side has fewer than ``min_samples`` predictions (or none).
     """
+    _check_confidence(confidence)
     if max_psi is None and max_js is None:
         raise ValueError("compare_distributions needs max_psi, max_js or both")
     if not (math.isfinite(epsilon) and epsilon > 0):
@@ -364,14 +374,25 @@ def compare_distributions(candidate_counts: Mapping[str, float], baseline_counts
         js = 0.0
     moved = p - q
     i = int(np.argmax(np.abs(moved)))
+    p_value = _homogeneity_p_value(c, b)
+    beyond = (max_psi is not None and psi > max_psi) or (max_js is not None and js > max_js)
     if n_c < min_samples or n_b < min_samples:
         outcome = Outcome.UNDECIDED
-    elif (max_psi is not None and psi > max_psi) or (max_js is not None and js > max_js):
-        outcome = Outcome.WORSE
+    elif beyond:
+        outcome = Outcome.WORSE if p_value < 1 - confidence else Outcome.UNDECIDED
     else:
         outcome = Outcome.NOT_WORSE
     return DriftComparison(psi, js, n_c, n_b, max_psi, max_js, classes, (classes[i], float(moved[i])), outcome,
-                           tuple(float(v) for v in p), tuple(float(v) for v in q))
+                           tuple(float(v) for v in p), tuple(float(v) for v in q), p_value)
+
+
+def _homogeneity_p_value(candidate: NDArray[np.float64], baseline: NDArray[np.float64]) -> float:
+    """Chi-square test of homogeneity of the two sides' class counts (classes neither side has dropped)."""
+    table = np.vstack([np.round(candidate), np.round(baseline)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or np.any(table.sum(axis=1) <= 0):
+        return 1.0  # one class in all, or an empty side: no evidence of a difference
+    return float(chi2_contingency(table, correction=False).pvalue)
 
 
 def _class_counts(counts: Mapping[str, float], classes: Sequence[str]) -> NDArray[np.float64]:
