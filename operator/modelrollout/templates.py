@@ -33,6 +33,8 @@ class ProportionQueries:
 class DistributionQuery:
     counts: str  # a vector: one count per value of ``by`` over {{interval}}
     by: str  # the label that tells the values apart (``le`` for a histogram)
+    # A histogram that stands for one quantile (p90, p99): compare that quantile, not the whole distribution.
+    quantile: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from the provider's answers to the verdict and the message a person reads."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from modelrollout.analysis import AnalysisContext, QueryOutcome, StaticTemplates, run_checks
@@ -70,15 +71,34 @@ def test_no_stable_data_is_inconclusive_never_a_pass() -> None:
     assert result.verdict is Verdict.INCONCLUSIVE and "stable: empty" in result.message
 
 
-def test_latency_twice_the_stables_fails_a_20_percent_tolerance_and_a_tenth_more_passes() -> None:
-    latency = Metric(name="latency", template="request-duration-p99", judge=JudgeKind.COMPARE,
+def test_a_slow_tail_fails_a_p99_comparison_that_a_rank_test_would_pass() -> None:
+    """10% of the candidate's requests at 2.5-5s: its p99 is seconds while its median is the stable's. The
+    p99 template compares the p99 (the candidate's share above the stable's p99 +20%), not the median."""
+    p99 = Metric(name="latency-p99", template="request-duration-p99", judge=JudgeKind.COMPARE,
+                 compare=Compare(tolerance=0.2, min_samples=500))
+    stable = {"le": {"0.025": 0.0, "0.05": 1000.0, "2.5": 1000.0, "5": 1000.0, "+Inf": 1000.0}}
+    tail = {"le": {"0.025": 0.0, "0.05": 900.0, "2.5": 900.0, "5": 1000.0, "+Inf": 1000.0}}
+    result = judged(p99, tail, stable)
+    assert result.verdict is Verdict.FAIL, result.message
+    assert "10% of its requests above stable p99 +20%" in result.message and "binomial p<0.0001" in result.message
+    assert judged(p99, stable, stable).verdict is Verdict.PASS
+    few = {"le": {k: v / 10 for k, v in tail["le"].items()}}  # 100 requests: a p99 tail cannot show
+    assert judged(replace(p99, compare=Compare(tolerance=0.2, min_samples=50)), few, stable).verdict \
+        is Verdict.INCONCLUSIVE
+
+
+def test_a_histogram_template_without_a_quantile_compares_whole_distributions_by_rank() -> None:
+    latency = Metric(name="latency", template_ref="latency", judge=JudgeKind.COMPARE,
                      compare=Compare(tolerance=0.2, min_samples=50))
+    template = MetricTemplate(histogram=DistributionQuery(
+        counts='sum by (le) (h{predictor_name="{{candidate}}"}[{{interval}}])', by="le"))
+    templates = StaticTemplates({("models", "latency"): template})
     stable = {"le": {"0.05": 100.0, "0.1": 600.0, "0.25": 1000.0, "+Inf": 1000.0}}
     slow = {"le": {"0.05": 0.0, "0.1": 50.0, "0.25": 400.0, "+Inf": 400.0}}
-    result = judged(latency, slow, stable)
+    result = asyncio.run(run_checks([latency], CONTEXT, Provider({"le": slow["le"]}, stable), templates))[0]
     assert result.verdict is Verdict.FAIL and "one-sided Mann-Whitney p" in result.message, result.message
     same = {"le": {"0.05": 40.0, "0.1": 240.0, "0.25": 400.0, "+Inf": 400.0}}
-    assert judged(latency, same, stable).verdict is Verdict.PASS
+    assert asyncio.run(run_checks([latency], CONTEXT, Provider(same, stable), templates))[0].verdict is Verdict.PASS
 
 
 def test_a_class_the_candidate_never_predicts_is_drift() -> None:

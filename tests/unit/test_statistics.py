@@ -14,6 +14,7 @@ from modelrollout.analysis.statistics import (
     compare_distributions,
     compare_histograms,
     compare_proportions,
+    compare_quantiles,
     histogram_sample,
     proportion_interval,
 )
@@ -445,3 +446,40 @@ def test_a_class_label_that_is_not_plain_is_not_repeated() -> None:
                                    max_js=0.1)
     assert result.largest_shift[0] == odd
     assert "s3cr3t" not in result.describe() and "unusual label" in result.describe()
+
+
+# --------------------------------------------------------------------------------------------------
+# compare_quantiles: the tail a pNN names
+
+
+def _cumulative(bounds_counts: dict[float, float]) -> dict[float, float]:
+    out, running = {}, 0.0
+    for bound in sorted(bounds_counts):
+        running += bounds_counts[bound]
+        out[bound] = running
+    return out
+
+
+def test_a_tail_of_slow_requests_is_worse_at_p99_though_the_medians_agree() -> None:
+    stable = _cumulative({0.05: 1000.0, 2.5: 0.0, 5.0: 0.0, math.inf: 0.0})
+    tail = _cumulative({0.05: 950.0, 2.5: 0.0, 5.0: 50.0, math.inf: 0.0})
+    result = compare_quantiles(tail, stable, quantile=0.99, tolerated_shift=0.2, min_samples=100)
+    assert result.outcome is Outcome.WORSE and result.above == 50 and result.candidate_quantile > 2.5
+    # The rank test on the whole distribution does not see it:
+    assert compare_histograms(tail, stable, tolerated_shift=0.2).outcome is Outcome.NOT_WORSE
+    assert compare_quantiles(stable, stable, quantile=0.99, tolerated_shift=0.2).outcome is Outcome.NOT_WORSE
+
+
+def test_a_quantile_within_the_tolerated_shift_is_not_worse_and_one_beyond_it_is() -> None:
+    stable = _cumulative({0.1: 500.0, 0.2: 400.0, 0.4: 100.0, math.inf: 0.0})  # p90 = 0.2
+    slower = _cumulative({0.1: 400.0, 0.2: 400.0, 0.4: 200.0, math.inf: 0.0})  # p90 = 0.3: +50%
+    assert compare_quantiles(slower, stable, quantile=0.9, tolerated_shift=0.6).outcome is Outcome.NOT_WORSE
+    assert compare_quantiles(slower, stable, quantile=0.9, tolerated_shift=0.2).outcome is Outcome.WORSE
+
+
+def test_too_few_requests_to_see_a_tail_is_undecided() -> None:
+    stable = _cumulative({0.05: 1000.0, math.inf: 0.0})
+    few = _cumulative({0.05: 300.0, 5.0: 100.0, math.inf: 0.0})  # 400 requests: 4 expected above a p99
+    result = compare_quantiles(few, stable, quantile=0.99, tolerated_shift=0.2)
+    assert result.outcome is Outcome.UNDECIDED and "too few observations" in result.describe()
+    assert compare_quantiles({}, stable, quantile=0.99, tolerated_shift=0.2).outcome is Outcome.UNDECIDED

@@ -74,7 +74,8 @@ _VERDICTS = {statistics.Outcome.WORSE: Verdict.FAIL, statistics.Outcome.NOT_WORS
 class CompareJudge:
     """The candidate against the stable model over the same window (scipy, in ``statistics``): a
     proportion by the interval of its degradation, a histogram by a one-sided rank test against the
-    stable's stretched by the tolerated slowdown, a distribution by PSI and Jensen-Shannon distance.
+    stable's stretched by the tolerated slowdown (for a pNN template: a binomial test of the candidate's
+    share above the stable's pNN stretched by it), a distribution by PSI and Jensen-Shannon distance.
     A side without data or with fewer than minSamples is inconclusive, with the counts in the message."""
 
     needs_baseline = True
@@ -91,10 +92,16 @@ class CompareJudge:
                                           "— inconclusive, never a pass")
         if measured.shape is Shape.PROPORTION:
             assert candidate.counts is not None and stable.counts is not None
-            result: (statistics.ProportionComparison | statistics.ShiftComparison
+            result: (statistics.ProportionComparison | statistics.ShiftComparison | statistics.QuantileComparison
                      | statistics.DriftComparison) = statistics.compare_proportions(
                 *candidate.counts, *stable.counts, tolerance=settings.tolerance, relative=settings.relative,
                 confidence=settings.confidence, min_samples=settings.min_samples)
+        elif measured.shape is Shape.HISTOGRAM and measured.quantile is not None:
+            # A pNN template: the tail it names (a rank test on the whole distribution would not see it).
+            assert candidate.series is not None and stable.series is not None
+            result = statistics.compare_quantiles(
+                _buckets(candidate.series), _buckets(stable.series), quantile=measured.quantile,
+                tolerated_shift=settings.tolerance, confidence=settings.confidence, min_samples=settings.min_samples)
         elif measured.shape is Shape.HISTOGRAM:
             assert candidate.series is not None and stable.series is not None
             result = statistics.compare_histograms(

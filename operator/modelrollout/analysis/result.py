@@ -75,6 +75,7 @@ class Measurement:
     no_data_reason: str = ""
     baseline_no_data_reason: str = ""
     shape: Shape | None = None
+    quantile: float | None = None  # a histogram that stands for this quantile (p90, p99)
     candidate: Side = field(default_factory=Side)
     stable: Side = field(default_factory=Side)
 

@@ -248,8 +248,9 @@ async def _measure_shape(template: MetricTemplate, shape: Shape, window_s: float
         candidate, query, error = await _side(template, shape, candidate_vars, provider)
     except QueryError as exc:
         return Measurement(value=None, window=window, shape=shape), str(exc)
+    quantile = template.histogram.quantile if shape is Shape.HISTOGRAM and template.histogram else None
     measured = Measurement(value=_rate(candidate), window=window, query=query, shape=shape, candidate=candidate,
-                           no_data_reason=candidate.no_data_reason)
+                           no_data_reason=candidate.no_data_reason, quantile=quantile)
     if error or not baseline:
         return measured, error
     try:

@@ -49,7 +49,15 @@ def template_from_spec(spec: Mapping[str, Any]) -> MetricTemplate:
         value=str(spec.get("query") or ""),
         proportion=ProportionQueries(successes=str(proportion["successes"]), trials=str(proportion["trials"]))
         if isinstance(proportion, Mapping) and proportion.get("successes") and proportion.get("trials") else None,
-        histogram=distribution({"counts": (spec.get("histogram") or {}).get("buckets")}, by="le")
-        if isinstance(spec.get("histogram"), Mapping) else None,
+        histogram=_histogram(spec.get("histogram")),
         distribution=distribution(spec.get("distribution")),
         description=str(spec.get("description") or ""))
+
+
+def _histogram(raw: Any) -> DistributionQuery | None:
+    if not isinstance(raw, Mapping) or not raw.get("buckets"):
+        return None
+    quantile = raw.get("quantile")
+    if not isinstance(quantile, int | float) or isinstance(quantile, bool) or not 0 < quantile < 1:
+        quantile = None
+    return DistributionQuery(counts=str(raw["buckets"]), by="le", quantile=None if quantile is None else float(quantile))

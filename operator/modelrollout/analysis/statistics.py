@@ -32,10 +32,12 @@ __all__ = [
     "DriftComparison",
     "Outcome",
     "ProportionComparison",
+    "QuantileComparison",
     "ShiftComparison",
     "compare_distributions",
     "compare_histograms",
     "compare_proportions",
+    "compare_quantiles",
     "histogram_sample",
     "proportion_interval",
 ]
@@ -226,6 +228,74 @@ def compare_histograms(candidate_buckets: Mapping[float, float], baseline_bucket
     return ShiftComparison(median_c, median_b, n_c, n_b, tolerated_shift, p_value, effect, confidence, outcome)
 
 
+@dataclass(frozen=True)
+class QuantileComparison:
+    """A latency quantile (p90, p99), candidate against the baseline's same quantile stretched by the
+    tolerated shift: how many of the candidate's observations lie above ``threshold`` = the baseline's
+    q-quantile x (1 + shift). If the candidate's q-quantile were within it, at most a share 1 - q would.
+    ``p_value``: one-sided binomial test (scipy.stats.binomtest) that the share above is larger than 1 - q.
+    A rank test on the whole distribution cannot see a slow tail of a few percent; this test looks at it."""
+
+    quantile: float
+    candidate_quantile: float
+    baseline_quantile: float
+    threshold: float
+    above: int  # candidate observations above the threshold
+    n_candidate: int
+    n_baseline: int
+    tolerated_shift: float
+    p_value: float
+    confidence: float
+    outcome: Outcome
+
+    def describe(self, unit: str = "s") -> str:
+        name = f"p{self.quantile * 100:g}"
+        digits = _decimals([self.candidate_quantile, self.baseline_quantile, self.threshold], significant=2, least=0)
+        head = (f"{name} {_fixed(self.candidate_quantile, digits, unit)} vs stable "
+                f"{_fixed(self.baseline_quantile, digits, unit)} (n={self.n_candidate:,}/{self.n_baseline:,})")
+        if math.isnan(self.p_value):
+            return f"{head}: too few observations to see the {name} tail (fewer than 5 expected above it)"
+        share = self.above / self.n_candidate if self.n_candidate else math.nan
+        return (f"{head}: {_percent(share)} of its requests above stable {name} "
+                f"{self.tolerated_shift * 100:+.3g}% ({_fixed(self.threshold, digits, unit)}), at most "
+                f"{_percent(1 - self.quantile)} expected; one-sided binomial p{_p_value(self.p_value)}")
+
+
+def compare_quantiles(candidate_buckets: Mapping[float, float], baseline_buckets: Mapping[float, float], *,
+                      quantile: float, tolerated_shift: float, confidence: float = 0.95,
+                      min_samples: int = 1) -> QuantileComparison:
+    """Is the candidate's ``quantile`` above the baseline's stretched by ``1 + tolerated_shift``?
+
+    WORSE when the binomial test says more than a share 1 - quantile of the candidate's observations lie
+    above the stretched baseline quantile (p < 1 - confidence); NOT_WORSE otherwise; UNDECIDED when a side
+    has fewer than ``min_samples`` observations, or the candidate too few for its tail to show (fewer than 5
+    expected above the quantile), or no finite bucket bound exists.
+    """
+    _check_confidence(confidence)
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be strictly between 0 and 1, not {quantile}")
+    if not (math.isfinite(tolerated_shift) and tolerated_shift > -1):
+        raise ValueError(f"tolerated_shift must be a finite number above -1, not {tolerated_shift}")
+    candidate, baseline = _sorted_buckets(candidate_buckets), _sorted_buckets(baseline_buckets)
+    finite = [le for le, _ in (*candidate, *baseline) if math.isfinite(le)]
+    n_c, n_b = _total(candidate), _total(baseline)
+    if not finite or n_c == 0 or n_b == 0:
+        return QuantileComparison(quantile, math.nan, math.nan, math.nan, 0, n_c, n_b, tolerated_shift, math.nan,
+                                  confidence, Outcome.UNDECIDED)
+    inf_bound = _inf_bound(max(finite))
+    q_c = _histogram_quantile(candidate, quantile, inf_bound)
+    q_b = _histogram_quantile(baseline, quantile, inf_bound)
+    threshold = q_b * (1.0 + tolerated_shift)
+    above = _round(_count_above(candidate, threshold, inf_bound))
+    if n_c < min_samples or n_b < min_samples or n_c * (1 - quantile) < 5:
+        return QuantileComparison(quantile, q_c, q_b, threshold, above, n_c, n_b, tolerated_shift, math.nan,
+                                  confidence, Outcome.UNDECIDED)
+    p_value = float(binomtest(min(above, n_c), n_c, 1 - quantile, alternative="greater").pvalue)
+    outcome = Outcome.WORSE if p_value < 1 - confidence else Outcome.NOT_WORSE
+    return QuantileComparison(quantile, q_c, q_b, threshold, above, n_c, n_b, tolerated_shift, p_value, confidence,
+                              outcome)
+
+
 def histogram_sample(buckets: Mapping[float, float], *, inf_bound: float | None = None,
                      max_size: int = MAX_SAMPLE_PER_SIDE) -> NDArray[np.float64]:
     """The observations a cumulative histogram stands for, as a sorted array of values.
@@ -283,13 +353,30 @@ def _bucket_edges(ordered: Sequence[tuple[float, float]], inf_bound: float) -> t
 def _histogram_median(ordered: Sequence[tuple[float, float]], inf_bound: float) -> float:
     """The median by linear interpolation within its bucket, as Prometheus' histogram_quantile(0.5, ...) (but
     inside the +Inf bucket too, which spans up to ``inf_bound``)."""
+    return _histogram_quantile(ordered, 0.5, inf_bound)
+
+
+def _histogram_quantile(ordered: Sequence[tuple[float, float]], q: float, inf_bound: float) -> float:
+    """The q-quantile by linear interpolation within its bucket, as histogram_quantile(q, ...)."""
     counts = _bucket_counts(ordered)
     cumulative = np.cumsum(counts)
-    rank = cumulative[-1] / 2
+    rank = cumulative[-1] * q
     i = int(np.searchsorted(cumulative, rank, side="left"))  # the first bucket reaching the rank: not empty
     lowers, uppers = _bucket_edges(ordered, inf_bound)
     below = float(cumulative[i] - counts[i])
     return float(lowers[i] + (uppers[i] - lowers[i]) * (rank - below) / float(counts[i]))
+
+
+def _count_above(ordered: Sequence[tuple[float, float]], threshold: float, inf_bound: float) -> float:
+    """Observations above ``threshold``, spread uniformly within each bucket (as histogram_quantile assumes)."""
+    counts = _bucket_counts(ordered).astype(float)
+    lowers, uppers = _bucket_edges(ordered, inf_bound)
+    above = 0.0
+    for low, high, k in zip(lowers, uppers, counts, strict=True):
+        if k <= 0 or high <= threshold:
+            continue
+        above += k if low >= threshold else k * (high - threshold) / (high - low)
+    return above
 
 
 def _total(ordered: Sequence[tuple[float, float]]) -> int:

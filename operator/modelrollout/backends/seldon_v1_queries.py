@@ -94,15 +94,16 @@ BUILTIN_QUERIES: dict[str, str] = {
 }
 
 _REQUESTS = ProportionQueries(successes=SUCCESS_COUNT_QUERY, trials=REQUEST_COUNT_QUERY)
-_LATENCY = DistributionQuery(counts=BUCKETS_QUERY, by="le")
+
 BUILTIN_TEMPLATES: dict[str, MetricTemplate] = {
     "request-success-rate": MetricTemplate(value=SUCCESS_RATE_QUERY, proportion=_REQUESTS,
                                            description="share of the candidate's predictions that did not fail"),
     "request-success-rate-with-mesh": MetricTemplate(
         value=SUCCESS_RATE_WITH_MESH_QUERY, description="success rate counting the mesh's 503s as failures"),
-    **{f"request-duration-p{q}": MetricTemplate(value=BUILTIN_QUERIES[f"request-duration-p{q}"], histogram=_LATENCY,
-                                                description=f"p{q} latency of the candidate's predictions (s)")
-       for q in ("50", "90", "99")},
+    **{f"request-duration-p{q}": MetricTemplate(
+        value=BUILTIN_QUERIES[f"request-duration-p{q}"],
+        histogram=DistributionQuery(counts=BUCKETS_QUERY, by="le", quantile=int(q) / 100),
+        description=f"p{q} latency of the candidate's predictions (s)") for q in ("50", "90", "99")},
     "request-count": MetricTemplate(value=REQUEST_COUNT_QUERY, description="the candidate's predictions"),
     "model-accuracy": MetricTemplate(
         value=ACCURACY_QUERY, proportion=ProportionQueries(successes=CORRECT_COUNT_QUERY, trials=FEEDBACK_COUNT_QUERY),
