@@ -1073,3 +1073,28 @@ def test_an_analysis_template_declares_its_comparison_shape() -> None:
     assert histogram.histogram.by == "le"
     drift = template_from_spec({"distribution": {"counts": "sum by (class) (x)", "by": "class"}})
     assert drift.comparable is Shape.DISTRIBUTION and not drift.value
+
+
+class ParamsClient(FakeClient):
+    def __init__(self, *script: Any) -> None:
+        super().__init__(*script)
+        self.params: list[dict[str, Any] | None] = []
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None, timeout: Any = None) -> Any:
+        self.params.append(params)
+        return super().custom_query(query, params, timeout)
+
+
+def test_every_query_of_one_analysis_is_evaluated_at_the_same_instant() -> None:
+    """Successes and trials, candidate and stable: one evaluation time for all, so a scrape landing
+    between two queries cannot skew one count against the other."""
+    client = ParamsClient([{"metric": {}, "value": [0, "1000"]}])
+    provider = PrometheusProvider("http://prom:9090", client=client, executor=ThreadPoolExecutor(2))
+    compared = Metric(name="success-rate", template="request-success-rate", judge=JudgeKind.COMPARE,
+                      compare=Compare(tolerance=0.01))
+    asyncio.run(run_checks([compared, SUCCESS], CONTEXT, provider, StaticTemplates(), min_requests=10))
+    assert len(client.params) == 6  # the request gate, 4 counts, the threshold's value
+    times = {p["time"] for p in client.params if p}
+    assert len(times) == 1 and all(p is not None for p in client.params)
+    assert abs(float(times.pop()) - time.time()) < 60
+    assert provider._at is None  # the shared provider itself is not pinned

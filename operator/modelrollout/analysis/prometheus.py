@@ -13,6 +13,7 @@ itself is logged at debug level only.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import math
 import os
@@ -115,6 +116,14 @@ class PrometheusProvider:
         self._client = client if client is not None else _connect(self.address, timeout_s)
         self._sleep = sleep
         self._executor = executor
+        self._at: float | None = None  # evaluation time of every query (unix seconds); None: Prometheus's now
+
+    def pinned(self, at: float) -> PrometheusProvider:
+        """This provider with every query evaluated at one instant: the counts of one check (successes and
+        trials, candidate and stable) then describe the same moment, not moments a scrape apart."""
+        view = copy.copy(self)
+        view._at = at
+        return view
 
     async def query(self, promql: str) -> QueryOutcome:
         return await self._query(promql, parse_result)
@@ -143,7 +152,8 @@ class PrometheusProvider:
 
         def call() -> Any:
             started.set()
-            return self._client.custom_query(promql, timeout=self.timeout_s)
+            params = None if self._at is None else {"time": f"{self._at:.3f}"}
+            return self._client.custom_query(promql, params=params, timeout=self.timeout_s)
 
         running = asyncio.get_running_loop().run_in_executor(executor, call)
         try:

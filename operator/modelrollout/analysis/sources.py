@@ -60,4 +60,5 @@ def _histogram(raw: Any) -> DistributionQuery | None:
     quantile = raw.get("quantile")
     if not isinstance(quantile, int | float) or isinstance(quantile, bool) or not 0 < quantile < 1:
         quantile = None
-    return DistributionQuery(counts=str(raw["buckets"]), by="le", quantile=None if quantile is None else float(quantile))
+    return DistributionQuery(counts=str(raw["buckets"]), by="le",
+                             quantile=None if quantile is None else float(quantile))
