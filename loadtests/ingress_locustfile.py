@@ -10,7 +10,9 @@ reach any predictor; the answer's tags name the model version that produced it.
         --host http://127.0.0.1:<ingress port>
 
 Environment: SELDON_NAMESPACE (models), SELDON_DEPLOYMENT (digits), BATCH_SIZE (4), FEEDBACK_SHARE (0.5),
-WAIT_MIN_S/WAIT_MAX_S (0.05/0.15). Run it as its own process: its gevent patching does not mix with
+WAIT_MIN_S/WAIT_MAX_S (0.05/0.15), RECORD_FILE (unset: nothing recorded; else one CSV line per prediction,
+appended: unix time sent, HTTP status, milliseconds, the version that answered (its served_model_version
+tag, empty when none did), rows, rows answered wrong). Run it as its own process: its gevent patching does not mix with
 asyncio. Always bound it with -t (and the target must be on loopback).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from urllib.parse import urlparse
 
 from locust import HttpUser, between, events, task
@@ -41,6 +44,36 @@ if os.environ.get("ROWS", "all") == "heldout":
     POOL: list[int] = sorted(_HELDOUT)
 else:
     POOL = list(range(len(IMAGES)))
+# Per-request records for whoever needs to know which version answered what (loadtests.decisions).
+_RECORD_PATH = os.environ.get("RECORD_FILE", "")
+_RECORD = open(_RECORD_PATH, "a", buffering=1) if _RECORD_PATH else None  # noqa: SIM115 (lives as long as Locust)
+
+
+def _record(sent: float, status: int, version: str, rows: list[int], answers: list[object] | None) -> None:
+    if _RECORD is None:
+        return
+    wrong = sum(1 for i, answer in zip(rows, answers or [], strict=False) if _label(answer) != LABELS[i])
+    safe = "".join(ch for ch in version if ch.isalnum() or ch in "._-")[:63]
+    _RECORD.write(f"{sent:.3f},{status},{(time.time() - sent) * 1000:.1f},{safe},{len(rows)},"
+                  f"{wrong if answers is not None else 0}\n")
+
+
+def _label(answer: object) -> int:
+    """An answer row as a class: a plain class, or a one-element row."""
+    value = answer[0] if isinstance(answer, list) and answer else answer
+    try:
+        return int(value) if isinstance(value, int | float | str) else -1
+    except ValueError:
+        return -1
+
+
+def _answer(payload: object) -> tuple[str, list[object] | None]:
+    """The version an answer names (meta.tags.served_model_version) and its rows."""
+    if not isinstance(payload, dict):
+        return "", None
+    tags = (payload.get("meta") or {}).get("tags") or {}
+    rows = (payload.get("data") or {}).get("ndarray")
+    return str(tags.get("served_model_version") or ""), rows if isinstance(rows, list) else None
 
 
 @events.test_start.add_listener
@@ -57,11 +90,19 @@ class DigitsUser(HttpUser):
     def predict(self) -> None:
         rows = random.sample(POOL, BATCH_SIZE)
         request = {"data": {"ndarray": [IMAGES[i] for i in rows]}}
+        sent = time.time()
         with self.client.post(f"{BASE}/predictions", json=request, name="predictions", catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
+                _record(sent, resp.status_code, "", rows, None)
                 return
             resp.success()
+            if _RECORD is not None:
+                try:
+                    version, answers = _answer(resp.json())
+                    _record(sent, resp.status_code, version, rows, answers)
+                except ValueError:
+                    _record(sent, resp.status_code, "", rows, None)
             if random.random() >= FEEDBACK_SHARE:
                 return
             truth = {"data": {"ndarray": [LABELS[i] for i in rows]}}

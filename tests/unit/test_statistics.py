@@ -90,7 +90,7 @@ def test_same_rate_with_many_trials_is_not_worse() -> None:
     assert result.outcome is Outcome.NOT_WORSE
     assert result.high <= 0.02
     assert result.describe() == ("0.970 vs stable 0.970 (n=10,000/50,000): "
-                                 "no difference (degradation 95% CI [-0.004, 0.004]), tolerated 0.020")
+                                 "no difference (degradation 95% CI [-0.004, 0.004]), tolerated 0.02")
 
 
 def test_a_better_candidate_is_described_as_better() -> None:
@@ -483,3 +483,8 @@ def test_too_few_requests_to_see_a_tail_is_undecided() -> None:
     result = compare_quantiles(few, stable, quantile=0.99, tolerated_shift=0.2)
     assert result.outcome is Outcome.UNDECIDED and "too few observations" in result.describe()
     assert compare_quantiles({}, stable, quantile=0.99, tolerated_shift=0.2).outcome is Outcome.UNDECIDED
+
+
+def test_a_declared_tolerance_is_printed_as_declared() -> None:
+    result = compare_proportions(985, 1_000, 4_950, 5_000, tolerance=0.015)
+    assert "tolerated 0.015" in result.describe()

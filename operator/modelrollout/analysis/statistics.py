@@ -89,7 +89,7 @@ class ProportionComparison:
         else:
             effect = f"no difference (degradation {ci})"
         return (f"{_fixed(self.candidate, digits)} vs stable {_fixed(self.baseline, digits)} {sizes}: "
-                f"{effect}, tolerated {_fixed(self.tolerated, digits)}")
+                f"{effect}, tolerated {self.tolerated:.4g}")
 
 
 def proportion_interval(successes: float, trials: float, confidence: float) -> tuple[float, float]:
@@ -256,7 +256,7 @@ class QuantileComparison:
         if math.isnan(self.p_value):
             return f"{head}: too few observations to see the {name} tail (fewer than 5 expected above it)"
         share = self.above / self.n_candidate if self.n_candidate else math.nan
-        return (f"{head}: {_percent(share)} of its requests above stable {name} "
+        return (f"{head}: {share * 100:.3g}% of its requests above stable {name} "
                 f"{self.tolerated_shift * 100:+.3g}% ({_fixed(self.threshold, digits, unit)}), at most "
                 f"{_percent(1 - self.quantile)} expected; one-sided binomial p{_p_value(self.p_value)}")
 
