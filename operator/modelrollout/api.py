@@ -266,6 +266,11 @@ class RolloutSpec:
             raise SpecError("spec.strategy.canary.steps",
                             "the last setWeight must give the candidate traffic: promotion needs every metric to "
                             "pass at the final weight, and nothing can be measured at 0%")
+        compared = [m.name for m in analysis.metrics if m.judge is JudgeKind.COMPARE]
+        if compared and 100 in weights:
+            raise SpecError("spec.strategy.canary.steps",
+                            f"a setWeight of 100 leaves the stable model no traffic, and {', '.join(compared)} "
+                            "compare(s) the candidate with it: end the steps below 100% (promotion moves the rest)")
         deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
                                   "spec.progressDeadline")
         return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,

@@ -103,9 +103,10 @@ def test_terminal_phases() -> None:
 
 
 def with_metric(**metric: Any) -> dict[str, Any]:
+    """The example with one metric, and steps that leave the stable some traffic (as a comparison needs)."""
     analysis = copy.deepcopy(EXAMPLE["spec"]["analysis"])
     analysis["metrics"] = [{"name": "m", **metric}]
-    return spec(analysis=analysis)
+    return spec(analysis=analysis, strategy={"canary": {"steps": [{"setWeight": 20}, {"setWeight": 50}]}})
 
 
 def test_a_comparison_needs_no_min_or_max_and_gets_its_defaults() -> None:
@@ -144,3 +145,12 @@ def test_a_metric_with_no_judge_two_judges_or_a_judge_it_cannot_have_is_refused(
                                                                                 says: str) -> None:
     with pytest.raises(SpecError, match=says):
         RolloutSpec.parse(with_metric(**metric))
+
+
+def test_a_comparison_with_a_step_that_leaves_the_stable_no_traffic_is_refused() -> None:
+    raw = with_metric(template="request-success-rate", compare={"tolerance": 0.01})
+    raw["strategy"] = {"canary": {"steps": [{"setWeight": 20}, {"setWeight": 100}]}}
+    with pytest.raises(SpecError, match="a setWeight of 100 leaves the stable model no traffic"):
+        RolloutSpec.parse(raw)
+    raw["strategy"] = {"canary": {"steps": [{"setWeight": 20}, {"setWeight": 50}]}}
+    assert RolloutSpec.parse(raw).analysis.metrics[0].judge is JudgeKind.COMPARE
