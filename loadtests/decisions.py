@@ -1,7 +1,7 @@
 """Decision accuracy: does the operator promote what it should and roll back what it should, under Locust?
 
     .venv/bin/python -m loadtests.decisions [--judges threshold,compare] [--scenarios all] [--repeat-noisy 20]
-        [--users 12] [--interval 3] [--window 25] [--steps 20,50] [--deadline 180] [--report PATH]
+        [--users 12] [--interval 3] [--window 25] [--warmup 6] [--steps 20,50] [--deadline 180] [--report PATH]
 
 Each scenario runs end to end in a namespace of its own on the local cluster (``testkit.scenario.Scenario``):
 SeldonDeployment digits at the stable version, fault knobs on the stable's model servers, Locust through the
@@ -26,6 +26,12 @@ then gives the candidate's model all traffic, the 100%). 10% is too small a shar
 prove anything: at the ~50 requests/s this machine serves, a 25 s window holds ~125 candidate requests at
 10%, and "not worse than the stable by more than 1.5 points" needs a few hundred, so every check would be
 inconclusive and the candidate rolled back for want of evidence.
+
+Warm-up (``--warmup`` 6 s, ``analysis.warmup``): no check reads the candidate's first seconds of serving, the
+way one declares a model server that is slow while it loads (the slow-start scenario is +300 ms for 5 s).
+Comparisons are also looked at every interval before a full window exists at a weight (interim looks); a
+failure there, or anywhere, that holds at 99.9% confidence rolls back at once, so gross faults are decided in
+a few intervals rather than a window and a failure streak.
 
 Printed: per judge set a confusion matrix (expected promoted / rolled back against promoted / rolled back /
 held); per run the decision, the time to decision (from the candidate's first answer to a user, from
@@ -142,6 +148,7 @@ class Settings:
     accuracy_tolerance: float = 0.02
     max_psi: float = 0.03
     slow_start_s: float = 5.0
+    warmup_s: float = 6.0  # analysis.warmup: model servers may be slow in their first seconds (slow-start)
 
     def steps_spec(self) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = []
@@ -364,7 +371,7 @@ def _run(case: Case, judges: str, s: Settings, accuracy: dict[str, float], sc: S
         stable_p50 = calibrate(sc)
     armer = sc.arm_faults(**case.candidate_faults)
     rollout = model_rollout(case.candidate, s.steps_spec(), name=f"digits-{case.key}"[:50], analysis={
-        "interval": f"{s.interval_s:g}s", "failureLimit": s.failure_limit,
+        "interval": f"{s.interval_s:g}s", "failureLimit": s.failure_limit, "warmup": f"{s.warmup_s:g}s",
         "inconclusiveLimit": s.inconclusive_limit, "minRequests": s.min_requests,
         "metrics": metrics(judges, s, accuracy[case.stable], stable_p50)})
     if case.script == "no-traffic":
@@ -473,7 +480,8 @@ def render(summary: Summary) -> str:
     slo = (f"{s.latency_slo_ms:g} ms" if s.latency_slo_ms else
            f"the stable's p50 over the 15 s before the rollout +{s.latency_tolerance:.0%}")
     out = [f"\nDecision accuracy: steps {' -> '.join(f'{w}%' for w in s.steps)} -> promotion (100%), interval "
-           f"{s.interval_s:g}s, windows {s.window_s}s, failureLimit {s.failure_limit}, inconclusiveLimit "
+           f"{s.interval_s:g}s, windows {s.window_s}s, warm-up {s.warmup_s:g}s, failureLimit {s.failure_limit}, "
+           f"inconclusiveLimit "
            f"{s.inconclusive_limit}, Locust {s.users} users (batches of {BATCH}, feedback on "
            f"{float(FEEDBACK_SHARE):.0%} of them), base "
            f"latency {s.base_latency_ms:g}+-{s.base_jitter_ms:g} ms on both predictors; latency tolerance "
@@ -528,6 +536,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat-noisy", type=int, default=20, help="runs of noisy-healthy per judge set (0: none)")
     parser.add_argument("--users", type=int, default=Settings.users)
     parser.add_argument("--interval", type=float, default=Settings.interval_s, help="analysis interval, seconds")
+    parser.add_argument("--warmup", type=float, default=Settings.warmup_s,
+                        help="analysis.warmup, seconds: the candidate's first seconds are never judged")
     parser.add_argument("--window", type=int, default=Settings.window_s, help="every metric's window, seconds")
     parser.add_argument("--steps", default=",".join(map(str, Settings.steps)), help="canary weights before promotion")
     parser.add_argument("--deadline", type=float, default=Settings.deadline_s, help="seconds until a run is held")
@@ -550,7 +560,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--window: at least 4 scrapes (4s)")
     args.settings = replace(Settings(), users=max(1, min(args.users, 64)), interval_s=max(1.0, min(args.interval, 30)),
                             window_s=args.window, steps=steps, deadline_s=max(30.0, min(args.deadline, 900)),
-                            latency_tolerance=args.latency_tolerance, latency_slo_ms=args.latency_slo_ms)
+                            latency_tolerance=args.latency_tolerance, latency_slo_ms=args.latency_slo_ms,
+                            warmup_s=max(0.0, min(args.warmup, 60.0)))
     args.repeat_noisy = max(0, min(args.repeat_noisy, 100))
     args.parallel = max(1, min(args.parallel, 4))
     return args

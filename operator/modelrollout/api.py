@@ -33,6 +33,10 @@ DEFAULT_INCONCLUSIVE_LIMIT = 4
 DEFAULT_PROGRESS_DEADLINE = "10m"
 DEFAULT_MIN_REQUESTS = 50
 DEFAULT_SCRAPE_INTERVAL_S = 30.0  # kube-prometheus-stack's default scrape interval
+# A statistical judge's failure that also holds at this confidence is decisive: it rolls back at once. The
+# interim analyses of group-sequential trials use the same bar (Haybittle-Peto: p < 0.001).
+INTERIM_CONFIDENCE = 0.999
+MAX_WARMUP_S = 3600.0
 SCRAPES_PER_WINDOW = 4  # rate() needs two samples; four scrapes keep one lost scrape from emptying a window
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 CANDIDATE_SUFFIX = "-candidate"
@@ -195,6 +199,8 @@ class AnalysisSpec:
     prometheus_address: str | None = None
     metrics: tuple[Metric, ...] = ()
     default_window_s: float = 30.0  # a metric without a window reads this far back: max(interval, min window)
+    warmup_s: float = 0.0  # the candidate's first seconds of serving in a revision are never judged
+    min_window_s: float = 0.0  # the shortest window rate() can read at the operator's scrape interval
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -202,6 +208,11 @@ class AnalysisSpec:
     def window_s(self, metric: Metric) -> float:
         """How far back a check of this metric reads."""
         return metric.window_s if metric.window_s is not None else self.default_window_s
+
+    def looks_early(self, metric: Metric) -> bool:
+        """Whether this metric is also checked before a full window at a weight exists (an interim look):
+        only judges whose verdicts account for the sample size (comparisons, thresholds on an interval)."""
+        return metric.compare is not None or metric.confidence is not None
 
 
 @dataclass(frozen=True)
@@ -370,7 +381,16 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
         prometheus_address=str(address) if address else None,
         metrics=tuple(metrics),
         default_window_s=max(interval, min_window),
+        warmup_s=_warmup(raw),
+        min_window_s=min_window,
     )
+
+
+def _warmup(raw: Mapping[str, Any]) -> float:
+    warmup = parse_duration(str(raw.get("warmup", "0s")), "spec.analysis.warmup")
+    if warmup > MAX_WARMUP_S:
+        raise SpecError("spec.analysis.warmup", "warmup is at most 1h")
+    return warmup
 
 
 def _parse_judge(m: Mapping[str, Any], path: str, kind: TargetKind,

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .analysis import AnalysisContext, MetricProvider, TemplateSource, run_checks
-from .api import GROUP, Limits, Metric, RolloutSpec, SpecError
+from .api import GROUP, Limits, RolloutSpec, SpecError
 from .backends import TrafficBackend
-from .engine import ACTIVE_PHASES, Observations, Plan, decide, metrics_due, recorded_names
+from .engine import ACTIVE_PHASES, Observations, Plan, PlannedCheck, decide, planned_checks, recorded_names
 from .status import CheckRecord, Reason, RolloutStatus, Verdict
 from .traffic import ForeignPredictorError, TargetObservation, TrafficRefused, TrafficTarget
 
@@ -109,7 +109,7 @@ class Reconciler:
             target = await backend.observe(namespace, observed_at)
         checks: tuple[CheckRecord, ...] | None = None
         if not isinstance(spec, SpecError) and target.ready and target.serving and not deleting:
-            due = metrics_due(spec, status, now)
+            due = planned_checks(spec, status, now)
             if due:
                 # Measure what the revision acts on: the names it recorded, never an edit of them (an edit
                 # that swapped the stable and candidate names would measure the stable as the candidate).
@@ -120,15 +120,16 @@ class Reconciler:
                                                              deleting=deleting), now)
         return await self._carry_out(namespace, name, obj, status, plan, action, uid, checks, spec, target)
 
-    async def _measure(self, spec: RolloutSpec, namespace: str, due: tuple[Metric, ...],
+    async def _measure(self, spec: RolloutSpec, namespace: str, planned: tuple[PlannedCheck, ...],
                        stable_version: str) -> tuple[CheckRecord, ...]:
+        due = tuple(p.metric for p in planned)
         provider = self.provider_for(spec.analysis.prometheus_address or self.limits.default_prometheus)
         try:
             return await asyncio.wait_for(
                 run_checks(due, AnalysisContext.from_spec(spec, namespace, stable_version=stable_version,
                                                           namespace_label=self.limits.namespace_label),
-                           provider, self.templates,
-                           min_requests=spec.analysis.min_requests),
+                           provider, self.templates, min_requests=spec.analysis.min_requests,
+                           windows={p.metric.name: p.window_s for p in planned}),
                 timeout=self.analysis_deadline_s)
         except TimeoutError:
             problem = f"the analysis did not finish within {self.analysis_deadline_s:g}s"

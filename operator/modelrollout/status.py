@@ -146,6 +146,9 @@ class CheckRecord:
     taken while the candidate served ``weight``%. ``baseline`` is the stable's value over the same window
     when the metric's judge compares with it. ``error`` is not persisted: it says, for this run only, that
     a configuration or infrastructure problem kept the check from measuring (the message says which).
+    ``interim``: the window was shorter than the metric's (a look before a full window at this weight
+    existed); it never opens the gate. ``decisive``: a failure that also holds at the interim confidence
+    (``analysis.judge.INTERIM_CONFIDENCE``), which rolls back at once.
     """
 
     metric: str
@@ -164,6 +167,8 @@ class CheckRecord:
     weight: int = 0
     failures: int = 0
     inconclusive: int = 0
+    interim: bool = False
+    decisive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "verdict": str(self.verdict), "value": self.value,
@@ -179,6 +184,10 @@ class CheckRecord:
             out["baseline"] = self.baseline
         if self.baseline_query:
             out["baselineQuery"] = self.baseline_query
+        if self.interim:
+            out["interim"] = True
+        if self.decisive:
+            out["decisive"] = True
         return out
 
     @classmethod
@@ -191,7 +200,8 @@ class CheckRecord:
                    query=str(raw.get("query", "")), window=str(raw.get("window", "")),
                    min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")),
                    window_start=parse_time(raw.get("windowStart")), weight=int(raw.get("weight") or 0),
-                   failures=int(raw.get("failures") or 0), inconclusive=int(raw.get("inconclusive") or 0))
+                   failures=int(raw.get("failures") or 0), inconclusive=int(raw.get("inconclusive") or 0),
+                   interim=bool(raw.get("interim")), decisive=bool(raw.get("decisive")))
 
 
 @dataclass(frozen=True)

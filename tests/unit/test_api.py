@@ -81,6 +81,8 @@ def test_indefinite_pause() -> None:
      "spec.strategy.canary.steps[0].analysis.metrics"),
     ({"strategy": {"canary": {"steps": [{"analysis": {}}]}}, "analysis": {}}, "spec.strategy.canary.steps[0].analysis"),
     ({"analysis": {"interval": "500ms"}}, "spec.analysis.interval"),
+    ({"analysis": {"warmup": "2h"}}, "spec.analysis.warmup"),
+    ({"analysis": {"warmup": "soon"}}, "spec.analysis.warmup"),
     ({"analysis": {"metrics": [{"name": "a", "template": "request-count"}]}}, "spec.analysis.metrics[0]"),
     ({"analysis": {"metrics": [{"name": "a", "template": "request-count", "min": 2, "max": 1}]}},
      "spec.analysis.metrics[0]"),

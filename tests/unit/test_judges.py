@@ -191,3 +191,33 @@ def test_two_series_with_one_label_value_are_refused_without_repeating_the_value
     raw = [{"metric": {"le": "token=s3cr3t"}, "value": [0, "1"]}, {"metric": {"le": "token=s3cr3t"}, "value": [0, "2"]}]
     outcome = parse_by_label(raw, "le")
     assert outcome.error and "s3cr3t" not in outcome.error
+
+
+# --------------------------------------------------------------------------------------------------
+# Decisive failures: a failure that also holds at the interim confidence (99.9%) rolls back at once
+
+
+@pytest.mark.parametrize("candidate, decisive", [
+    ({"successes": 354, "trials": 412}, True),  # worse by 0.11 with 412 samples: overwhelming
+    ({"successes": 370, "trials": 400}, False),  # worse by 0.045: fails at 95% but not at 99.9%
+])
+def test_a_comparison_failure_is_decisive_only_when_it_holds_at_the_interim_confidence(
+        candidate: dict[str, object], decisive: bool) -> None:
+    result = judged(ACCURACY, candidate, {"successes": 3754, "trials": 3870})
+    assert result.verdict is Verdict.FAIL, result.message
+    assert result.decisive is decisive
+
+
+def test_a_point_threshold_failure_is_never_decisive_however_far_off() -> None:
+    """A point estimate says nothing about its sample size: 0 of 3 is no evidence to act on at once."""
+    metric = Metric(name="success-rate", template="request-success-rate", min=0.99)
+    result = judged(metric, {"successes": 0.2, "trials": 0.2}, {})  # the ratio query's answer: 0.2
+    assert result.verdict is Verdict.FAIL and not result.decisive, result.message
+
+
+@pytest.mark.parametrize("successes, trials, decisive", [(955, 1000, False), (900, 1000, True)])
+def test_a_threshold_on_the_interval_is_decisive_when_the_interim_interval_lies_outside(
+        successes: int, trials: int, decisive: bool) -> None:
+    metric = Metric(name="success-rate", template="request-success-rate", min=0.97, confidence=0.95)
+    result = judged(metric, {"successes": successes, "trials": trials}, {})
+    assert result.verdict is Verdict.FAIL and result.decisive is decisive, result.message

@@ -235,7 +235,9 @@ class RolloutMachine(RuleBasedStateMachine):
         for change, on_record in self.cluster.seldon.applied:
             if change.kind == "adopt":
                 adopted = True
-                assert _earned(on_record, on_record.candidate_weight), on_record.analysis
+                assert _earned(on_record, on_record.candidate_weight), (
+                    on_record.weight_since, [(r.metric, r.verdict, r.weight, r.window_start, r.at)
+                                             for r in on_record.analysis.last_checks])
             if change.kind == "promote":
                 assert adopted
         status = self.cluster.store.status

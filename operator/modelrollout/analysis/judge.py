@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
-from ..api import JudgeKind, Metric
+from ..api import INTERIM_CONFIDENCE, JudgeKind, Metric
 from ..status import Verdict
 from ..templates import Shape
 from . import statistics
@@ -136,6 +137,17 @@ def _buckets(series: Mapping[str, float]) -> dict[float, float]:
 
 
 JUDGES: Mapping[JudgeKind, Judge] = {JudgeKind.THRESHOLD: ThresholdJudge(), JudgeKind.COMPARE: CompareJudge()}
+
+
+def at_interim_confidence(metric: Metric, shape: Shape | None) -> Metric | None:
+    """The metric with its judge held to the interim confidence, for telling a decisive failure from a
+    borderline one; None when its verdicts do not account for the sample size (a threshold on a point)."""
+    if metric.compare is not None:
+        confidence = max(metric.compare.confidence, INTERIM_CONFIDENCE)
+        return replace(metric, compare=replace(metric.compare, confidence=confidence))
+    if metric.confidence is not None and shape is Shape.PROPORTION:
+        return replace(metric, confidence=max(metric.confidence, INTERIM_CONFIDENCE))
+    return None
 
 
 def describe_bounds(metric: Metric) -> str:

@@ -19,7 +19,7 @@ from ..backends import TARGET_KINDS
 from ..status import CheckRecord, Verdict
 from ..templates import MetricTemplate, Shape
 from ..traffic import TargetKind
-from .judge import JUDGES, Judge
+from .judge import JUDGES, Judge, at_interim_confidence
 from .promql import QueryError, QueryVariables, render_query
 from .result import Measurement, QueryOutcome, Side, format_number
 from .sources import MetricProvider, TemplateSource
@@ -174,13 +174,15 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
         return inconclusive(problem, query=measured.query, error=problem)
     try:
         verdict, message = judge.judge(metric, measured)
+        strict = at_interim_confidence(metric, shape) if verdict is Verdict.FAIL else None
+        decisive = strict is not None and judge.judge(strict, measured)[0] is Verdict.FAIL
     except Exception as exc:  # a judge must not stop the analysis: its failure is no verdict, never a pass
         log.warning("the %s judge of %s failed", metric.judge, metric.name, exc_info=exc)
         problem = f"the {metric.judge} judge could not judge this measurement ({type(exc).__name__})"
         return inconclusive(problem, query=measured.query, error=problem)
     return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message,
                        query=measured.query, window=window, min=metric.min, max=metric.max,
-                       baseline=measured.baseline, baseline_query=measured.baseline_query)
+                       baseline=measured.baseline, baseline_query=measured.baseline_query, decisive=decisive)
 
 
 def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | None, str]:

@@ -12,7 +12,7 @@ Split by concern, all working on one reconcile context (``context.Tick``):
 from ..traffic import TargetObservation, TrafficChange
 from .context import ACTIONS, ACTIVE_PHASES, Event, Observations, Plan
 from .decide import decide
-from .gate import gate_open, metrics_due, next_check_at
+from .gate import PlannedCheck, gate_open, metrics_due, next_check_at, planned_checks
 from .revisions import recorded_names
 
 __all__ = [
@@ -21,11 +21,13 @@ __all__ = [
     "Event",
     "Observations",
     "Plan",
+    "PlannedCheck",
     "TargetObservation",
     "TrafficChange",
     "decide",
     "gate_open",
     "metrics_due",
     "next_check_at",
+    "planned_checks",
     "recorded_names",
 ]

@@ -2,7 +2,7 @@
 
 A tick, as the handler runs it:
 1. observe the target (``TargetObservation``) and read the action annotation;
-2. run the metrics ``metrics_due(spec, status, now)`` names, if any;
+2. run the checks ``planned_checks(spec, status, now)`` names (metric and window), if any;
 3. ``plan = decide(spec, generation, status, observations, now)``;
 4. write ``plan.status``, then apply ``plan.traffic``, then post ``plan.events``, remove the action
    annotation if ``plan.clear_action``, and come back after ``plan.requeue_after`` seconds.

@@ -3,49 +3,126 @@
 Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gate.py):
 - Every defined metric has its own latest record for this revision; a check of one metric never
   changes another metric's record, and only a metric's own Pass clears its streaks.
-- A Pass counts for the gate ("fresh") only when its window started at or after the candidate began
-  serving at the current weight (and, on an analysis step, at or after the step began).
-- No check's window reaches back before this revision's candidate first served: the first check of a
-  metric is due one full window after that moment.
+- A Pass counts for the gate ("fresh") only when its window is the metric's full window, started at or
+  after the candidate began serving at the current weight (and, on an analysis step, at or after the
+  step began); an interim look never opens the gate.
+- No check's window reaches back before this revision's candidate first served plus the warm-up: the
+  first full check of a metric is due one full window after that moment.
+- A decisive failure (one that holds at the interim confidence) rolls back at once; an interim look
+  that is inconclusive adds to no streak (too early to tell is not "no data").
+
+Interim looks: a metric whose judge accounts for the sample size (``AnalysisSpec.looks_early``) is
+checked every interval before a full window at the current weight exists, over what the candidate
+served at that weight so far. Like the interim analyses of a group-sequential trial
+(Haybittle-Peto), only overwhelming evidence stops early: a gross fault is caught in a few intervals
+instead of a window and a failure streak.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from ..api import Metric, Phase, RolloutSpec, StepKind
+from ..api import INTERIM_CONFIDENCE, Metric, Phase, RolloutSpec, StepKind
 from ..status import CheckRecord, ConditionType, Reason, RolloutStatus, Verdict
 from .context import ACTIVE_PHASES, Tick, current_step, step_metric_names, whole_seconds
 
 # ------------------------------------------------------------------ when checks run
 
 
-def metrics_due(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -> tuple[Metric, ...]:
-    """The metrics the handler must run before calling ``decide`` this tick (empty: none are due)."""
+@dataclass(frozen=True)
+class PlannedCheck:
+    """One check the handler runs this tick: which metric, how far back it reads, and whether it is an
+    interim look (a window shorter than the metric's)."""
+
+    metric: Metric
+    window_s: float
+    interim: bool = False
+
+
+def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -> tuple[PlannedCheck, ...]:
+    """The checks the handler must run before calling ``decide`` this tick (empty: none are due)."""
     if not _analysing(status):
         return ()
     now = whole_seconds(now)
-    return tuple(m for m in spec.analysis.metrics if now >= next_check_at(spec, status, m))
+    planned = []
+    for metric in spec.analysis.metrics:
+        if now < next_check_at(spec, status, metric):
+            continue
+        interim = _interim_window(spec, status, metric, now)
+        if interim is not None:
+            planned.append(PlannedCheck(metric, interim, interim=True))
+        else:
+            planned.append(PlannedCheck(metric, spec.analysis.window_s(metric)))
+    return tuple(planned)
+
+
+def metrics_due(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -> tuple[Metric, ...]:
+    return tuple(p.metric for p in planned_checks(spec, status, now))
+
+
+def analysis_start(spec: RolloutSpec, status: RolloutStatus) -> dt.datetime:
+    """The earliest moment any check reads: the candidate's first serving in this revision plus the warm-up."""
+    assert status.serving_since is not None
+    return status.serving_since + dt.timedelta(seconds=spec.analysis.warmup_s)
 
 
 def next_check_at(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> dt.datetime:
     """When this metric is next checked: every interval, and as soon as a full window at the current
     weight exists when its latest record does not count for the gate yet; never before one full window
-    of this revision's candidate serving."""
-    assert status.serving_since is not None
+    after the analysis start, except for interim looks (one interval and the shortest window after the
+    candidate served the current weight)."""
     window = dt.timedelta(seconds=spec.analysis.window_s(metric))
-    first = status.serving_since + window
+    first = analysis_start(spec, status) + window
     record = status.analysis.record(metric.name)
     if record is None or record.at is None:
-        return first
-    due = max(first, record.at + dt.timedelta(seconds=spec.analysis.interval_s))
+        due = first
+    else:
+        due = max(first, record.at + dt.timedelta(seconds=spec.analysis.interval_s))
+        bound = fresh_bound(spec, status, metric.name)
+        if not is_fresh_pass(spec, status, metric.name) and bound is not None:
+            fresh_at = max(bound, analysis_start(spec, status)) + window
+            if fresh_at > record.at:
+                due = min(due, max(first, fresh_at))
+    interim = _interim_due(spec, status, metric, record)
+    return min(due, interim) if interim is not None else due
+
+
+def _interim_start(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> dt.datetime | None:
+    """Where an interim look at this metric reads from (None: the metric has no interim looks now)."""
     bound = fresh_bound(spec, status, metric.name)
-    if not is_fresh_pass(spec, status, metric.name) and bound is not None:
-        fresh_at = bound + window
-        if fresh_at > record.at:
-            due = min(due, max(first, fresh_at))
-    return due
+    if bound is None or not spec.analysis.looks_early(metric) or is_fresh_pass(spec, status, metric.name):
+        return None
+    return max(bound, analysis_start(spec, status))
+
+
+def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric, now: dt.datetime) -> float | None:
+    """Seconds an interim look at ``now`` reads (None: a check now reads the metric's full window)."""
+    start = _interim_start(spec, status, metric)
+    if start is None:
+        return None
+    read = (now - start).total_seconds()
+    if read < _shortest_interim_s(spec) or read >= spec.analysis.window_s(metric):
+        return None
+    return read
+
+
+def _shortest_interim_s(spec: RolloutSpec) -> float:
+    """An interim look reads at least one interval and the shortest window rate() can read."""
+    return max(spec.analysis.interval_s, spec.analysis.min_window_s, 1.0)
+
+
+def _interim_due(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
+                 record: CheckRecord | None) -> dt.datetime | None:
+    start = _interim_start(spec, status, metric)
+    if start is None:
+        return None
+    interval = dt.timedelta(seconds=spec.analysis.interval_s)
+    due = start + dt.timedelta(seconds=_shortest_interim_s(spec))
+    if record is not None and record.at is not None:
+        due = max(due, record.at + interval)
+    full = start + dt.timedelta(seconds=spec.analysis.window_s(metric))
+    return due if due < full else None
 
 
 def next_due(spec: RolloutSpec, status: RolloutStatus) -> dt.datetime | None:
@@ -59,10 +136,6 @@ def _analysing(status: RolloutStatus) -> bool:
     if status.phase not in ACTIVE_PHASES or status.promotion_started_at is not None:
         return False
     return status.weight_since is not None and status.serving_since is not None and status.candidate_weight > 0
-
-
-def window_start(spec: RolloutSpec, metric: Metric, now: dt.datetime) -> dt.datetime:
-    return now - dt.timedelta(seconds=spec.analysis.window_s(metric))
 
 
 # ------------------------------------------------------------------ what counts for the gate
@@ -83,7 +156,7 @@ def fresh_bound(spec: RolloutSpec, status: RolloutStatus, metric: str) -> dt.dat
 def is_fresh_pass(spec: RolloutSpec, status: RolloutStatus, metric: str) -> bool:
     record = status.analysis.record(metric)
     bound = fresh_bound(spec, status, metric)
-    return (record is not None and bound is not None and record.verdict is Verdict.PASS
+    return (record is not None and bound is not None and record.verdict is Verdict.PASS and not record.interim
             and record.weight == status.candidate_weight and record.window_start is not None
             and record.window_start >= bound)
 
@@ -127,13 +200,12 @@ def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[Reason | None, str]:
     (None, "") when the results do not roll the candidate back."""
     # Only results of checks that were due count: a result nobody asked for (a late answer after the
     # promotion was decided, a duplicate) is not evidence about the candidate at this weight.
-    due = {m.name for m in metrics_due(spec, tick.initial, tick.now)}
-    checks = [c for c in tick.obs.checks or () if c.metric in due]
+    planned = {p.metric.name: p for p in planned_checks(spec, tick.initial, tick.now)}
+    checks = [c for c in tick.obs.checks or () if c.metric in planned]
     defined = {m.name for m in spec.analysis.metrics}
     ledger = {r.metric: r for r in tick.status.analysis.last_checks if r.metric in defined}
     for check in checks:
-        metric = spec.analysis.metric(check.metric)
-        assert metric is not None
+        plan = planned[check.metric]
         previous = ledger.get(check.metric)
         failures = previous.failures if previous else 0
         inconclusive = previous.inconclusive if previous else 0
@@ -141,11 +213,12 @@ def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[Reason | None, str]:
             failures = inconclusive = 0
         elif check.verdict is Verdict.FAIL:
             failures += 1
-        else:
+        elif not plan.interim:  # an early look with too little data yet is not "no data"
             inconclusive += 1
         ledger[check.metric] = replace(
-            check, error="", at=tick.now, window_start=window_start(spec, metric, tick.now),
-            weight=tick.status.candidate_weight, failures=failures, inconclusive=inconclusive)
+            check, error="", at=tick.now, window_start=tick.now - dt.timedelta(seconds=plan.window_s),
+            weight=tick.status.candidate_weight, failures=failures, inconclusive=inconclusive,
+            interim=plan.interim, decisive=check.decisive and check.verdict is Verdict.FAIL)
     order = [m.name for m in spec.analysis.metrics if m.name in ledger]
     records = tuple(ledger[n] for n in order)
     last_run = tick.now if checks else tick.status.analysis.last_run_at
@@ -160,7 +233,13 @@ def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord,
     records = tick.status.analysis.last_checks
     failing = [r for r in records if r.failures >= limits.failure_limit]
     blind = [r for r in records if r.inconclusive >= limits.inconclusive_limit]
+    decisive = [r for r in checks_now if r.decisive]
     _conditions(tick)
+    if decisive:
+        detail = "; ".join(f"{r.message} (a decisive failure: it holds at {INTERIM_CONFIDENCE:.1%} confidence"
+                           f"{' in an interim look' if r.interim else ''})" for r in decisive)
+        return Reason.ANALYSIS_FAILED, (f"Rolled back {spec.candidate.version} at once: {detail}; failureLimit "
+                                        f"{limits.failure_limit} is for borderline failures.")
     if failing:
         detail = "; ".join(f"{r.message} ({r.failures} consecutive failed checks since its last pass)"
                            for r in failing)
