@@ -23,10 +23,11 @@ ACCURACY = {"name": "accuracy", "template": "model-accuracy", "window": "30s", "
 STEPS = [{"setWeight": 10}, {"setWeight": 50}, {"pause": {"duration": "1h"}}]
 
 
-def serving(metrics: list[dict[str, object]] | None = None, failure_limit: int = 3, **analysis: object) -> Run:
+def serving(metrics: list[dict[str, object]] | None = None, failure_limit: int = 3, inconclusive_limit: int = 3,
+            steps: list[dict[str, object]] | None = None, **analysis: object) -> Run:
     """The candidate serves 10% since T0+1; interval 5s; windows 30s."""
-    run = Run(make_spec(steps=STEPS, metrics=metrics or [ACCURACY], interval="5s", failureLimit=failure_limit,
-                        inconclusiveLimit=3, **analysis))
+    run = Run(make_spec(steps=steps or STEPS, metrics=metrics or [ACCURACY], interval="5s",
+                        failureLimit=failure_limit, inconclusiveLimit=inconclusive_limit, **analysis))
     run.tick()
     run.tick(after=1)
     assert run.world.candidate_weight == 10 and run.status.weight_since == T0 + dt.timedelta(seconds=1)
@@ -111,7 +112,7 @@ def test_a_decisive_failure_in_a_full_window_rolls_back_at_once_too() -> None:
     run.tick()
     assert run.world.candidate_weight == 50
     run.now += dt.timedelta(seconds=40)
-    assert planned(run) == [("success-rate", 30.0, False)]  # a full window at 50%
+    assert planned(run) == [("success-rate", 40.0, False)]  # all 40 s at 50%: more than a full window
     look(run, Verdict.FAIL, after=0, decisive=True)
     assert run.status.phase is Phase.ROLLED_BACK
     assert "RolledBack" in reasons(run.plans[-1])
@@ -138,3 +139,33 @@ def test_no_window_reads_the_warm_up() -> None:
     assert [p for p in planned(run) if p[0] == "success-rate"] == []
     run.now = T0 + dt.timedelta(seconds=41)
     assert ("success-rate", 30.0, False) in planned(run)  # reads T0+11 .. T0+41
+
+
+def test_an_undecided_metric_reads_everything_the_candidate_served_at_this_weight() -> None:
+    """Evidence accumulates while a comparison cannot decide (a low-traffic candidate): the check after an
+    inconclusive full one reads from the start of the weight, and a pass over that counts for the gate."""
+    run = serving(failure_limit=3)
+    look(run, Verdict.INCONCLUSIVE, after=30)  # T0+31: the first full window, too few samples
+    run.now = T0 + dt.timedelta(seconds=36)
+    assert planned(run) == [("accuracy", 35.0, False)]  # T0+1 .. T0+36
+    look(run, Verdict.PASS, after=0)
+    run.tick()
+    assert run.world.candidate_weight == 50
+
+
+def test_after_a_pass_at_a_weight_the_window_slides_again() -> None:
+    run = serving(failure_limit=3, steps=[{"setWeight": 10}, {"pause": {"duration": "1h"}}])
+    look(run, Verdict.PASS, after=30)  # T0+31: earned at 10%
+    run.now = T0 + dt.timedelta(seconds=36)
+    assert planned(run) == [("accuracy", 30.0, False)]
+
+
+def test_the_accumulated_window_is_bounded() -> None:
+    run = serving(inconclusive_limit=100)
+    windows = []
+    for _ in range(80):  # 400 s at 10%, inconclusive all along
+        run.now += dt.timedelta(seconds=5)
+        windows += [w for _, w, _ in planned(run)]
+        run.tick(checks=tuple(check(name, Verdict.INCONCLUSIVE) for name, _, _ in planned(run)))
+    assert run.status.phase is Phase.PROGRESSING
+    assert max(windows) == 10 * 30 and windows[-1] == 10 * 30

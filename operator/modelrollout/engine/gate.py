@@ -13,7 +13,8 @@ Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gat
 
 Interim looks: a metric whose judge accounts for the sample size (``AnalysisSpec.looks_early``) is
 checked every interval before a full window at the current weight exists, over what the candidate
-served at that weight so far. Like the interim analyses of a group-sequential trial
+served at that weight so far; until it passes there, later checks go on reading all of it (evidence
+accumulates instead of sliding away). Like the interim analyses of a group-sequential trial
 (Haybittle-Peto), only overwhelming evidence stops early: a gross fault is caught in a few intervals
 instead of a window and a failure streak.
 """
@@ -28,6 +29,11 @@ from ..status import CheckRecord, ConditionType, Reason, RolloutStatus, Verdict
 from .context import ACTIVE_PHASES, Tick, current_step, step_metric_names, whole_seconds
 
 # ------------------------------------------------------------------ when checks run
+
+# While a metric has not passed at a weight, its checks read everything the candidate served there, up to
+# this many of its windows: a comparison that cannot decide on one window gathers evidence instead of
+# running into the inconclusiveLimit on a low-traffic candidate.
+MAX_ACCUMULATED_WINDOWS = 10
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,9 @@ def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -
     for metric in spec.analysis.metrics:
         if now < next_check_at(spec, status, metric):
             continue
-        interim = _interim_window(spec, status, metric, now)
-        if interim is not None:
-            planned.append(PlannedCheck(metric, interim, interim=True))
+        growing = _interim_window(spec, status, metric, now)
+        if growing is not None:
+            planned.append(PlannedCheck(metric, *growing))
         else:
             planned.append(PlannedCheck(metric, spec.analysis.window_s(metric)))
     return tuple(planned)
@@ -96,15 +102,21 @@ def _interim_start(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> 
     return max(bound, analysis_start(spec, status))
 
 
-def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric, now: dt.datetime) -> float | None:
-    """Seconds an interim look at ``now`` reads (None: a check now reads the metric's full window)."""
+def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
+                    now: dt.datetime) -> tuple[float, bool] | None:
+    """(seconds, interim) a check at ``now`` reads while the metric has not passed at this weight: all that
+    the candidate served at the weight, up to ``MAX_ACCUMULATED_WINDOWS`` windows (an interim look while that
+    is shorter than a window). None: the metric's own sliding window."""
     start = _interim_start(spec, status, metric)
     if start is None:
         return None
     read = (now - start).total_seconds()
-    if read < _shortest_interim_s(spec) or read >= spec.analysis.window_s(metric):
+    window = spec.analysis.window_s(metric)
+    if read < _shortest_interim_s(spec):
         return None
-    return read
+    if read < window:
+        return read, True
+    return min(read, MAX_ACCUMULATED_WINDOWS * window), False
 
 
 def _shortest_interim_s(spec: RolloutSpec) -> float:
