@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import sys
 import urllib.parse
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import kopf
 
 from .api import SpecError, parse_duration
+from .leadership import LeaseTiming
 
 if TYPE_CHECKING:
     from .handlers import OperatorConfig
@@ -92,8 +94,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--health-endpoint", default=os.environ.get("MODELROLLOUT_HEALTH_ENDPOINT",
                                                                     "http://0.0.0.0:8080/healthz"),
                         help="liveness endpoint served by Kopf; empty disables it")
-    parser.add_argument("--peering", default=os.environ.get("MODELROLLOUT_PEERING", ""),
-                        help="Kopf peering name for high availability; empty runs standalone")
+    ha = parser.add_argument_group("high availability (several replicas, one leader through a Lease)")
+    ha.add_argument("--leader-election", action="store_true",
+                    default=os.environ.get("MODELROLLOUT_LEADER_ELECTION", "") in ("1", "true"),
+                    help="only the replica holding the Lease ticks rollouts; the others watch and stand by")
+    ha.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                    help="namespace of the Lease (default: $POD_NAMESPACE or default)")
+    ha.add_argument("--lease-name", default="modelrollout", help="name of the Lease (default: modelrollout)")
+    ha.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+                    help="this replica's name in the Lease (default: $POD_NAME, else host-pid)")
+    ha.add_argument("--lease-duration", type=_positive_seconds, default=15.0, metavar="SECONDS",
+                    help="how long others wait after the holder's last renewal before taking over (default 15)")
+    ha.add_argument("--renew-deadline", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                    help="the holder stops writing this long after its last successful renewal (default 10)")
+    ha.add_argument("--retry-period", type=_positive_seconds, default=2.0, metavar="SECONDS",
+                    help="how often the Lease is renewed or tried (default 2)")
     parser.add_argument("--concurrency", type=int, default=16, help="rollouts that may tick at the same time")
     parser.add_argument("--provider-workers", type=_positive_int, default=8, metavar="N",
                         help="metric provider queries (Prometheus) that may run at the same time (default 8)")
@@ -109,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except argparse.ArgumentTypeError as exc:
             parser.error(f"MODELROLLOUT_ALLOWED_PROMETHEUS_URLS: {exc}")
     args.allowed_prometheus_urls = tuple(dict.fromkeys(args.allowed_prometheus_urls))
+    try:
+        LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len(args.identity) > 128:
+        parser.error("--identity: at most 128 characters")
     return args
 
 
@@ -120,6 +141,8 @@ def _label_name(text: str) -> str:
 
 
 def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
+    from .handlers import LeaderElection
+
     """Copy the parsed flags onto the operator's configuration (handed to the handlers as ``memo.config``)."""
     config.prometheus_url = args.prometheus_url
     config.metrics_port = args.metrics_port
@@ -129,6 +152,11 @@ def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
     config.provider_workers = args.provider_workers
     config.kube_request_timeout_s = args.kube_request_timeout
     config.namespace_label = args.namespace_label
+    if args.leader_election:
+        config.leader_election = LeaderElection(
+            namespace=args.lease_namespace, name=args.lease_name, identity=args.identity,
+            timing=LeaseTiming(lease_duration_s=args.lease_duration, renew_deadline_s=args.renew_deadline,
+                               retry_s=args.retry_period))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         memo=kopf.Memo(config=config),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        standalone=not args.peering,
-        peering_name=args.peering or None,
+        standalone=True,  # Kopf's peering would pause every replica; the Lease picks the one that ticks
         liveness_endpoint=args.health_endpoint or None,
     )
     return 0

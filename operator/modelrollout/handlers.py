@@ -28,6 +28,15 @@ from .analysis.sources import template_from_spec
 from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, Limits
 from .backends.factory import make_backends
 from .engine import Plan
+from .leadership import (
+    FencedBackend,
+    FencedEvents,
+    FencedStore,
+    KubernetesLeaseStore,
+    LeaderElector,
+    LeaseTiming,
+    NotLeader,
+)
 from .reconcile import ACTION_ANNOTATION, ERROR_BACKOFF_S, Conflict, Reconciler, TickStats
 from .scheduler import TickScheduler
 from .templates import MetricTemplate
@@ -46,20 +55,32 @@ class OperatorConfig:
     kube_workers: int = 16  # threads for Kubernetes I/O
     kube_request_timeout_s: float = 10.0  # every Kubernetes API call
     namespace_label: str = "namespace"  # the label the scrape puts the namespace in
+    leader_election: LeaderElection | None = None  # None: this replica is the only one and always ticks
 
     def limits(self) -> Limits:
         return Limits(scrape_interval_s=self.scrape_interval_s, default_prometheus=self.prometheus_url,
                       allowed_prometheus=frozenset(self.allowed_prometheus_urls), namespace_label=self.namespace_label)
 
 
+@dataclass(frozen=True)
+class LeaderElection:
+    namespace: str
+    name: str
+    identity: str
+    timing: LeaseTiming = field(default_factory=LeaseTiming)
+
+
 class KubernetesStore:
     """ModelRollouts through the API server; every call has a request timeout."""
 
-    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float) -> None:
+    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float, field_manager: str | None = None) -> None:
         self._api = api
         self._timeout = timeout_s
+        self._manager = {"field_manager": field_manager} if field_manager else {}  # who wrote, in managedFields
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method.startswith("patch_"):
+            kwargs.update(self._manager)
         try:
             return getattr(self._api, method)(*args, _request_timeout=self._timeout, **kwargs)
         except ApiException as exc:
@@ -128,6 +149,8 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     seen: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     loop_task: asyncio.Task[None] | None = None
+    elector: LeaderElector | None = None
+    elector_task: asyncio.Task[None] | None = None
 
 
 def runtime(memo: kopf.Memo) -> Runtime:
@@ -185,10 +208,25 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     api_client = k8s.ApiClient()
     timeout = cfg.kube_request_timeout_s
     providers: dict[str, MetricProvider] = {}
+    election = cfg.leader_election
+    elector: LeaderElector | None = None
+    store: Any = KubernetesStore(k8s.CustomObjectsApi(api_client), timeout,
+                                 field_manager=election.identity if election else None)
+    backends: dict[str, Any] = dict(make_backends(api_client, timeout,
+                                                  field_manager=election.identity if election else None))
+    events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
+    if election is not None:
+        # Only the Lease's holder ticks, and every write it starts is fenced by its claim on the Lease.
+        elector = LeaderElector(KubernetesLeaseStore(k8s.CoordinationV1Api(api_client), election.namespace,
+                                                     election.name, timeout),
+                                election.identity, election.timing, on_change=lambda _: scheduler.wake())
+        store = FencedStore(store, elector.fence)
+        backends = {kind: FencedBackend(b, elector.fence) for kind, b in backends.items()}
+        events = FencedEvents(events, elector.fence)
     reconciler = Reconciler(
-        store=KubernetesStore(k8s.CustomObjectsApi(api_client), timeout),
-        backends=make_backends(api_client, timeout),
-        events=telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout),
+        store=store,
+        backends=backends,
+        events=events,
         templates=cast(TemplateSource, KubernetesTemplates(k8s.CustomObjectsApi(api_client), timeout)),
         provider_for=_provider_factory(providers, provider_pool),
         limits=cfg.limits(),
@@ -198,9 +236,12 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     async def tick_this(namespace: str, name: str) -> float | None:
         return await tick(rt, namespace, name)
 
-    rt = Runtime(reconciler=reconciler, providers=providers,
-                 scheduler=TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S))
+    scheduler = TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S,
+                              active=elector.may_write if elector is not None else lambda: True)
+    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, elector=elector)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
+    if elector is not None:
+        rt.elector_task = asyncio.create_task(elector.run(rt.stop))
     memo.runtime = rt
     telemetry.start(cfg.metrics_port)
     logger.info("modelrollout operator started; default Prometheus %s", cfg.prometheus_url)
@@ -242,6 +283,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     rt.stop.set()
     if rt.loop_task is not None:
         await rt.loop_task
+    if rt.elector_task is not None:
+        await rt.elector_task  # hands the Lease back, so that a standby takes over at once
 
 
 async def tick(rt: Runtime, namespace: str, name: str) -> float | None:
@@ -255,6 +298,9 @@ async def tick(rt: Runtime, namespace: str, name: str) -> float | None:
     except Conflict:
         telemetry.TICK_ERRORS.labels("api-409").inc()
         return 0.0  # re-read at once
+    except NotLeader:
+        telemetry.TICK_ERRORS.labels("not-leader").inc()
+        return ERROR_BACKOFF_S  # the new leader ticks it; this replica starts nothing while it does not lead
     except ApiException as exc:
         telemetry.TICK_ERRORS.labels(f"api-{exc.status}").inc()
         log.warning("tick of %s/%s: API server answered %s %s", namespace, name, exc.status, exc.reason)

@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 class TickScheduler:
     def __init__(self, tick: TickFn, *, concurrency: int = 16, error_backoff_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, tick_deadline_s: float = 60.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_deadline_s: float = 60.0,
+                 active: Callable[[], bool] = lambda: True) -> None:
         self._tick = tick
+        self._active = active  # False: another replica leads; start no tick (the watch still notifies)
         self._tick_deadline_s = tick_deadline_s
         self._clock = clock
         self._error_backoff_s = error_backoff_s
@@ -52,9 +54,17 @@ class TickScheduler:
         self._due.pop(key, None)
         self._again.discard(key)
 
+    def wake(self) -> None:
+        """Look at what is due now (e.g. this replica has just become the leader)."""
+        self._changed.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Start due ticks until stop is set; then wait for the ticks under way."""
         while not stop.is_set():
+            if not self._active():
+                self._changed.clear()
+                await _first_of(self._changed, stop, timeout=1.0)
+                continue
             try:
                 wait_s = self._start_due()
             except Exception:  # a bug here must not silently stop every rollout: log it and go on

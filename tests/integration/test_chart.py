@@ -32,7 +32,7 @@ GOOD = Traffic(rps=40, error_ratio=0.0, latency_s=0.02)
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 60}, {"analysis": {}},
          {"setWeight": 100}]
 # Kinds whose CRDs the local cluster does not have: checked structurally instead of by the API server.
-NOT_INSTALLED = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+NOT_INSTALLED = {"ServiceMonitor"}
 # What a missing permission looks like in the operator's log: the client's 403, or Kopf's own fallback warning.
 # A 403 anywhere but in a log line's timestamp (",403]" is 403 milliseconds).
 DENIED = re.compile(r"(?<![,.:])\b403\b|Forbidden|Not enough permissions", re.IGNORECASE)
@@ -151,7 +151,7 @@ def test_default_is_cluster_wide_standalone_and_restricted(helm: str) -> None:
     assert "--health-endpoint=http://0.0.0.0:8080/healthz" in args and "--metrics-port=8000" in args
     assert "--namespace-label=namespace" in args  # where a PodMonitor puts the namespace
     assert "--scrape-interval=30s" in args and not any(a.startswith("--allowed-prometheus-url") for a in args)
-    assert not any(a.startswith("--peering") for a in args)
+    assert "--leader-election" not in args
     assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
                                           "Deployment"}
     assert rules(one(docs, "ClusterRole")) == NAMESPACE_RULES | DISCOVERY_RULES
@@ -189,29 +189,35 @@ def test_namespaced_gets_one_role_per_namespace_and_no_cluster_access_to_objects
     assert not by_kind(no_discovery, "ClusterRole") and not by_kind(no_discovery, "ClusterRoleBinding")
 
 
-def test_ha_values_render_peering_with_its_crds_peering_object_and_rules(helm: str) -> None:
-    docs = render(helm, CASES["ha"])
-    assert "--peering=modelrollout" in container_args(docs)
-    deployment = one(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 2 and "strategy" not in deployment["spec"]
-    crds = {d["metadata"]["name"]: d for d in by_kind(docs, "CustomResourceDefinition")}
-    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
-    peering = one(docs, "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1" and peering["metadata"]["name"] == "modelrollout"
-    assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
-    peering_rules = {r for r in rules(one(docs, "ClusterRole")) if r[0] == "kopf.dev"}
-    assert peering_rules == {("kopf.dev", "clusterkopfpeerings", v) for v in ("list", "watch", "patch")}
-    namespaced = render(helm, CASES["ha-namespaced"])
-    assert sorted(p["metadata"]["namespace"] for p in by_kind(namespaced, "KopfPeering")) == ["team-a", "team-b"]
-    for role in by_kind(namespaced, "Role"):
-        assert rules(role) - NAMESPACE_RULES == {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "patch")}
+LEASE_RULES = {("coordination.k8s.io", "leases", "create"), ("coordination.k8s.io", "leases", "get"),
+               ("coordination.k8s.io", "leases", "update")}
+
+
+def test_ha_values_render_leader_election_through_a_lease_in_the_release_namespace(helm: str) -> None:
+    for case in ("ha", "ha-namespaced"):
+        docs = render(helm, CASES[case])
+        args = container_args(docs)
+        assert {"--leader-election", "--lease-name=modelrollout", "--lease-duration=15", "--renew-deadline=10",
+                "--retry-period=2"} <= set(args), args
+        deployment = one(docs, "Deployment")
+        assert deployment["spec"]["replicas"] >= 2 and "strategy" not in deployment["spec"]
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        lease_roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+        assert len(lease_roles) == 1 and lease_roles[0]["metadata"]["namespace"] == "models"
+        assert rules(lease_roles[0]) == LEASE_RULES
+        named = [r for r in lease_roles[0]["rules"] if "get" in r["verbs"]]
+        assert named[0]["resourceNames"] == ["modelrollout"]  # only its own Lease, by name
+        assert not any(g == "kopf.dev" for d in docs if d["kind"] in ("Role", "ClusterRole") for g, _, _ in rules(d))
+        assert not by_kind(docs, "CustomResourceDefinition")
 
 
 @pytest.mark.parametrize("case", ["default", "namespaced", "ha", "ha-namespaced"])
 def test_roles_grant_event_merging_and_finalizer_updates(helm: str, case: str) -> None:
     docs = render(helm, CASES[case])
     roles = by_kind(docs, "Role") if "namespaced" in case else [one(docs, "ClusterRole")]
+    roles = [r for r in roles if not r["metadata"]["name"].endswith("-leader-election")]
     assert roles
     for role in roles:
         granted = rules(role)
@@ -267,6 +273,8 @@ def test_service_monitor_is_off_by_default_and_well_formed_when_on(helm: str) ->
     (["watch.namespaces={a}"], "only used when watch.clusterWide is false"),
     (["serviceMonitor.enabled=true", "metrics.port=0"], "metrics.port must not be 0"),
     (["prometheus.scrapeInterval=0s"], "prometheus.scrapeInterval must be above zero"),
+    (["ha.enabled=true", "ha.renewDeadline=15"], "0 < retryPeriod < renewDeadline < leaseDuration"),
+    (["ha.enabled=true", "ha.retryPeriod=0"], "0 < retryPeriod < renewDeadline < leaseDuration"),
     (["prometheus.scrapeInterval=30"], "prometheus.scrapeInterval must be a duration"),
     (["prometheus.scrapeInterval=soon"], "prometheus.scrapeInterval must be a duration"),
     (["prometheus.allowedUrls={prom:9090}"], "is not an http:// or https:// URL"),
@@ -356,14 +364,16 @@ def pod_args(helm: str, namespace: str, prometheus: PrometheusServer, health_por
 
 
 def drive_rollout_as(kubeconfig: Path, cluster: Kube, namespace: str, exporter: ExecutorExporter,
-                     log_path: Path, args: tuple[str, ...], health_url: str, metrics_url: str) -> str:
+                     log_path: Path, args: tuple[str, ...], health_url: str, metrics_url: str,
+                     env: dict[str, str] | None = None) -> str:
     """Runs the operator with the given identity and args through a whole good rollout, probing its health
     and metrics endpoints as the kubelet and Prometheus would; returns the operator's log."""
     as_sa = Kube(kubeconfig=kubeconfig, kubectl=cluster.kubectl)
     who = as_sa.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
     assert who == f"system:serviceaccount:{namespace}:mr-{namespace}-modelrollout"
     # Args given after OperatorProcess's own defaults win (argparse keeps the last value).
-    operator = OperatorProcess(as_sa, log_path, extra_args=args, env={"KUBECONFIG": str(kubeconfig)}).start()
+    operator = OperatorProcess(as_sa, log_path, extra_args=args,
+                               env={"KUBECONFIG": str(kubeconfig), **(env or {})}).start()
     try:
         wait_for(lambda: http_ok(health_url), f"the health endpoint {health_url}", timeout=30)
         exporter.set(namespace, "digits", "main-candidate", GOOD)
@@ -400,35 +410,27 @@ def test_operator_runs_a_rollout_to_success_with_only_the_charts_rbac(
                      f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{metrics}/metrics")
 
 
-def test_ha_mode_renders_peering_and_one_peered_operator_rolls_out_with_only_the_charts_rbac(
+def test_ha_mode_leads_through_its_lease_and_rolls_out_with_only_the_charts_rbac(
         helm: str, exporter: ExecutorExporter, prometheus: PrometheusServer, cluster: Kube, namespace: str,
         deployment: dict[str, Any], tmp_path: Path) -> None:
-    """The HA values render Kopf's peering CRDs, a KopfPeering and the peering rules, and ONE operator process
-    started with the rendered args (--peering) under the chart's RBAC joins that peering, keeps itself alive
-    in it and drives a rollout to success with no request forbidden.
-
-    It runs a single process: it does not prove that several replicas work together (one active, the others
-    standing by, a standby taking over). Multi-replica HA is not tested yet.
-    """
-    sets = ("ha.enabled=true", "replicaCount=2")  # rendered as an HA install would be; only one process runs
-    docs = render(helm, ["watch.clusterWide=false", f"watch.namespaces={{{namespace}}}", *sets],
-                  release=f"mr-{namespace}", namespace=namespace)
-    # Kopf's peering CRDs stay installed (the chart keeps them too); applying them again is a no-op.
-    cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(by_kind(docs, "CustomResourceDefinition")))
-    cluster.run("wait", "--for=condition=Established", "--timeout=30s", "crd/kopfpeerings.kopf.dev")
-    cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(by_kind(docs, "KopfPeering")))
+    """The HA values' args and RBAC: an operator started as the pod would be (POD_NAME, POD_NAMESPACE from
+    the downward API) takes the Lease in the release namespace and drives a rollout to success with no
+    request forbidden. Two replicas together: tests/integration/test_leader_election.py."""
+    sets = ("ha.enabled=true", "replicaCount=2")
     kubeconfig, cluster_scoped = install_service_account(helm, cluster, namespace, tmp_path, sets)
     try:
         health, metrics = free_port(), free_port()
         args = pod_args(helm, namespace, prometheus, health, metrics, (*sets, "verbose=true"))
-        assert "--peering=modelrollout" in args
-        log = drive_rollout_as(kubeconfig, cluster, namespace, exporter, tmp_path / "operator.log", args,
-                               f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{metrics}/metrics")
+        assert "--leader-election" in args
+        drive_rollout_as(kubeconfig, cluster, namespace, exporter, tmp_path / "operator.log", args,
+                         f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{metrics}/metrics",
+                         env={"POD_NAME": "mr-operator-0", "POD_NAMESPACE": namespace})
     finally:
         delete_cluster_scoped(cluster, cluster_scoped)
-        cluster.run("delete", "kopfpeering", "modelrollout", "-n", namespace, "--wait=false", check=False)
-    # Kopf found the peering object and kept itself alive in it, which needs get/list/watch/patch on it.
-    assert re.search(rf"Keep-alive in 'modelrollout' in '{namespace}': ok", log), log[-3000:]
+    lease = cluster.get("lease", "modelrollout", namespace)
+    # Handed back on a clean stop, so that a standby takes over at once rather than after leaseDuration.
+    assert lease["spec"].get("holderIdentity") in (None, ""), lease["spec"]
+    assert lease["spec"]["leaseDurationSeconds"] == 15 and "acquireTime" in lease["spec"]
 
 
 @pytest.mark.parametrize(("verb", "resource", "allowed"), [

@@ -32,7 +32,28 @@ def test_defaults() -> None:
     assert args.allowed_prometheus_urls == ()  # only --prometheus-url may be used
     assert args.prometheus_url == "http://127.0.0.1:9090"
     assert args.provider_workers == 8 and args.kube_request_timeout == 10.0
-    assert args.concurrency == 16 and args.metrics_port == 8000 and args.namespace == [] and args.peering == ""
+    assert args.concurrency == 16 and args.metrics_port == 8000 and args.namespace == []
+    assert not args.leader_election and args.lease_name == "modelrollout"
+    assert (args.lease_duration, args.renew_deadline, args.retry_period) == (15.0, 10.0, 2.0)
+
+
+def test_leader_election_timing_that_would_let_two_leaders_write_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused(["--leader-election", "--lease-duration", "5", "--renew-deadline", "5"], capsys)
+    assert "retry < renew deadline < lease duration" in err, err
+
+
+def test_leader_election_settings_reach_the_operator_config() -> None:
+    from modelrollout.handlers import OperatorConfig
+
+    config = OperatorConfig()
+    cli.configure(config, cli.parse_args(["--leader-election", "--lease-namespace", "ops", "--identity", "pod-1",
+                                          "--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "1"]))
+    election = config.leader_election
+    assert election is not None and (election.namespace, election.name, election.identity) == (
+        "ops", "modelrollout", "pod-1")
+    assert (election.timing.lease_duration_s, election.timing.renew_deadline_s, election.timing.retry_s) == (
+        6.0, 4.0, 1.0)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30.0), ("1s", 1.0), ("1m30s", 90.0), ("500ms", 0.5),

@@ -158,3 +158,24 @@ async def test_the_loop_survives_its_own_failure_and_keeps_ticking(monkeypatch: 
     async with running(scheduler):
         scheduler.notify("ns", "a")
         await until(lambda: len(calls) >= 3)
+
+
+@pytest.mark.asyncio
+async def test_a_replica_that_does_not_lead_starts_no_tick_and_starts_them_all_once_it_leads() -> None:
+    calls: list[str] = []
+    leading = False
+
+    async def tick(namespace: str, name: str) -> float | None:
+        calls.append(name)
+        return 30.0
+
+    async with running(TickScheduler(tick, active=lambda: leading)) as scheduler:
+        scheduler.notify("ns", "a")  # the watch goes on while standing by
+        scheduler.notify("ns", "b")
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert calls == []
+        leading = True
+        scheduler.wake()
+        await until(lambda: sorted(calls) == ["a", "b"])
+        assert scheduler.scheduled == 2

@@ -52,7 +52,12 @@ Checks the values that cannot work together; every template includes it so that 
 */}}
 {{- define "modelrollout.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.ha.enabled) }}
-{{- fail "replicaCount > 1 requires ha.enabled=true: without Kopf peering every replica would act on the same rollouts" }}
+{{- fail "replicaCount > 1 requires ha.enabled=true: without leader election every replica would act on the same rollouts" }}
+{{- end }}
+{{- if .Values.ha.enabled }}
+{{- if not (and (lt (float64 .Values.ha.retryPeriod) (float64 .Values.ha.renewDeadline)) (lt (float64 .Values.ha.renewDeadline) (float64 .Values.ha.leaseDuration)) (gt (float64 .Values.ha.retryPeriod) 0.0)) }}
+{{- fail "ha needs 0 < retryPeriod < renewDeadline < leaseDuration: a leader must stop writing before a standby may take over" }}
+{{- end }}
 {{- end }}
 {{- if and (not .Values.watch.clusterWide) (empty .Values.watch.namespaces) }}
 {{- fail "watch.namespaces must list at least one namespace when watch.clusterWide is false" }}
@@ -112,11 +117,4 @@ Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-
 - apiGroups: [""]
   resources: [events]
   verbs: [create, get, patch]
-{{- if and .Values.ha.enabled (not .Values.watch.clusterWide) }}
-# Kopf peering per namespace (cluster-wide mode uses ClusterKopfPeerings): each replica watches the peering
-# object and patches its own keep-alive into it; it never reads one by name.
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [list, watch, patch]
-{{- end }}
 {{- end }}

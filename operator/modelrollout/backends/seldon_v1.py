@@ -299,9 +299,11 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
 
 
 class SeldonV1Backend:
-    def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 field_manager: str | None = None) -> None:
         self._api = CustomObjectsApi(api_client)
         self.request_timeout_s = request_timeout_s
+        self._field_manager = field_manager  # who wrote, in the object's managedFields
 
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -330,7 +332,7 @@ class SeldonV1Backend:
             try:
                 self._api.replace_namespaced_custom_object(
                     SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, target.name, sdep,
-                    _request_timeout=self.request_timeout_s)
+                    field_manager=self._field_manager, _request_timeout=self.request_timeout_s)
                 return True
             except ApiException as exc:
                 if exc.status in (400, 403, 422):  # a webhook or validation said no: asking again won't help
