@@ -29,9 +29,7 @@ from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION
 from .backends.factory import make_backends
 from .engine import Plan
 from .leadership import (
-    FencedBackend,
     FencedEvents,
-    FencedStore,
     KubernetesLeaseStore,
     LeaderElector,
     LeaseTiming,
@@ -73,16 +71,21 @@ class LeaderElection:
 class KubernetesStore:
     """ModelRollouts through the API server; every call has a request timeout."""
 
-    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float, field_manager: str | None = None) -> None:
+    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float, field_manager: str | None = None,
+                 fence: Callable[[], float] | None = None) -> None:
         self._api = api
         self._timeout = timeout_s
         self._manager = {"field_manager": field_manager} if field_manager else {}  # who wrote, in managedFields
+        self._fence = fence  # leader election: seconds a write may still take; raises NotLeader when none
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        timeout = self._timeout
         if method.startswith("patch_"):
             kwargs.update(self._manager)
+            if self._fence is not None:  # in the worker thread, just before the request is sent
+                timeout = min(timeout, self._fence())
         try:
-            return getattr(self._api, method)(*args, _request_timeout=self._timeout, **kwargs)
+            return getattr(self._api, method)(*args, _request_timeout=timeout, **kwargs)
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(str(exc.reason)) from exc
@@ -151,6 +154,7 @@ class Runtime:
     loop_task: asyncio.Task[None] | None = None
     elector: LeaderElector | None = None
     elector_task: asyncio.Task[None] | None = None
+    elector_stop: asyncio.Event = field(default_factory=asyncio.Event)  # set once the ticks have drained
 
 
 def runtime(memo: kopf.Memo) -> Runtime:
@@ -210,18 +214,17 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     providers: dict[str, MetricProvider] = {}
     election = cfg.leader_election
     elector: LeaderElector | None = None
-    store: Any = KubernetesStore(k8s.CustomObjectsApi(api_client), timeout,
-                                 field_manager=election.identity if election else None)
-    backends: dict[str, Any] = dict(make_backends(api_client, timeout,
-                                                  field_manager=election.identity if election else None))
-    events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if election is not None:
-        # Only the Lease's holder ticks, and every write it starts is fenced by its claim on the Lease.
+        # Only the Lease's holder ticks, and every write it sends is fenced by its claim on the Lease.
         elector = LeaderElector(KubernetesLeaseStore(k8s.CoordinationV1Api(api_client), election.namespace,
                                                      election.name, timeout),
                                 election.identity, election.timing, on_change=lambda _: scheduler.wake())
-        store = FencedStore(store, elector.fence)
-        backends = {kind: FencedBackend(b, elector.fence) for kind, b in backends.items()}
+    fence = elector.write_budget if elector is not None else None
+    manager = election.identity if election is not None else None
+    store = KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager, fence=fence)
+    backends = make_backends(api_client, timeout, field_manager=manager, fence=fence)
+    events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
+    if elector is not None:
         events = FencedEvents(events, elector.fence)
     reconciler = Reconciler(
         store=store,
@@ -241,7 +244,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, elector=elector)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
     if elector is not None:
-        rt.elector_task = asyncio.create_task(elector.run(rt.stop))
+        rt.elector_task = asyncio.create_task(elector.run(rt.elector_stop))
     memo.runtime = rt
     telemetry.start(cfg.metrics_port)
     logger.info("modelrollout operator started; default Prometheus %s", cfg.prometheus_url)
@@ -283,6 +286,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     rt.stop.set()
     if rt.loop_task is not None:
         await rt.loop_task
+    rt.elector_stop.set()  # only now: a tick still writing must keep its claim until it is done
     if rt.elector_task is not None:
         await rt.elector_task  # hands the Lease back, so that a standby takes over at once
 

@@ -5,24 +5,27 @@ has not changed for ``lease_duration_s`` by that replica's own clock (as client-
 no trust in another machine's clock). Every create and update carries the resourceVersion it read, so of
 two replicas racing for an expired Lease the API server lets exactly one win.
 
-Writes are fenced (``may_write``): a replica starts a write only within ``renew_deadline_s`` of the start
-of its last successful renewal. That is shorter than the lease duration, so a replica that was frozen (a
-long pause, a partition, SIGSTOP) and wakes up after another took over finds its fence closed before it
-writes anything: no write of an old leader lands after its Lease could have expired.
+Writes are fenced (``write_budget``): the I/O layer asks, in its worker thread just before it sends each
+write, how long is left until ``renew_deadline_s`` after the start of the last successful renewal, refuses
+to send when nothing is, and caps the request's timeout to what is left. The renew deadline is shorter
+than the lease duration, and a standby counts the lease duration from when it *saw* the holder's last
+renewal, so a replica that was frozen (a long pause, a partition, SIGSTOP) finds its fence closed before
+it sends anything once another may have taken over. What is left is the lease duration minus the renew
+deadline (5 s by default): the time a request already sent may take to reach the API server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from .traffic import TargetObservation, TrafficChange, TrafficTarget
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +96,18 @@ class LeaderElector:
         return self._renewed_at is not None and self._clock() < self._renewed_at + self.timing.renew_deadline_s
 
     def fence(self) -> None:
-        if not self.may_write():
+        self.write_budget()
+
+    def write_budget(self) -> float:
+        """Seconds a write starting now may take (its request timeout is capped to them); raises NotLeader
+        when none are left. Called by the I/O layer in its worker thread, just before each request is sent."""
+        renewed = self._renewed_at
+        left = 0.0 if renewed is None else renewed + self.timing.renew_deadline_s - self._clock()
+        if left <= 0:
+            log.info("%s refused to send a write: it does not hold the Lease", self.identity)
             raise NotLeader(f"{self.identity} does not hold the Lease")
+        log.debug("%s sends a write with %.1fs left on its claim", self.identity, left)
+        return left
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim or renew every ``retry_s`` until stop is set; then release the Lease if held."""
@@ -105,16 +118,17 @@ class LeaderElector:
         await self.release()
 
     async def try_once(self) -> None:
-        started = self._clock()
+        started = self._clock()  # a claim counts from before its request: the fence errs on the safe side
         try:
             record = await self._store.read()
+            seen = self._clock()  # another's record counts from when we saw it: the takeover errs likewise
             if record is None:
                 await self._store.create(self.identity, self.timing.lease_duration_s)
                 self._claimed(started)
             elif record.holder == self.identity:
                 await self._store.update(record, self.identity, record.transitions)
                 self._claimed(started)
-            elif self._expired(record, started):
+            elif self._expired(record, seen):
                 await self._store.update(record, self.identity, record.transitions + 1)
                 log.info("%s took the Lease over from %s", self.identity, record.holder or "(released)")
                 self._claimed(started)
@@ -176,13 +190,18 @@ class KubernetesLeaseStore:
     def __init__(self, api: Any, namespace: str, name: str, timeout_s: float,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self._api, self._namespace, self._name, self._timeout, self._now = api, namespace, name, timeout_s, now
+        # Its own thread: a renewal never queues behind the ticks' Kubernetes I/O.
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: fn(*args, _request_timeout=self._timeout))
 
     async def read(self) -> LeaseRecord | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            lease = await asyncio.to_thread(self._api.read_namespaced_lease, self._name, self._namespace,
-                                            _request_timeout=self._timeout)
+            lease = await self._run(self._api.read_namespaced_lease, self._name, self._namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -196,8 +215,7 @@ class KubernetesLeaseStore:
                 "metadata": {"name": self._name, "namespace": self._namespace},
                 "spec": self._spec(holder, duration_s, 0, acquired=True)}
         try:
-            lease = await asyncio.to_thread(self._api.create_namespaced_lease, self._namespace, body,
-                                            _request_timeout=self._timeout)
+            lease = await self._run(self._api.create_namespaced_lease, self._namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 raise LeaseConflict("the Lease was created meanwhile") from exc
@@ -212,8 +230,7 @@ class KubernetesLeaseStore:
                              "resourceVersion": seen.resource_version},
                 "spec": self._spec(holder, seen.duration_s, transitions, acquired=holder != seen.holder)}
         try:
-            lease = await asyncio.to_thread(self._api.replace_namespaced_lease, self._name, self._namespace, body,
-                                            _request_timeout=self._timeout)
+            lease = await self._run(self._api.replace_namespaced_lease, self._name, self._namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 raise LeaseConflict("the Lease changed meanwhile") from exc
@@ -222,7 +239,8 @@ class KubernetesLeaseStore:
 
     def _spec(self, holder: str, duration_s: float, transitions: int, *, acquired: bool) -> dict[str, Any]:
         now = self._now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        spec: dict[str, Any] = {"holderIdentity": holder or None, "leaseDurationSeconds": max(1, round(duration_s)),
+        # Rounded up: a standby then waits at least as long as this replica's renew deadline assumes.
+        spec: dict[str, Any] = {"holderIdentity": holder or None, "leaseDurationSeconds": max(1, math.ceil(duration_s)),
                                 "renewTime": now, "leaseTransitions": transitions}
         if acquired:
             spec["acquireTime"] = now
@@ -238,48 +256,13 @@ def _record(lease: Any) -> LeaseRecord:
                        renew_time=renew.isoformat() if isinstance(renew, dt.datetime) else str(renew or ""))
 
 
-# ------------------------------------------------------------------ fenced writes
-
-
-class FencedStore:
-    """A RolloutStore whose writes start only while ``fence`` allows (reads pass through)."""
-
-    def __init__(self, store: Any, fence: Callable[[], None]) -> None:
-        self._store, self._fence = store, fence
-
-    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = await self._store.get(namespace, name)
-        return result
-
-    async def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
-        self._fence()
-        return str(await self._store.write_status(namespace, name, resource_version, status))
-
-    async def set_finalizers(self, namespace: str, name: str, resource_version: str, finalizers: list[str]) -> str:
-        self._fence()
-        return str(await self._store.set_finalizers(namespace, name, resource_version, finalizers))
-
-    async def clear_action(self, namespace: str, name: str, action: str) -> None:
-        self._fence()
-        await self._store.clear_action(namespace, name, action)
-
-
-class FencedBackend:
-    """A TrafficBackend whose changes start only while ``fence`` allows (observations pass through)."""
-
-    def __init__(self, backend: Any, fence: Callable[[], None]) -> None:
-        self._backend, self._fence = backend, fence
-
-    async def observe(self, namespace: str, target: TrafficTarget) -> TargetObservation:
-        observed: TargetObservation = await self._backend.observe(namespace, target)
-        return observed
-
-    async def apply(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
-        self._fence()
-        return bool(await self._backend.apply(namespace, target, change))
+# ------------------------------------------------------------------ fenced Events
 
 
 class FencedEvents:
+    """Events start only while the fence allows (the store and the traffic backend check it themselves, in
+    their I/O threads, just before each write is sent)."""
+
     def __init__(self, events: Any, fence: Callable[[], None]) -> None:
         self._events, self._fence = events, fence
 

@@ -89,6 +89,11 @@ class TickScheduler:
     async def _run_one(self, key: Key) -> None:
         delay: float | None
         async with self._slots:
+            if not self._active():  # leadership lapsed while this tick waited for a slot: start nothing
+                self._running.discard(key)
+                self._due[key] = self._clock() + self._error_backoff_s
+                self._changed.set()
+                return
             try:
                 delay = await asyncio.wait_for(self._tick(*key), timeout=self._tick_deadline_s)
             except asyncio.CancelledError:

@@ -3,9 +3,10 @@
 The leader is frozen mid-rollout (SIGSTOP: a long pause or a partition, the hard case: unlike a killed
 process it comes back with its in-flight work). The standby takes the Lease over once it expired; the old
 leader wakes while the rollout is still under way, writes nothing, and the new one finishes the rollout.
-Who wrote what comes from the API server's own record: every write carries the replica's identity as its
-field manager, and managedFields keeps the time of each manager's last write to the ModelRollout, its
-status and the SeldonDeployment.
+Who wrote what comes from two records: each replica's log, where its fence notes every write it lets
+through (the old leader's must show none after it wakes), and the API server's own: every write carries
+the replica's identity as its field manager, and managedFields keeps the time of each manager's last
+write to the ModelRollout, its status and the SeldonDeployment.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def replica(cluster: Kube, namespace: str, prometheus: PrometheusServer, tmp_pat
     return OperatorProcess(cluster, tmp_path / f"operator-{who}.log", extra_args=(
         "--namespace", namespace, "--prometheus-url", prometheus.url, "--leader-election",
         "--lease-namespace", namespace, "--identity", who, "--lease-duration", str(LEASE_S),
-        "--renew-deadline", str(RENEW_DEADLINE_S), "--retry-period", str(RETRY_S)))
+        "--renew-deadline", str(RENEW_DEADLINE_S), "--retry-period", str(RETRY_S), "--verbose"))
+
+
+SENDS = "sends a write with"  # logged (debug) by the fence for every write it lets through
 
 
 def lease(cluster: Kube, namespace: str) -> dict[str, Any]:
@@ -74,6 +78,8 @@ def test_the_standby_finishes_a_rollout_and_a_frozen_leader_writes_nothing_once_
         assert first.proc is not None
         os.kill(first.proc.pid, signal.SIGSTOP)  # the leader freezes mid-rollout
         frozen = time.monotonic()
+        before_freeze = first.log()
+        assert f"replica-a {SENDS}" in before_freeze  # the record of its writes works: it wrote as leader
         taken = wait_for(lambda: (lambda spec: spec if spec.get("holderIdentity") == "replica-b" else None)(
             lease(cluster, namespace)), "replica-b takes the Lease over", timeout=LEASE_S + 15)
         took_over_s = time.monotonic() - frozen
@@ -105,6 +111,8 @@ def test_the_standby_finishes_a_rollout_and_a_frozen_leader_writes_nothing_once_
             old = writes.get("replica-a")
             assert old is None or old < acquired, (obj["kind"], old, acquired)
         assert woke > acquired
+        after_wake = first.log()[len(before_freeze):]
+        assert f"replica-a {SENDS}" not in after_wake, after_wake[-2000:]  # not one write even attempted
         print(f"replica-b took the Lease {took_over_s:.1f}s after the leader froze (lease {LEASE_S}s) and "
               f"finished the rollout {finished_s:.1f}s after it")
     finally:

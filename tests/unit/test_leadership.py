@@ -18,7 +18,6 @@ from dataclasses import replace
 
 import pytest
 from modelrollout.leadership import (
-    FencedStore,
     LeaderElector,
     LeaseConflict,
     LeaseRecord,
@@ -122,7 +121,6 @@ def test_a_holder_that_cannot_renew_stops_writing_at_the_renew_deadline_before_a
     a, _ = two(lease, clock)
     run(a.try_once())
     claimed = clock.now
-    store = FencedStore(object(), a.fence)
     lease.down = True
     clock.now = claimed + TIMING.renew_deadline_s - 0.5
     run(a.try_once())
@@ -131,8 +129,48 @@ def test_a_holder_that_cannot_renew_stops_writing_at_the_renew_deadline_before_a
     run(a.try_once())
     assert not a.may_write() and not a.leading
     with pytest.raises(NotLeader):
-        run(store.write_status("ns", "r", "1", {}))
+        a.write_budget()
     assert TIMING.renew_deadline_s < TIMING.lease_duration_s  # others wait the longer lease duration
+
+
+def test_a_write_gets_only_the_time_left_before_the_renew_deadline() -> None:
+    lease, clock = MemoryLease(), Clock()
+    a, _ = two(lease, clock)
+    run(a.try_once())
+    clock.now += 7.5
+    assert a.write_budget() == pytest.approx(TIMING.renew_deadline_s - 7.5)  # the request timeout's cap
+
+
+def test_a_slow_read_dates_the_holders_record_from_when_it_returned() -> None:
+    """B's read starts, A renews meanwhile, B's read returns A's new record late: B must count the lease
+    duration from when it saw that record, or it takes over while A may still write."""
+    lease, clock = MemoryLease(), Clock()
+    a = LeaderElector(lease, "a", TIMING, clock=clock)
+    run(a.try_once())
+
+    class FirstReadSlow:
+        slow = True
+
+        async def read(self) -> LeaseRecord | None:
+            if self.slow:
+                self.slow = False
+                clock.now += 6.0  # queued behind other requests
+                await a.try_once()  # A renews meanwhile, then freezes
+                clock.now += 0.6
+            return await lease.read()
+
+        async def create(self, holder: str, duration_s: float) -> LeaseRecord:
+            return await lease.create(holder, duration_s)
+
+        async def update(self, seen: LeaseRecord, holder: str, transitions: int) -> LeaseRecord:
+            return await lease.update(seen, holder, transitions)
+
+    b = LeaderElector(FirstReadSlow(), "b", TIMING, clock=clock)
+    for _ in range(40):  # B looks every second
+        run(b.try_once())
+        assert not (a.may_write() and b.may_write()), clock.now
+        clock.now += 1.0
+    assert b.leading
 
 
 def test_a_frozen_holder_finds_its_fence_closed_when_it_wakes() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CustomObjectsApi
@@ -300,10 +300,11 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
 
 class SeldonV1Backend:
     def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 field_manager: str | None = None) -> None:
+                 field_manager: str | None = None, fence: Callable[[], float] | None = None) -> None:
         self._api = CustomObjectsApi(api_client)
         self.request_timeout_s = request_timeout_s
         self._field_manager = field_manager  # who wrote, in the object's managedFields
+        self._fence = fence  # leader election: seconds a write may still take; raises when it may not write
 
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -329,10 +330,13 @@ class SeldonV1Backend:
             if desired == predictors:
                 return False
             sdep["spec"]["predictors"] = desired  # metadata.resourceVersion from the read guards the write
+            timeout = self.request_timeout_s
+            if self._fence is not None:  # just before the request is sent, in this worker thread
+                timeout = min(timeout, self._fence())
             try:
                 self._api.replace_namespaced_custom_object(
                     SELDON_GROUP, SELDON_VERSION, namespace, SELDON_PLURAL, target.name, sdep,
-                    field_manager=self._field_manager, _request_timeout=self.request_timeout_s)
+                    field_manager=self._field_manager, _request_timeout=timeout)
                 return True
             except ApiException as exc:
                 if exc.status in (400, 403, 422):  # a webhook or validation said no: asking again won't help
