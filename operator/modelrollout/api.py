@@ -8,6 +8,7 @@ field) for anything the schema could not catch, so the rest of the code never re
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -390,7 +391,7 @@ def _warmup(raw: Mapping[str, Any]) -> float:
     warmup = parse_duration(str(raw.get("warmup", "0s")), "spec.analysis.warmup")
     if warmup > MAX_WARMUP_S:
         raise SpecError("spec.analysis.warmup", "warmup is at most 1h")
-    return warmup
+    return float(math.ceil(warmup))  # whole seconds, as every time on status
 
 
 def _parse_judge(m: Mapping[str, Any], path: str, kind: TargetKind,

@@ -699,12 +699,28 @@ def test_too_few_requests_make_every_metric_inconclusive_without_querying_them()
     assert provider_error(results) == ""  # thin traffic is not a configuration problem
 
 
-def test_requests_are_counted_over_the_widest_metric_window() -> None:
+class CountsByWindow(FakeProvider):
+    """Candidate request counts by the window the count query reads; every other query answers 1.0."""
+
+    def __init__(self, counts: dict[str, float]) -> None:
+        super().__init__({}, default=QueryOutcome(value=1.0))
+        self.counts = counts
+
+    async def query(self, promql: str) -> QueryOutcome:
+        self.queries.append(promql)
+        if promql.startswith("sum(increase(") and "seldon_api_executor_server_requests_seconds_count" in promql:
+            return next(QueryOutcome(value=v) for w, v in self.counts.items() if f"[{w}]" in promql)
+        return self.default
+
+
+def test_requests_are_counted_over_each_window_a_check_reads() -> None:
+    """A wide window's volume must not let a narrower check be judged on a handful of requests."""
     wide = Metric(name="accuracy", query="vector(1)", min=0.9, window_s=120)
-    fake = FakeProvider({COUNT: QueryOutcome(value=12)}, default=QueryOutcome(value=1.0))
-    results = checks([SUCCESS, wide], fake, min_requests=50)
-    assert "[2m]" in fake.queries[0]  # not the 30s interval: the accuracy check reads two minutes
-    assert "only 12 requests to predictor main-candidate over 2m" in results[0].message
+    fake = CountsByWindow({"2m": 500, "30s": 12})
+    narrow_result, wide_result = checks([SUCCESS, wide], fake, min_requests=50)
+    assert narrow_result.verdict is Verdict.INCONCLUSIVE
+    assert "only 12 requests to predictor main-candidate over 30s" in narrow_result.message
+    assert wide_result.verdict is Verdict.PASS, wide_result.message
 
 
 def test_metrics_without_a_window_read_the_default_window_not_the_interval() -> None:
@@ -718,11 +734,13 @@ def test_metrics_without_a_window_read_the_default_window_not_the_interval() -> 
     assert result.message == "success-rate = 1 is within min 0.99 over 2m"
 
 
-def test_a_window_override_replaces_the_metrics_window_and_the_gate_counts_over_the_widest_used() -> None:
+def test_a_window_override_replaces_the_metrics_window_and_the_gate_counts_over_each_used() -> None:
     wide = Metric(name="accuracy", query="sum(rate(acc[{{interval}}]))", min=0.9, window_s=600)
-    fake = FakeProvider({COUNT: QueryOutcome(value=100)}, default=QueryOutcome(value=1.0))
+    fake = CountsByWindow({"45s": 100, "30s": 100, "20s": 100})
     results = checks([SUCCESS, LATENCY, wide], fake, windows={"accuracy": 45, "latency-p99": 20})
-    assert "[45s]" in fake.queries[0]  # not 10m: the clipped window is the widest read
+    counted = [q for q in fake.queries if "seldon_api_executor_server_requests_seconds_count" in q
+               and q.startswith("sum(increase(")]
+    assert sorted(q[q.index("[") + 1:q.index("]")] for q in counted) == ["20s", "30s", "45s"]  # never 10m
     assert [(r.metric, r.window) for r in results] == [("success-rate", "30s"), ("latency-p99", "20s"),
                                                        ("accuracy", "45s")]
     assert results[2].query == "sum(rate(acc[45s]))"
@@ -732,9 +750,10 @@ def test_a_window_override_replaces_the_metrics_window_and_the_gate_counts_over_
 def test_a_gated_run_reports_the_overridden_windows() -> None:
     fake = FakeProvider({COUNT: QueryOutcome(value=3)})
     results = checks([SUCCESS, LATENCY], fake, windows={"success-rate": 12.4})
-    assert "[30s]" in fake.queries[0]  # the default window of latency-p99 is the wider one
+    assert sorted(q[q.rindex("[") + 1:q.rindex("]")] for q in fake.queries) == ["12s", "30s"]  # one count each
     assert [r.window for r in results] == ["12s", "30s"]
-    assert "only 3 requests to predictor main-candidate over 30s" in results[0].message
+    assert "only 3 requests to predictor main-candidate over 12s" in results[0].message
+    assert "only 3 requests to predictor main-candidate over 30s" in results[1].message
 
 
 @pytest.mark.parametrize("seconds", [0.0, -5.0, math.nan, math.inf])

@@ -169,3 +169,25 @@ def test_the_accumulated_window_is_bounded() -> None:
         run.tick(checks=tuple(check(name, Verdict.INCONCLUSIVE) for name, _, _ in planned(run)))
     assert run.status.phase is Phase.PROGRESSING
     assert max(windows) == 10 * 30 and windows[-1] == 10 * 30
+
+
+def test_after_a_failure_at_this_weight_the_window_slides_and_a_later_fault_is_not_diluted() -> None:
+    """A Pass, then a fault: the check after the failure reads the metric's own window, not everything since
+    the weight began (where the earlier good data would outweigh the fault and a Pass would open the gate)."""
+    run = serving(failure_limit=2, steps=[{"setWeight": 10}, {"pause": {"duration": "180s"}}, {"setWeight": 50}])
+    look(run, Verdict.PASS, after=30)  # T0+31: earned at 10%
+    for _ in range(14):  # passes every 5 s until T0+101
+        look(run, Verdict.PASS, after=5)
+    look(run, Verdict.FAIL, after=5)  # T0+106: the fault shows in the sliding window
+    run.now += dt.timedelta(seconds=5)
+    assert planned(run) == [("accuracy", 30.0, False)]
+    record = run.status.analysis.record("accuracy")
+    assert record is not None and record.failures == 1
+
+
+def test_a_weight_that_was_decided_once_never_grows_its_window_again() -> None:
+    run = serving(failure_limit=5, inconclusive_limit=10)
+    look(run, Verdict.FAIL, after=30)  # T0+31: the first full check fails
+    look(run, Verdict.INCONCLUSIVE, after=5)  # then one without enough data
+    run.now += dt.timedelta(seconds=5)
+    assert planned(run) == [("accuracy", 30.0, False)]

@@ -100,13 +100,20 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     if callable(pin):
         provider = pin(round(time.time(), 3))
     windows_s = [context.window_s(m, windows) for m in metrics]
-    # Count over the widest window any check reads: the data those checks are judged on.
-    gate = await _request_gate(context, provider, min_requests, max(windows_s))
-    if gate is not None:
-        return tuple(_gated(m, w, gate) for m, w in zip(metrics, windows_s, strict=True))
+    # Count over each window a check reads: the data that check is judged on (a wide window's volume must
+    # not let a narrower one be judged on a handful of requests).
+    distinct = sorted(set(windows_s))
+    gates = dict(zip(distinct, await asyncio.gather(*(_request_gate(context, provider, min_requests, w)
+                                                      for w in distinct)), strict=True))
     chosen = {**JUDGES, **(judges or {})}
-    return tuple(await asyncio.gather(*(_check(m, w, context, provider, templates, chosen.get(m.judge))
-                                        for m, w in zip(metrics, windows_s, strict=True))))
+
+    async def one(metric: Metric, window_s: float) -> CheckRecord:
+        gate = gates[window_s]
+        if gate is not None:
+            return _gated(metric, window_s, gate)
+        return await _check(metric, window_s, context, provider, templates, chosen.get(metric.judge))
+
+    return tuple(await asyncio.gather(*(one(m, w) for m, w in zip(metrics, windows_s, strict=True))))
 
 
 async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int,

@@ -13,10 +13,12 @@ Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gat
 
 Interim looks: a metric whose judge accounts for the sample size (``AnalysisSpec.looks_early``) is
 checked every interval before a full window at the current weight exists, over what the candidate
-served at that weight so far; until it passes there, later checks go on reading all of it (evidence
-accumulates instead of sliding away). Like the interim analyses of a group-sequential trial
-(Haybittle-Peto), only overwhelming evidence stops early: a gross fault is caught in a few intervals
-instead of a window and a failure streak.
+served at that weight so far; while its full checks there stay inconclusive, they go on reading all of
+it (evidence accumulates instead of sliding away); once one passed or failed, the window slides. An
+interim look's failure counts for the failure streak like any other (its judge accounts for the sample
+size); one that holds at the interim confidence (Haybittle-Peto's p < 0.001 of group-sequential
+trials) is decisive and rolls back at once, so a gross fault is caught in a few intervals instead of a
+window and a failure streak.
 """
 
 from __future__ import annotations
@@ -95,11 +97,24 @@ def next_check_at(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> d
 
 
 def _interim_start(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> dt.datetime | None:
-    """Where an interim look at this metric reads from (None: the metric has no interim looks now)."""
+    """Where a growing read of this metric starts: the moment the candidate served the current weight (after
+    the warm-up, and within an analysis step). None once a full check at this weight decided anything: after
+    a Pass or a Fail the window slides, so a fault that begins later is never diluted by earlier good data."""
     bound = fresh_bound(spec, status, metric.name)
-    if bound is None or not spec.analysis.looks_early(metric) or is_fresh_pass(spec, status, metric.name):
+    if bound is None or not spec.analysis.looks_early(metric):
         return None
-    return max(bound, analysis_start(spec, status))
+    start = max(bound, analysis_start(spec, status))
+    record = status.analysis.record(metric.name)
+    if (record is not None and record.window_start is not None and record.weight == status.candidate_weight
+            and record.window_start >= start):
+        # A check at this weight exists: grow only if it was a growing read (from the start, or longer than
+        # the metric's window: capped at MAX_ACCUMULATED_WINDOWS) and decided nothing.
+        from_start = record.window_start - start < dt.timedelta(seconds=1)
+        longer = record.at is not None and (record.at - record.window_start).total_seconds() > (
+            spec.analysis.window_s(metric) + 1)
+        if not (from_start or longer) or (not record.interim and record.verdict is not Verdict.INCONCLUSIVE):
+            return None
+    return start
 
 
 def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
