@@ -276,8 +276,8 @@ def _judge_streaks(tick: Tick, spec: RolloutSpec, checks_now: tuple[CheckRecord,
         detail = "; ".join(f"{r.message} ({r.inconclusive} consecutive inconclusive checks since its last pass)"
                            for r in blind)
         return Reason.ANALYSIS_INCONCLUSIVE, (f"Rolled back {spec.candidate.version}: analysis was inconclusive "
-                                              f"and no data is never a pass: {detail}; inconclusiveLimit "
-                                              f"{limits.inconclusive_limit}.")
+                                              "and no data is never a pass (nor is evidence that decides "
+                                              f"nothing): {detail}; inconclusiveLimit {limits.inconclusive_limit}.")
     _report(tick, spec, checks_now)
     return None, ""
 
