@@ -11,7 +11,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backends import TARGET_KINDS
@@ -133,6 +133,7 @@ class StrategyKind(enum.StrEnum):
     """spec.strategy's one key: how the candidate's traffic moves (engine/strategy.py)."""
 
     CANARY = "canary"
+    AB_TEST = "abTest"
 
 
 class StepKind(enum.StrEnum):
@@ -154,6 +155,20 @@ class Step:
         if self.kind is StepKind.PAUSE:
             return "pause until resumed" if self.duration_s is None else f"pause for {self.duration_s:g}s"
         return f"analysis of {', '.join(self.metrics) or 'all metrics'}"
+
+
+MAX_AB_TEST_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ABTest:
+    """spec.strategy.abTest: both models serve a fixed split for a duration; the primary metric's comparison
+    picks the winner (engine/abtest.py)."""
+
+    weight: int  # the candidate's share during the test
+    duration_s: float  # serving time at the split before the decision
+    primary: str  # an analysis metric judged by compare
+    stop_early: bool = False  # decide as soon as the primary is decisive either way
 
 
 class JudgeKind(enum.StrEnum):
@@ -225,6 +240,7 @@ class RolloutSpec:
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
     progress_deadline_s: float = 600.0  # how long the target may stay not serving before a rollback
     strategy: StrategyKind = StrategyKind.CANARY
+    ab_test: ABTest | None = None  # strategy abTest's settings (its one step sets the split)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], limits: Limits | None = None) -> RolloutSpec:
@@ -263,8 +279,10 @@ class RolloutSpec:
             copy_autoscaling=bool(cand_raw.get("autoscaling", False)),
             copy_explainer=bool(cand_raw.get("explainer", False)),
         )
-        strategy, steps = _parse_strategy(_mapping(spec, "strategy", "spec.strategy", required=True))
+        strategy, steps, ab_test = _parse_strategy(_mapping(spec, "strategy", "spec.strategy", required=True))
         analysis = _parse_analysis(spec.get("analysis") or {}, limits, kind)
+        if ab_test is not None:
+            analysis = _ab_test_primary(analysis, ab_test)
         for i, step in enumerate(steps):
             for name in step.metrics:
                 if analysis.metric(name) is None:
@@ -286,11 +304,12 @@ class RolloutSpec:
         deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
                                   "spec.progressDeadline")
         return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,
-                   progress_deadline_s=deadline, strategy=strategy)
+                   progress_deadline_s=deadline, strategy=strategy, ab_test=ab_test)
 
 
-def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, ...]]:
-    """spec.strategy names exactly one strategy; its steps (canary: the weights, pauses and analyses)."""
+def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, ...], ABTest | None]:
+    """spec.strategy names exactly one strategy; its steps (canary: the weights, pauses and analyses; abTest:
+    the one split) and, for abTest, its settings."""
     named = [key for key in raw if raw.get(key) is not None]
     supported = ", ".join(StrategyKind)
     unknown = sorted(key for key in named if key not in set(StrategyKind))
@@ -300,10 +319,46 @@ def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, .
         raise SpecError("spec.strategy", f"names exactly one strategy ({supported})")
     kind = StrategyKind(named[0])
     body = _mapping(raw, kind, f"spec.strategy.{kind}", required=True)
+    if kind is StrategyKind.AB_TEST:
+        test = _parse_ab_test(body)
+        return kind, (Step(StepKind.SET_WEIGHT, weight=test.weight),), test
     steps_raw = body.get("steps")
     if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
         raise SpecError(f"spec.strategy.{kind}.steps", "needs at least one step")
-    return kind, tuple(_parse_step(raw, f"spec.strategy.{kind}.steps[{i}]") for i, raw in enumerate(steps_raw))
+    return kind, tuple(_parse_step(raw, f"spec.strategy.{kind}.steps[{i}]") for i, raw in enumerate(steps_raw)), None
+
+
+def _parse_ab_test(body: Mapping[str, Any]) -> ABTest:
+    path = "spec.strategy.abTest"
+    weight = body.get("weight", 50)
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 99:
+        raise SpecError(f"{path}.weight", f"{weight!r} is not an integer from 1 to 99: both models serve the test")
+    if "duration" not in body:
+        raise SpecError(f"{path}.duration", "is required: how long both models serve the split")
+    duration = parse_duration(str(body["duration"]), f"{path}.duration")
+    if not 0 < duration <= MAX_AB_TEST_S:
+        raise SpecError(f"{path}.duration", "must be above 0 and at most 168h")
+    primary = _str(body, "primary", f"{path}.primary")
+    stop_early = body.get("stopEarly", False)
+    if not isinstance(stop_early, bool):
+        raise SpecError(f"{path}.stopEarly", "must be true or false")
+    return ABTest(weight=weight, duration_s=float(math.ceil(duration)), primary=primary, stop_early=stop_early)
+
+
+def _ab_test_primary(analysis: AnalysisSpec, test: ABTest) -> AnalysisSpec:
+    """The primary metric must compare the two models, and reads the whole test: its window is the duration."""
+    primary = analysis.metric(test.primary)
+    if primary is None:
+        raise SpecError("spec.strategy.abTest.primary",
+                        f"names metric {test.primary!r}, which spec.analysis.metrics does not define")
+    if primary.judge is not JudgeKind.COMPARE:
+        raise SpecError("spec.strategy.abTest.primary",
+                        f"metric {test.primary!r} must compare the models (compare), not hold a threshold")
+    if primary.window_s is not None:
+        raise SpecError("spec.strategy.abTest.primary",
+                        f"metric {test.primary!r} reads the whole test; leave its window unset")
+    metrics = tuple(replace(m, window_s=test.duration_s) if m.name == test.primary else m for m in analysis.metrics)
+    return replace(analysis, metrics=metrics)
 
 
 def _parse_step(raw: Any, path: str) -> Step:

@@ -67,6 +67,8 @@ class Reason(enum.StrEnum):
     ANALYSIS_PASSED = "AnalysisPassed"
     ANALYSIS_STEP_PASSED = "AnalysisStepPassed"
     ANALYSIS_FAILED = "AnalysisFailed"
+    AB_TEST_CANDIDATE_WON = "ABTestCandidateWon"
+    AB_TEST_STABLE_KEPT = "ABTestStableKept"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     # Promotion and the ends of a revision
     PROMOTION_REQUESTED = "PromotionRequested"
@@ -169,6 +171,8 @@ class CheckRecord:
     inconclusive: int = 0
     interim: bool = False
     decisive: bool = False
+    better: bool = False  # a comparison: the candidate is better than the stable beyond the tolerance
+    decisively_better: bool = False  # ... and that holds at the interim confidence
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "verdict": str(self.verdict), "value": self.value,
@@ -188,6 +192,10 @@ class CheckRecord:
             out["interim"] = True
         if self.decisive:
             out["decisive"] = True
+        if self.better:
+            out["better"] = True
+        if self.decisively_better:
+            out["decisivelyBetter"] = True
         return out
 
     @classmethod
@@ -201,7 +209,8 @@ class CheckRecord:
                    min=raw.get("min"), max=raw.get("max"), at=parse_time(raw.get("at")),
                    window_start=parse_time(raw.get("windowStart")), weight=int(raw.get("weight") or 0),
                    failures=int(raw.get("failures") or 0), inconclusive=int(raw.get("inconclusive") or 0),
-                   interim=bool(raw.get("interim")), decisive=bool(raw.get("decisive")))
+                   interim=bool(raw.get("interim")), decisive=bool(raw.get("decisive")),
+                   better=bool(raw.get("better")), decisively_better=bool(raw.get("decisivelyBetter")))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,22 @@ def remetric(spec: dict[str, Any], **changes: Any) -> None:
             first[key] = value
 
 
+def ab_test(spec: dict[str, Any], **test: Any) -> None:
+    """An A/B test on accuracy (compare) with the example's other metrics as guardrails; ``test`` replaces
+    the abTest fields (None removes one); ``primary_window`` sets a window on the primary metric."""
+    window = test.pop("primary_window", None)
+    primary = {"name": "accuracy", "template": "model-accuracy", "compare": {"tolerance": 0.01}}
+    if window:
+        primary["window"] = window
+    spec["analysis"]["metrics"] = [primary, *(m for m in spec["analysis"]["metrics"] if m["name"] != "accuracy")]
+    body = {"weight": 50, "duration": "10m", "primary": "accuracy"}
+    for key, value in test.items():
+        body.pop(key, None)
+        if value is not None:
+            body[key] = value
+    spec["strategy"] = {"abTest": body}
+
+
 # (case id, mutation, substrings the API server's message must contain: the field, then the reason)
 INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
     ("weight-above-100", lambda s: steps(s)[0].update(setWeight=150),
@@ -111,6 +127,33 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
      ("spec.analysis.warmup", "should match")),
     ("warmup-above-an-hour", lambda s: s["analysis"].update(warmup="2h"),
      ("spec.analysis.warmup", "warmup is at most 1h")),
+    # A/B tests (spec.strategy.abTest)
+    ("ab-weight-zero", lambda s: ab_test(s, weight=0),
+     ("spec.strategy.abTest.weight", "greater than or equal to 1")),
+    ("ab-weight-100", lambda s: ab_test(s, weight=100),
+     ("spec.strategy.abTest.weight", "less than or equal to 99")),
+    ("ab-without-duration", lambda s: ab_test(s, duration=None),
+     ("spec.strategy.abTest.duration", "Required value")),
+    ("ab-duration-malformed", lambda s: ab_test(s, duration="ten minutes"),
+     ("spec.strategy.abTest.duration", "should match")),
+    ("ab-duration-zero", lambda s: ab_test(s, duration="0s"),
+     ("spec.strategy.abTest.duration", "duration must be above 0 and at most 168h")),
+    ("ab-duration-beyond-a-week", lambda s: ab_test(s, duration="200h"),
+     ("spec.strategy.abTest.duration", "duration must be above 0 and at most 168h")),
+    ("ab-without-primary", lambda s: ab_test(s, primary=None),
+     ("spec.strategy.abTest.primary", "Required value")),
+    ("ab-primary-not-a-metric", lambda s: ab_test(s, primary="revenue"),
+     ("spec.strategy.abTest.primary", "must name a metric of analysis.metrics that has compare")),
+    ("ab-primary-a-threshold", lambda s: ab_test(s, primary="success-rate"),
+     ("spec.strategy.abTest.primary", "must name a metric of analysis.metrics that has compare")),
+    ("ab-primary-with-a-window", lambda s: ab_test(s, primary_window="1m"),
+     ("spec.strategy.abTest.primary", "reads the whole test: it sets no window")),
+    ("ab-stop-early-not-a-boolean", lambda s: ab_test(s, stopEarly="yes"),
+     ("spec.strategy.abTest.stopEarly", "must be of type boolean")),
+    ("ab-and-canary", lambda s: ab_test(s) or s["strategy"].update(canary={"steps": [{"setWeight": 10}]}),
+     ("spec.strategy", "must have at most 1 item")),
+    ("ab-with-steps", lambda s: ab_test(s, steps=[{"setWeight": 10}]),
+     ("spec.strategy.abTest.steps", "unknown field")),
     ("failure-limit-zero", lambda s: s["analysis"].update(failureLimit=0),
      ("spec.analysis.failureLimit", "greater than or equal to 1")),
     ("progress-deadline-negative", lambda s: s.update(progressDeadline="-10m"),
@@ -126,6 +169,14 @@ def test_valid_rollout_is_accepted_with_defaults(cluster: Kube, namespace: str) 
                                           "minRequests": 50}
     assert stored["spec"]["targetRef"]["apiVersion"] == "machinelearning.seldon.io/v1"
     assert stored["spec"]["progressDeadline"] == "10m"
+
+
+def test_an_ab_test_is_accepted_with_its_defaults(cluster: Kube, namespace: str) -> None:
+    obj = mutated(lambda s: ab_test(s, weight=None))
+    cluster.create(obj, namespace)
+    stored = cluster.get("mro", obj["metadata"]["name"], namespace)
+    assert stored["spec"]["strategy"] == {"abTest": {"weight": 50, "duration": "10m", "primary": "accuracy",
+                                                     "stopEarly": False}}
 
 
 def test_example_files_are_accepted(cluster: Kube, namespace: str) -> None:

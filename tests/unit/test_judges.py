@@ -221,3 +221,19 @@ def test_a_threshold_on_the_interval_is_decisive_when_the_interim_interval_lies_
     metric = Metric(name="success-rate", template="request-success-rate", min=0.97, confidence=0.95)
     result = judged(metric, {"successes": successes, "trials": trials}, {})
     assert result.verdict is Verdict.FAIL and result.decisive is decisive, result.message
+
+
+# --------------------------------------------------------------------------------------------------
+# Better, not just not worse: what an A/B test's winner needs (the same comparison the other way round)
+
+
+@pytest.mark.parametrize("candidate, better, decisively", [
+    ({"successes": 3765, "trials": 4000}, False, False),  # equal: not worse, not better
+    ({"successes": 3960, "trials": 4000}, True, True),  # 0.99 vs 0.94: better by far more than 0.02
+    ({"successes": 3885, "trials": 4000}, True, False),  # 0.971 vs 0.94: beyond 0.02 at 95%, not at 99.9%
+])
+def test_a_comparison_says_whether_the_candidate_is_better_beyond_the_tolerance(
+        candidate: dict[str, object], better: bool, decisively: bool) -> None:
+    result = judged(ACCURACY, candidate, {"successes": 3760, "trials": 4000})
+    assert result.verdict is Verdict.PASS, result.message
+    assert (result.better, result.decisively_better) == (better, decisively), result.message

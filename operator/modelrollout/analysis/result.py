@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..status import CheckRecord
 from ..templates import Shape
@@ -78,6 +78,14 @@ class Measurement:
     quantile: float | None = None  # a histogram that stands for this quantile (p90, p99)
     candidate: Side = field(default_factory=Side)
     stable: Side = field(default_factory=Side)
+
+
+def swap_sides(measured: Measurement) -> Measurement:
+    """The stable as the candidate and the reverse, over the same window."""
+    return replace(measured, value=measured.baseline, baseline=measured.value, query=measured.baseline_query,
+                   baseline_query=measured.query, no_data_reason=measured.baseline_no_data_reason,
+                   baseline_no_data_reason=measured.no_data_reason, candidate=measured.stable,
+                   stable=measured.candidate)
 
 
 def provider_error(results: tuple[CheckRecord, ...]) -> str:

@@ -21,7 +21,7 @@ from ..templates import MetricTemplate, Shape
 from ..traffic import TargetKind
 from .judge import JUDGES, Judge, at_interim_confidence
 from .promql import QueryError, QueryVariables, render_query
-from .result import Measurement, QueryOutcome, Side, format_number
+from .result import Measurement, QueryOutcome, Side, format_number, swap_sides
 from .sources import MetricProvider, TemplateSource
 
 log = logging.getLogger(__name__)
@@ -183,13 +183,22 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
         verdict, message = judge.judge(metric, measured)
         strict = at_interim_confidence(metric, shape) if verdict is Verdict.FAIL else None
         decisive = strict is not None and judge.judge(strict, measured)[0] is Verdict.FAIL
+        better = decisively_better = False
+        if judge.needs_baseline and verdict is Verdict.PASS:
+            # The same comparison the other way round: is the stable worse than the candidate beyond the
+            # tolerance? (what an A/B test's winner needs; a comparison alone only says "not worse")
+            swapped = swap_sides(measured)
+            better = judge.judge(metric, swapped)[0] is Verdict.FAIL
+            strict = at_interim_confidence(metric, shape) if better else None
+            decisively_better = strict is not None and judge.judge(strict, swapped)[0] is Verdict.FAIL
     except Exception as exc:  # a judge must not stop the analysis: its failure is no verdict, never a pass
         log.warning("the %s judge of %s failed", metric.judge, metric.name, exc_info=exc)
         problem = f"the {metric.judge} judge could not judge this measurement ({type(exc).__name__})"
         return inconclusive(problem, query=measured.query, error=problem)
     return CheckRecord(metric=metric.name, verdict=verdict, value=measured.value, message=message,
                        query=measured.query, window=window, min=metric.min, max=metric.max,
-                       baseline=measured.baseline, baseline_query=measured.baseline_query, decisive=decisive)
+                       baseline=measured.baseline, baseline_query=measured.baseline_query, decisive=decisive,
+                       better=better, decisively_better=decisively_better)
 
 
 def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | None, str]:

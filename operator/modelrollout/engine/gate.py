@@ -5,7 +5,8 @@ Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gat
   changes another metric's record, and only a metric's own Pass clears its streaks.
 - A Pass counts for the gate ("fresh") only when its window is the metric's full window, started at or
   after the candidate began serving at the current weight (and, on an analysis step, at or after the
-  step began); an interim look never opens the gate.
+  step began); an interim look never opens the gate, except an A/B test's primary with stopEarly that is
+  better at the interim confidence.
 - No check's window reaches back before this revision's candidate first served plus the warm-up: the
   first full check of a metric is due one full window after that moment.
 - A decisive failure (one that holds at the interim confidence) rolls back at once; an interim look
@@ -183,9 +184,18 @@ def fresh_bound(spec: RolloutSpec, status: RolloutStatus, metric: str) -> dt.dat
 def is_fresh_pass(spec: RolloutSpec, status: RolloutStatus, metric: str) -> bool:
     record = status.analysis.record(metric)
     bound = fresh_bound(spec, status, metric)
-    return (record is not None and bound is not None and record.verdict is Verdict.PASS and not record.interim
+    if record is not None and record.interim and not _decisive_winner(spec, record):
+        return False
+    return (record is not None and bound is not None and record.verdict is Verdict.PASS
             and record.weight == status.candidate_weight and record.window_start is not None
             and record.window_start >= bound)
+
+
+def _decisive_winner(spec: RolloutSpec, record: CheckRecord) -> bool:
+    """An A/B test with stopEarly: its primary's look that is better at the interim confidence has earned
+    the split before the whole test's window (the one interim look that counts)."""
+    test = spec.ab_test
+    return test is not None and test.stop_early and record.metric == test.primary and record.decisively_better
 
 
 def unearned(spec: RolloutSpec, status: RolloutStatus, names: tuple[str, ...] | None = None) -> tuple[str, ...]:

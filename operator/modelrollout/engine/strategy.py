@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from ..api import RolloutSpec, StrategyKind
+from .abtest import ABTestStrategy
 from .canary import Canary
 from .context import Tick
 
@@ -27,7 +28,7 @@ class Strategy(Protocol):
         ...
 
 
-STRATEGIES: Mapping[StrategyKind, Strategy] = {StrategyKind.CANARY: Canary()}
+STRATEGIES: Mapping[StrategyKind, Strategy] = {StrategyKind.CANARY: Canary(), StrategyKind.AB_TEST: ABTestStrategy()}
 
 
 def strategy_of(spec: RolloutSpec) -> Strategy:

@@ -1,0 +1,98 @@
+"""A/B test: the candidate and the stable model serve a fixed split for a declared duration; then the primary
+metric's comparison over the whole test picks the winner.
+
+- The split is the strategy's one step (``setWeight``): the first weight is free, as in canary.
+- Guardrails (every other metric) are checked all along by the shared gate and roll back at their limits;
+  a decisive failure of the primary (the candidate clearly worse) rolls back at once, as any metric's.
+- At the end the candidate is promoted only when the primary says it is *better* than the stable beyond
+  the metric's tolerance (the same comparison the other way round) and every metric passed at the split;
+  a tie (not worse, not better) or a worse candidate keeps the stable model and removes the candidate.
+- With ``stopEarly`` the test ends as soon as the primary is better at the interim confidence.
+The test's clock is serving time at the split (``weight_since``), like every clock here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..api import ABTest, Phase, RolloutSpec, format_duration
+from ..status import CheckRecord, ConditionType, Reason, Verdict
+from . import gate, promotion, revisions, steps
+from .context import Tick, seconds_between
+
+
+class ABTestStrategy:
+    def progress(self, tick: Tick, spec: RolloutSpec) -> None:
+        test = spec.ab_test
+        assert test is not None
+        version = spec.candidate.version
+        if not steps.weight_in_place(tick, spec, test.weight):
+            steps.hold(tick, spec, test.weight)
+            tick.update(message=f"A/B test: shifting {test.weight}% of traffic to {version}")
+            return
+        started = steps.serving_clock_start(tick, spec)
+        if started is None:
+            tick.update(message=f"A/B test: the {format_duration(test.duration_s)} test starts once "
+                                f"{version} serves {test.weight}%")
+            return
+        ends = started + dt.timedelta(seconds=test.duration_s)
+        primary = _primary_over_the_test(spec, tick, test, started)
+        early = (test.stop_early and primary is not None and primary.decisively_better
+                 and primary.verdict is Verdict.PASS)
+        if tick.now < ends and not early:
+            tick.wake_within(seconds_between(tick.now, ends))
+            latest = tick.status.analysis.record(test.primary)
+            tick.update(message=f"A/B test: {version} serves {test.weight}% until {ends.strftime('%H:%M:%SZ')}"
+                                + (f"; {latest.message}" if latest is not None else ""))
+            return
+        if primary is None or (primary.interim and not early):
+            tick.update(message=f"A/B test of {version} ended; waiting for {test.primary}'s check over the "
+                                "whole test")
+            tick.wake_within(1.0)
+            return
+        self._decide(tick, spec, test, primary, seconds_between(started, tick.now))
+
+    def paused(self, tick: Tick, spec: RolloutSpec) -> None:
+        test = spec.ab_test
+        assert test is not None
+        steps.hold(tick, spec, test.weight)
+        steps.paused(tick, spec)
+
+    def _decide(self, tick: Tick, spec: RolloutSpec, test: ABTest, primary: CheckRecord, ran_s: float) -> None:
+        version, stable = spec.candidate.version, tick.status.stable_version or spec.stable_predictor
+        ran = format_duration(ran_s)
+        if primary.verdict is Verdict.PASS and primary.better:
+            guardrails = gate.unearned(spec, tick.status)  # the primary too: a full window, or a decisive win
+            if guardrails:
+                why = gate.describe_unearned(spec, tick.status, tick.now, guardrails)
+                message = f"A/B test: {version} won on {test.primary}; promotion waits for every metric: {why}"
+                tick.update(message=message)
+                tick.condition(ConditionType.PROGRESSING, "True", Reason.AWAITING_ANALYSIS, message)
+                due = gate.next_due(spec, tick.status)
+                if due is not None:
+                    tick.wake_within(seconds_between(tick.now, due))
+                return
+            tick.emit("Normal", Reason.AB_TEST_CANDIDATE_WON,
+                      f"A/B test ({test.weight}% / {100 - test.weight}% for {ran}): {version} beats {stable} on "
+                      f"{primary.message}; it becomes the stable model.")
+            promotion.begin(tick, spec, requested=False)
+            promotion.promote(tick, spec)
+            return
+        if primary.verdict is Verdict.FAIL:
+            why = f"{stable} beats {version}"
+        else:
+            why = f"no winner beyond the tolerance, so {stable} stays"
+        message = (f"A/B test ({test.weight}% / {100 - test.weight}% for {ran}): {why}: {primary.message}; "
+                   f"{version} is removed.")
+        tick.emit("Normal", Reason.AB_TEST_STABLE_KEPT, message)
+        revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.AB_TEST_STABLE_KEPT, message)
+
+
+def _primary_over_the_test(spec: RolloutSpec, tick: Tick, test: ABTest, started: dt.datetime) -> CheckRecord | None:
+    """The primary's latest check if it is about this test at this split (None otherwise)."""
+    record = tick.status.analysis.record(test.primary)
+    bound = gate.fresh_bound(spec, tick.status, test.primary)
+    if (record is None or bound is None or record.weight != tick.status.candidate_weight
+            or record.window_start is None or record.window_start < bound):
+        return None
+    return record
