@@ -357,6 +357,15 @@ def _ab_test_primary(analysis: AnalysisSpec, test: ABTest) -> AnalysisSpec:
     if primary.window_s is not None:
         raise SpecError("spec.strategy.abTest.primary",
                         f"metric {test.primary!r} reads the whole test; leave its window unset")
+    if primary.compare is not None and (primary.compare.max_psi is not None or primary.compare.max_js is not None):
+        raise SpecError("spec.strategy.abTest.primary",
+                        f"metric {test.primary!r} compares distributions (maxPSI/maxJS), which says how different "
+                        "two models are, never which is better: choose a rate or a latency")
+    shortest = max(analysis.min_window_s, analysis.interval_s)
+    if test.duration_s < shortest:
+        raise SpecError("spec.strategy.abTest.duration",
+                        f"{format_duration(test.duration_s)} is shorter than the shortest window the primary can "
+                        f"read ({format_duration(shortest)}: the analysis interval and 4 scrapes)")
     metrics = tuple(replace(m, window_s=test.duration_s) if m.name == test.primary else m for m in analysis.metrics)
     return replace(analysis, metrics=metrics)
 

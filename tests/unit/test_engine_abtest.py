@@ -24,14 +24,15 @@ from tests.unit.conftest import LIMITS, SUCCESS, T0, Run, check, reasons, spec_d
 ACCURACY = {"name": "accuracy", "template": "model-accuracy", "compare": {"tolerance": 0.01}}
 
 
-def ab_spec(**test: Any) -> dict[str, Any]:
-    raw = spec_dict(metrics=[ACCURACY, {**SUCCESS, "window": "30s"}], interval="10s")
+def ab_spec(warmup: str | None = None, **test: Any) -> dict[str, Any]:
+    extra = {"warmup": warmup} if warmup else {}
+    raw = spec_dict(metrics=[ACCURACY, {**SUCCESS, "window": "30s"}], interval="10s", **extra)
     raw["strategy"] = {"abTest": {"weight": 50, "duration": "120s", "primary": "accuracy", **test}}
     return raw
 
 
-def ab_run(**test: Any) -> Run:
-    run = Run(RolloutSpec.parse(ab_spec(**test), LIMITS))
+def ab_run(warmup: str | None = None, **test: Any) -> Run:
+    run = Run(RolloutSpec.parse(ab_spec(warmup, **test), LIMITS))
     run.tick()
     run.tick(after=1)  # the split serves from T0+1
     assert run.world.candidate_weight == 50
@@ -77,6 +78,9 @@ def test_the_spec_parses_into_one_split_step_and_the_primary_reads_the_whole_tes
     ({"primary": "success-rate"}, None, "spec.strategy.abTest.primary"),  # a threshold cannot pick a winner
     ({}, [{**ACCURACY, "window": "30s"}], "spec.strategy.abTest.primary"),  # it reads the whole test
     ({"stopEarly": "yes"}, None, "spec.strategy.abTest.stopEarly"),
+    ({"duration": "5s"}, None, "spec.strategy.abTest.duration"),  # shorter than the 10s interval
+    ({"primary": "drift"}, [{"name": "drift", "template": "prediction-distribution", "compare": {"maxPSI": 0.2}}],
+     "spec.strategy.abTest.primary"),  # a distribution says how different, never which is better
 ])
 def test_an_ab_test_that_cannot_work_is_refused(test: dict[str, Any], metrics: list[dict[str, Any]] | None,
                                                 field: str) -> None:
@@ -113,10 +117,55 @@ def test_a_tie_keeps_the_stable_model() -> None:
     assert "no winner beyond the tolerance" in run.status.message
 
 
-def test_an_undecided_primary_at_the_end_keeps_the_stable_model() -> None:
+def test_a_primary_that_measured_both_models_and_decided_neither_way_keeps_the_stable_model() -> None:
+    raw = ab_spec()
+    raw["analysis"]["inconclusiveLimit"] = 50  # undecided all along: only the end decides
+    run = Run(RolloutSpec.parse(raw, LIMITS))
+    run.tick()
+    run.tick(after=1)
+    undecided = replace(check("accuracy", Verdict.INCONCLUSIVE, 0.951, "accuracy 0.951 vs stable 0.950: the evidence "
+                              "decides neither way yet"), baseline=0.95)
+    for second in range(11, 122, 10):
+        run.now = T0 + dt.timedelta(seconds=second)
+        due = planned_checks(run.spec, run.status, run.now)
+        run.tick(checks=tuple(undecided if p.metric.name == "accuracy" else check(p.metric.name, Verdict.PASS)
+                              for p in due))
+    assert run.status.phase is Phase.ROLLED_BACK and run.status.history[-1].reason == "ABTestStableKept"
+    assert not any(c.kind == "adopt" for c in run.world.applied)
+
+
+def test_no_data_at_the_decision_is_never_a_tie_the_test_looks_again() -> None:
+    """Prometheus away (or too few requests) when the whole test is checked: no decision on that."""
     run = ab_run()
-    run_test(run, Verdict.INCONCLUSIVE, better=False)
-    assert run.status.phase is Phase.ROLLED_BACK  # rolled back either by the inconclusive limit or at the end
+    run_test(run, Verdict.PASS, better=True, until_s=111)
+    run.now = T0 + dt.timedelta(seconds=121)
+    due = planned_checks(run.spec, run.status, run.now)
+    run.tick(checks=tuple(check(p.metric.name, Verdict.INCONCLUSIVE) if p.metric.name == "accuracy"
+                          else check(p.metric.name, Verdict.PASS) for p in due))
+    assert run.status.phase is Phase.PROGRESSING and "waiting for accuracy's check" in run.status.message
+    run.now = T0 + dt.timedelta(seconds=131)
+    checks_now(run, Verdict.PASS, better=True)  # measured again over the whole test: the winner
+    assert run.status.phase is Phase.PROMOTING
+
+
+def test_a_check_that_does_not_cover_the_whole_test_decides_nothing() -> None:
+    run = ab_run(warmup="30s")  # no window reads T0+1 .. T0+31: the test runs T0+31 .. T0+151
+    run_test(run, Verdict.PASS, better=True, until_s=141)
+    assert run.status.phase is Phase.PROGRESSING
+    run.now = T0 + dt.timedelta(seconds=151)
+    checks_now(run, Verdict.PASS, better=True)
+    assert run.status.phase is Phase.PROMOTING
+
+
+def test_a_winner_waits_for_its_guardrails() -> None:
+    run = ab_run()
+    run_test(run, Verdict.PASS, better=True, until_s=111)
+    run.now = T0 + dt.timedelta(seconds=121)
+    due = planned_checks(run.spec, run.status, run.now)
+    run.tick(checks=tuple(replace(check("accuracy", Verdict.PASS, 0.97, "accuracy 0.97 vs stable 0.95"), better=True)
+                          if p.metric.name == "accuracy" else check(p.metric.name, Verdict.INCONCLUSIVE)
+                          for p in due))
+    assert run.status.phase is Phase.PROGRESSING and "promotion waits for every metric" in run.status.message
     assert not any(c.kind == "adopt" for c in run.world.applied)
 
 

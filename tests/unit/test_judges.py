@@ -237,3 +237,37 @@ def test_a_comparison_says_whether_the_candidate_is_better_beyond_the_tolerance(
     result = judged(ACCURACY, candidate, {"successes": 3760, "trials": 4000})
     assert result.verdict is Verdict.PASS, result.message
     assert (result.better, result.decisively_better) == (better, decisively), result.message
+
+
+def test_better_with_a_relative_tolerance_is_measured_from_the_stables_rate() -> None:
+    """0.555 against 0.500, tolerance 10% of the stable's 0.500 = 0.05: better by 0.055 is beyond it."""
+    relative = replace(ACCURACY, compare=Compare(tolerance=0.1, relative=True, min_samples=100))
+    result = judged(relative, {"successes": 111_000, "trials": 200_000}, {"successes": 100_000, "trials": 200_000})
+    assert result.verdict is Verdict.PASS and result.better, result.message
+
+
+LE = ("0.06", "0.07", "0.08", "0.09", "0.1", "0.11", "0.12", "+Inf")
+
+
+def _latency(*cumulative: float) -> dict[str, object]:
+    return {"le": dict(zip(LE, cumulative, strict=True))}
+
+
+@pytest.mark.parametrize("candidate, better", [
+    (_latency(0, 500, 1000, 1000, 1000, 1000, 1000, 1000), True),  # median 0.07 vs 0.10: 30% faster
+    (_latency(0, 0, 0, 300, 1000, 1000, 1000, 1000), False),  # median ~0.093: 7% faster, within 20%
+])
+def test_a_latency_candidate_is_better_only_when_faster_by_more_than_the_tolerance(
+        candidate: dict[str, object], better: bool) -> None:
+    p50 = Metric(name="latency", template="request-duration-p50", judge=JudgeKind.COMPARE,
+                 compare=Compare(tolerance=0.2, min_samples=100))
+    result = judged(p50, candidate, _latency(0, 0, 0, 0, 500, 1000, 1000, 1000))
+    assert result.verdict is Verdict.PASS and result.better is better, result.message
+
+
+def test_a_distribution_is_never_better_only_different() -> None:
+    drift = Metric(name="drift", template="prediction-distribution", judge=JudgeKind.COMPARE,
+                   compare=Compare(max_psi=0.2, min_samples=100))
+    even = {str(k): 100.0 for k in range(10)}
+    result = judged(drift, {"class": even}, {"class": even})
+    assert result.verdict is Verdict.PASS and not result.better and not result.decisively_better

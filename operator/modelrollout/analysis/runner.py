@@ -184,12 +184,14 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
         strict = at_interim_confidence(metric, shape) if verdict is Verdict.FAIL else None
         decisive = strict is not None and judge.judge(strict, measured)[0] is Verdict.FAIL
         better = decisively_better = False
-        if judge.needs_baseline and verdict is Verdict.PASS:
+        reverse = other_way_round(metric, shape, measured) if judge.needs_baseline and verdict is Verdict.PASS \
+            else None
+        if reverse is not None:
             # The same comparison the other way round: is the stable worse than the candidate beyond the
             # tolerance? (what an A/B test's winner needs; a comparison alone only says "not worse")
             swapped = swap_sides(measured)
-            better = judge.judge(metric, swapped)[0] is Verdict.FAIL
-            strict = at_interim_confidence(metric, shape) if better else None
+            better = judge.judge(reverse, swapped)[0] is Verdict.FAIL
+            strict = at_interim_confidence(reverse, shape) if better else None
             decisively_better = strict is not None and judge.judge(strict, swapped)[0] is Verdict.FAIL
     except Exception as exc:  # a judge must not stop the analysis: its failure is no verdict, never a pass
         log.warning("the %s judge of %s failed", metric.judge, metric.name, exc_info=exc)
@@ -199,6 +201,26 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
                        query=measured.query, window=window, min=metric.min, max=metric.max,
                        baseline=measured.baseline, baseline_query=measured.baseline_query, decisive=decisive,
                        better=better, decisively_better=decisively_better)
+
+
+def other_way_round(metric: Metric, shape: Shape | None, measured: Measurement) -> Metric | None:
+    """The metric whose comparison of the stable against the candidate says "the candidate is better beyond
+    the tolerance" as the tolerance is declared (None: "better" means nothing for this shape). A relative
+    tolerance stays a share of the stable's rate; a tolerated slowdown t becomes t / (1 - t), so that
+    "the stable is slower than the candidate x (1 + t')" means "the candidate is faster by more than t"."""
+    compare = metric.compare
+    if compare is None or shape is Shape.DISTRIBUTION or compare.max_psi is not None or compare.max_js is not None:
+        return None
+    if shape is Shape.PROPORTION and compare.relative:
+        if measured.baseline is None:
+            return None
+        absolute = compare.tolerance * measured.baseline
+        return replace(metric, compare=replace(compare, relative=False, tolerance=absolute))
+    if shape is Shape.HISTOGRAM:
+        if compare.tolerance >= 1:
+            return None  # faster by 100% or more is impossible
+        return replace(metric, compare=replace(compare, tolerance=compare.tolerance / (1 - compare.tolerance)))
+    return metric
 
 
 def measure_shape(metric: Metric, template: MetricTemplate) -> tuple[Shape | None, str]:

@@ -30,27 +30,32 @@ class ABTestStrategy:
             steps.hold(tick, spec, test.weight)
             tick.update(message=f"A/B test: shifting {test.weight}% of traffic to {version}")
             return
-        started = steps.serving_clock_start(tick, spec)
-        if started is None:
+        serving = steps.serving_clock_start(tick, spec)
+        if serving is None:
             tick.update(message=f"A/B test: the {format_duration(test.duration_s)} test starts once "
                                 f"{version} serves {test.weight}%")
             return
+        # The test's clock: serving time at the split, after the warm-up (no check reads the warm-up).
+        started = max(serving, gate.analysis_start(spec, tick.status))
         ends = started + dt.timedelta(seconds=test.duration_s)
-        primary = _primary_over_the_test(spec, tick, test, started)
-        early = (test.stop_early and primary is not None and primary.decisively_better
-                 and primary.verdict is Verdict.PASS)
+        latest = tick.status.analysis.record(test.primary)
+        early = (test.stop_early and latest is not None and _about_this_test(spec, tick, latest, started)
+                 and latest.verdict is Verdict.PASS and latest.decisively_better)
         if tick.now < ends and not early:
             tick.wake_within(seconds_between(tick.now, ends))
-            latest = tick.status.analysis.record(test.primary)
             tick.update(message=f"A/B test: {version} serves {test.weight}% until {ends.strftime('%H:%M:%SZ')}"
                                 + (f"; {latest.message}" if latest is not None else ""))
             return
-        if primary is None or (primary.interim and not early):
+        covering = latest is not None and (early or _covers_the_test(spec, tick, latest, started, test))
+        if latest is None or not covering or not _measured(latest):
+            # No measurement of the whole test yet (the check comes, or had no data): look again; the
+            # inconclusiveLimit ends a test that cannot be measured, a tie is never decided on no data.
             tick.update(message=f"A/B test of {version} ended; waiting for {test.primary}'s check over the "
-                                "whole test")
-            tick.wake_within(1.0)
+                                "whole test" + (f" ({latest.message})" if latest is not None else ""))
+            due = gate.next_due(spec, tick.status)
+            tick.wake_within(seconds_between(tick.now, due) if due is not None else spec.analysis.interval_s)
             return
-        self._decide(tick, spec, test, primary, seconds_between(started, tick.now))
+        self._decide(tick, spec, test, latest, seconds_between(started, tick.now))
 
     def paused(self, tick: Tick, spec: RolloutSpec) -> None:
         test = spec.ab_test
@@ -88,11 +93,23 @@ class ABTestStrategy:
         revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.AB_TEST_STABLE_KEPT, message)
 
 
-def _primary_over_the_test(spec: RolloutSpec, tick: Tick, test: ABTest, started: dt.datetime) -> CheckRecord | None:
-    """The primary's latest check if it is about this test at this split (None otherwise)."""
-    record = tick.status.analysis.record(test.primary)
-    bound = gate.fresh_bound(spec, tick.status, test.primary)
-    if (record is None or bound is None or record.weight != tick.status.candidate_weight
-            or record.window_start is None or record.window_start < bound):
-        return None
-    return record
+def _about_this_test(spec: RolloutSpec, tick: Tick, record: CheckRecord, started: dt.datetime) -> bool:
+    """The record is about this test at this split: taken at the split, reading nothing from before the test."""
+    return (record.weight == tick.status.candidate_weight and record.window_start is not None
+            and record.window_start >= started - dt.timedelta(seconds=1))
+
+
+def _covers_the_test(spec: RolloutSpec, tick: Tick, record: CheckRecord, started: dt.datetime,
+                     test: ABTest) -> bool:
+    """A full check whose window is the whole test: from its start, at least the duration long."""
+    if record.interim or record.at is None or not _about_this_test(spec, tick, record, started):
+        return False
+    assert record.window_start is not None
+    return (record.window_start <= started + dt.timedelta(seconds=1)
+            and (record.at - record.window_start).total_seconds() >= test.duration_s - 1)
+
+
+def _measured(record: CheckRecord) -> bool:
+    """A verdict on numbers from both models: a Pass, a Fail, or a comparison that decided neither way on
+    measured rates; not a check that had no data or could not ask."""
+    return record.verdict is not Verdict.INCONCLUSIVE or (record.value is not None and record.baseline is not None)

@@ -174,6 +174,8 @@ def fresh_bound(spec: RolloutSpec, status: RolloutStatus, metric: str) -> dt.dat
     bound = status.weight_since
     if bound is None:
         return None
+    if spec.ab_test is not None and status.step_started_at is not None and status.phase is Phase.PROGRESSING:
+        bound = max(bound, status.step_started_at)  # an A/B test edited mid-way starts again: so does evidence
     step = current_step(spec, status)
     if (status.phase is Phase.PROGRESSING and step is not None and step.kind is StepKind.ANALYSIS
             and metric in step_metric_names(spec, step) and status.step_started_at is not None):

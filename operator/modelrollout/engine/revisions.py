@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from typing import Any
 
 from ..api import Phase, RolloutSpec, SpecError
 from ..status import AnalysisStatus, ConditionType, HistoryEntry, Reason, RolloutStatus
@@ -18,7 +19,11 @@ from .context import ACTIVE_PHASES, TERMINAL_REQUEUE_S, Tick, step_label, step_s
 
 
 def steps_hash(spec: RolloutSpec) -> str:
-    steps = [[s.kind, s.weight, s.duration_s, list(s.metrics)] for s in spec.steps]
+    """What the steps do; for an A/B test also its settings, so that an edit starts the test again."""
+    steps: list[Any] = [[s.kind, s.weight, s.duration_s, list(s.metrics)] for s in spec.steps]
+    if spec.ab_test is not None:
+        test = spec.ab_test
+        steps.append(["abTest", test.duration_s, test.primary, test.stop_early])
     return hashlib.sha256(json.dumps(steps).encode()).hexdigest()[:16]
 
 
