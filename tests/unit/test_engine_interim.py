@@ -191,3 +191,38 @@ def test_a_weight_that_was_decided_once_never_grows_its_window_again() -> None:
     look(run, Verdict.INCONCLUSIVE, after=5)  # then one without enough data
     run.now += dt.timedelta(seconds=5)
     assert planned(run) == [("accuracy", 30.0, False)]
+
+
+def test_an_undecided_check_on_measured_data_adds_to_no_streak_while_evidence_gathers() -> None:
+    """A healthy candidate whose comparison straddles the tolerance for a while: each check reads more of
+    its weight and is not "no data"; it may not be rolled back for being hard to tell apart."""
+    run = serving(inconclusive_limit=3)
+    measured = replace(check("accuracy", Verdict.INCONCLUSIVE, 0.95, "accuracy 0.95 vs stable 0.96: undecided"),
+                       baseline=0.96)
+    for _ in range(10):  # T0+31 .. T0+76: full checks over 30 s .. 75 s, all undecided
+        run.now += dt.timedelta(seconds=30 if run.status.analysis.record("accuracy") is None else 5)
+        run.tick(checks=(measured,) if planned(run) else None)
+    assert run.status.phase is Phase.PROGRESSING
+    record = run.status.analysis.record("accuracy")
+    assert record is not None and record.inconclusive == 0
+
+
+def test_a_check_without_data_counts_even_while_the_window_grows() -> None:
+    run = serving(inconclusive_limit=3)
+    look(run, Verdict.INCONCLUSIVE, after=30)  # no value: no data
+    look(run, Verdict.INCONCLUSIVE, after=5)
+    look(run, Verdict.INCONCLUSIVE, after=5)
+    assert run.status.phase is Phase.ROLLED_BACK
+
+
+def test_undecided_evidence_counts_again_once_the_window_reached_its_cap() -> None:
+    run = serving(inconclusive_limit=3)
+    measured = replace(check("accuracy", Verdict.INCONCLUSIVE, 0.95, "undecided"), baseline=0.96)
+    for _ in range(200):
+        run.now += dt.timedelta(seconds=5)
+        due = planned(run)
+        run.tick(checks=(measured,) if due else None)
+        if run.status.phase is not Phase.PROGRESSING:
+            break
+    assert run.status.phase is Phase.ROLLED_BACK
+    assert run.now >= T0 + dt.timedelta(seconds=1 + 10 * 30)  # not before ten windows of evidence

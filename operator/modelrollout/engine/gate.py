@@ -10,7 +10,9 @@ Invariants this module keeps (each pinned by tests in tests/unit/test_engine_gat
 - No check's window reaches back before this revision's candidate first served plus the warm-up: the
   first full check of a metric is due one full window after that moment.
 - A decisive failure (one that holds at the interim confidence) rolls back at once; an interim look
-  that is inconclusive adds to no streak (too early to tell is not "no data").
+  that is inconclusive adds to no streak (too early to tell is not "no data"), nor does a full check that
+  measured the candidate but could not decide while its window still grows (up to
+  ``MAX_ACCUMULATED_WINDOWS``): evidence is gathering. A check without data always counts.
 
 Interim looks: a metric whose judge accounts for the sample size (``AnalysisSpec.looks_early``) is
 checked every interval before a full window at the current weight exists, over what the candidate
@@ -47,6 +49,7 @@ class PlannedCheck:
     metric: Metric
     window_s: float
     interim: bool = False
+    gathering: bool = False  # a full read still growing at this weight (below its cap): evidence gathers
 
 
 def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -> tuple[PlannedCheck, ...]:
@@ -60,7 +63,9 @@ def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -
             continue
         growing = _interim_window(spec, status, metric, now)
         if growing is not None:
-            planned.append(PlannedCheck(metric, *growing))
+            read, interim = growing
+            capped = read >= MAX_ACCUMULATED_WINDOWS * spec.analysis.window_s(metric)
+            planned.append(PlannedCheck(metric, read, interim=interim, gathering=not interim and not capped))
         else:
             planned.append(PlannedCheck(metric, spec.analysis.window_s(metric)))
     return tuple(planned)
@@ -252,7 +257,9 @@ def record_checks(tick: Tick, spec: RolloutSpec) -> tuple[Reason | None, str]:
             failures = inconclusive = 0
         elif check.verdict is Verdict.FAIL:
             failures += 1
-        elif not plan.interim:  # an early look with too little data yet is not "no data"
+        elif plan.interim or (plan.gathering and check.value is not None):
+            pass  # too early to tell, or measured but undecided while evidence still gathers: not "no data"
+        else:
             inconclusive += 1
         ledger[check.metric] = replace(
             check, error="", at=tick.now, window_start=tick.now - dt.timedelta(seconds=plan.window_s),
