@@ -271,3 +271,17 @@ def test_a_distribution_is_never_better_only_different() -> None:
     even = {str(k): 100.0 for k in range(10)}
     result = judged(drift, {"class": even}, {"class": even})
     assert result.verdict is Verdict.PASS and not result.better and not result.decisively_better
+
+
+def test_a_drift_just_beyond_its_bound_fails_but_is_not_decisive() -> None:
+    """Significant (chi-square p < 0.001 on thousands of predictions) but only just past the bound: two
+    seeds of one recipe differ that much. Decisive needs twice the bound."""
+    drift = Metric(name="drift", template="prediction-distribution", judge=JudgeKind.COMPARE,
+                   compare=Compare(max_psi=0.03, min_samples=100))
+    stable = {str(k): 900.0 for k in range(10)}
+    slightly = {**stable, "5": 1400.0, "6": 600.0}  # PSI 0.037: past 0.03, not past 0.06
+    result = judged(drift, {"class": slightly}, {"class": stable})
+    assert result.verdict is Verdict.FAIL and not result.decisive, result.message
+    far = {**stable, "5": 2400.0, "6": 200.0}
+    result = judged(drift, {"class": far}, {"class": stable})
+    assert result.verdict is Verdict.FAIL and result.decisive, result.message

@@ -143,8 +143,16 @@ def at_interim_confidence(metric: Metric, shape: Shape | None) -> Metric | None:
     """The metric with its judge held to the interim confidence, for telling a decisive failure from a
     borderline one; None when its verdicts do not account for the sample size (a threshold on a point)."""
     if metric.compare is not None:
-        confidence = max(metric.compare.confidence, INTERIM_CONFIDENCE)
-        return replace(metric, compare=replace(metric.compare, confidence=confidence))
+        compare = metric.compare
+        confidence = max(compare.confidence, INTERIM_CONFIDENCE)
+        if compare.max_psi is not None or compare.max_js is not None:
+            # A chi-square test says two distributions differ, not by how much: a decisive drift is also
+            # at least twice as far as its bound (two seeds of one recipe differ a little, and with a few
+            # thousand predictions that difference is "significant").
+            return replace(metric, compare=replace(
+                compare, confidence=confidence, max_psi=None if compare.max_psi is None else 2 * compare.max_psi,
+                max_js=None if compare.max_js is None else 2 * compare.max_js))
+        return replace(metric, compare=replace(compare, confidence=confidence))
     if metric.confidence is not None and shape is Shape.PROPORTION:
         return replace(metric, confidence=max(metric.confidence, INTERIM_CONFIDENCE))
     return None
