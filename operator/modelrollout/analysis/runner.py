@@ -181,8 +181,7 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
         return inconclusive(problem, query=measured.query, error=problem)
     try:
         verdict, message = judge.judge(metric, measured)
-        strict = at_interim_confidence(metric, shape) if verdict is Verdict.FAIL else None
-        decisive = strict is not None and judge.judge(strict, measured)[0] is Verdict.FAIL
+        decisive = verdict is Verdict.FAIL and _fails_at_interim_confidence(judge, metric, shape, measured)
         better = decisively_better = False
         reverse = other_way_round(metric, shape, measured) if judge.needs_baseline and verdict is Verdict.PASS \
             else None
@@ -191,8 +190,7 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
             # tolerance? (what an A/B test's winner needs; a comparison alone only says "not worse")
             swapped = swap_sides(measured)
             better = judge.judge(reverse, swapped)[0] is Verdict.FAIL
-            strict = at_interim_confidence(reverse, shape) if better else None
-            decisively_better = strict is not None and judge.judge(strict, swapped)[0] is Verdict.FAIL
+            decisively_better = better and _fails_at_interim_confidence(judge, reverse, shape, swapped)
     except Exception as exc:  # a judge must not stop the analysis: its failure is no verdict, never a pass
         log.warning("the %s judge of %s failed", metric.judge, metric.name, exc_info=exc)
         problem = f"the {metric.judge} judge could not judge this measurement ({type(exc).__name__})"
@@ -201,6 +199,12 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
                        query=measured.query, window=window, min=metric.min, max=metric.max,
                        baseline=measured.baseline, baseline_query=measured.baseline_query, decisive=decisive,
                        better=better, decisively_better=decisively_better)
+
+
+def _fails_at_interim_confidence(judge: Judge, metric: Metric, shape: Shape | None, measured: Measurement) -> bool:
+    """The judge, held to the interim confidence, still says Fail (False for a judge that ignores sample size)."""
+    strict = at_interim_confidence(metric, shape)
+    return strict is not None and judge.judge(strict, measured)[0] is Verdict.FAIL
 
 
 def other_way_round(metric: Metric, shape: Shape | None, measured: Measurement) -> Metric | None:

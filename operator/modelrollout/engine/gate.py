@@ -61,13 +61,8 @@ def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -
     for metric in spec.analysis.metrics:
         if now < next_check_at(spec, status, metric):
             continue
-        growing = _interim_window(spec, status, metric, now)
-        if growing is not None:
-            read, interim = growing
-            capped = read >= MAX_ACCUMULATED_WINDOWS * spec.analysis.window_s(metric)
-            planned.append(PlannedCheck(metric, read, interim=interim, gathering=not interim and not capped))
-        else:
-            planned.append(PlannedCheck(metric, spec.analysis.window_s(metric)))
+        growing = _growing_check(spec, status, metric, now)
+        planned.append(growing or PlannedCheck(metric, spec.analysis.window_s(metric)))
     return tuple(planned)
 
 
@@ -123,11 +118,10 @@ def _interim_start(spec: RolloutSpec, status: RolloutStatus, metric: Metric) -> 
     return start
 
 
-def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
-                    now: dt.datetime) -> tuple[float, bool] | None:
-    """(seconds, interim) a check at ``now`` reads while the metric has not passed at this weight: all that
-    the candidate served at the weight, up to ``MAX_ACCUMULATED_WINDOWS`` windows (an interim look while that
-    is shorter than a window). None: the metric's own sliding window."""
+def _growing_check(spec: RolloutSpec, status: RolloutStatus, metric: Metric, now: dt.datetime) -> PlannedCheck | None:
+    """A check at ``now`` that reads all the candidate served at this weight, up to ``MAX_ACCUMULATED_WINDOWS``
+    windows: an interim look while that is shorter than a window, gathering until it reaches the cap.
+    None: the metric's own sliding window."""
     start = _interim_start(spec, status, metric)
     if start is None:
         return None
@@ -136,8 +130,9 @@ def _interim_window(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
     if read < _shortest_interim_s(spec):
         return None
     if read < window:
-        return read, True
-    return min(read, MAX_ACCUMULATED_WINDOWS * window), False
+        return PlannedCheck(metric, read, interim=True)
+    cap = MAX_ACCUMULATED_WINDOWS * window
+    return PlannedCheck(metric, min(read, cap), gathering=read < cap)
 
 
 def _shortest_interim_s(spec: RolloutSpec) -> float:
