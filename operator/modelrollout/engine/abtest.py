@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..api import ABTest, Phase, RolloutSpec, format_duration
-from ..status import CheckRecord, ConditionType, Reason, Verdict
+from ..status import CheckRecord, Reason, Verdict
 from . import gate, promotion, revisions, steps
 from .context import Tick, seconds_between
 
@@ -39,21 +39,20 @@ class ABTestStrategy:
         started = max(serving, gate.analysis_start(spec, tick.status))
         ends = started + dt.timedelta(seconds=test.duration_s)
         latest = tick.status.analysis.record(test.primary)
-        early = (test.stop_early and latest is not None and _about_this_test(spec, tick, latest, started)
+        early = (test.stop_early and latest is not None and _about_this_test(tick, latest, started)
                  and latest.verdict is Verdict.PASS and latest.decisively_better)
         if tick.now < ends and not early:
             tick.wake_within(seconds_between(tick.now, ends))
             tick.update(message=f"A/B test: {version} serves {test.weight}% until {ends.strftime('%H:%M:%SZ')}"
                                 + (f"; {latest.message}" if latest is not None else ""))
             return
-        covering = latest is not None and (early or _covers_the_test(spec, tick, latest, started, test))
+        covering = latest is not None and (early or _covers_the_test(tick, latest, started, test))
         if latest is None or not covering or not _measured(latest):
             # No measurement of the whole test yet (the check comes, or had no data): look again; the
             # inconclusiveLimit ends a test that cannot be measured, a tie is never decided on no data.
+            # decide() wakes the rollout when that check is due (and within an interval).
             tick.update(message=f"A/B test of {version} ended; waiting for {test.primary}'s check over the "
                                 "whole test" + (f" ({latest.message})" if latest is not None else ""))
-            due = gate.next_due(spec, tick.status)
-            tick.wake_within(seconds_between(tick.now, due) if due is not None else spec.analysis.interval_s)
             return
         self._decide(tick, spec, test, latest, seconds_between(started, tick.now))
 
@@ -70,12 +69,8 @@ class ABTestStrategy:
             guardrails = gate.unearned(spec, tick.status)  # the primary too: a full window, or a decisive win
             if guardrails:
                 why = gate.describe_unearned(spec, tick.status, tick.now, guardrails)
-                message = f"A/B test: {version} won on {test.primary}; promotion waits for every metric: {why}"
-                tick.update(message=message)
-                tick.condition(ConditionType.PROGRESSING, "True", Reason.AWAITING_ANALYSIS, message)
-                due = gate.next_due(spec, tick.status)
-                if due is not None:
-                    tick.wake_within(seconds_between(tick.now, due))
+                steps.holding(tick, spec, f"A/B test: {version} won on {test.primary}; promotion waits for every "
+                                          f"metric: {why}")
                 return
             tick.emit("Normal", Reason.AB_TEST_CANDIDATE_WON,
                       f"A/B test ({test.weight}% / {100 - test.weight}% for {ran}): {version} beats {stable} on "
@@ -93,16 +88,15 @@ class ABTestStrategy:
         revisions.roll_back(tick, Phase.ROLLED_BACK, Reason.AB_TEST_STABLE_KEPT, message)
 
 
-def _about_this_test(spec: RolloutSpec, tick: Tick, record: CheckRecord, started: dt.datetime) -> bool:
+def _about_this_test(tick: Tick, record: CheckRecord, started: dt.datetime) -> bool:
     """The record is about this test at this split: taken at the split, reading nothing from before the test."""
     return (record.weight == tick.status.candidate_weight and record.window_start is not None
             and record.window_start >= started - dt.timedelta(seconds=1))
 
 
-def _covers_the_test(spec: RolloutSpec, tick: Tick, record: CheckRecord, started: dt.datetime,
-                     test: ABTest) -> bool:
+def _covers_the_test(tick: Tick, record: CheckRecord, started: dt.datetime, test: ABTest) -> bool:
     """A full check whose window is the whole test: from its start, at least the duration long."""
-    if record.interim or record.at is None or not _about_this_test(spec, tick, record, started):
+    if record.interim or record.at is None or not _about_this_test(tick, record, started):
         return False
     assert record.window_start is not None
     return (record.window_start <= started + dt.timedelta(seconds=1)

@@ -69,7 +69,7 @@ def _steps_finished(tick: Tick, spec: RolloutSpec) -> None:
     if spec.analysis.metrics and not _earned(tick, spec, final):
         why = gate.describe_unearned(spec, tick.status, tick.now)
         hold(tick, spec, final)
-        _holding(tick, spec, f"All steps done; promotion of {spec.candidate.version} waits for every metric to "
+        holding(tick, spec, f"All steps done; promotion of {spec.candidate.version} waits for every metric to "
                              f"pass at {final}%: {why}")
         return
     promotion.begin(tick, spec, requested=False)
@@ -98,14 +98,14 @@ def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
         # It served and vanished: it may come back to the weight the steps reached, never straight beyond it.
         if before > 0 and not gate.blocking_verdicts(status):
             tick.ask(TrafficChange("weight", before))
-        _holding(tick, spec, f"Step {step_label(spec, status.step_index)}: the candidate is back to {before}% "
+        holding(tick, spec, f"Step {step_label(spec, status.step_index)}: the candidate is back to {before}% "
                              f"first; {weight}% waits for every metric to pass there")
         return False
     if weight > status.candidate_weight and not may_raise(tick, spec):
         why = gate.describe_unearned(spec, tick.status, tick.now) or gate.blocking_verdicts(tick.status)
         if 0 < before < status.candidate_weight:  # only ever lower a weight nobody earned; never reset to 0
             tick.ask(TrafficChange("weight", before))
-        _holding(tick, spec, f"Step {step_label(spec, status.step_index)}: holding {spec.candidate.version} at "
+        holding(tick, spec, f"Step {step_label(spec, status.step_index)}: holding {spec.candidate.version} at "
                              f"{tick.status.candidate_weight}% before {weight}%: {why}")
         return False
     tick.ask(TrafficChange("weight", weight))
@@ -130,7 +130,8 @@ def may_raise(tick: Tick, spec: RolloutSpec) -> bool:
     return gate.gate_open(spec, status)
 
 
-def _holding(tick: Tick, spec: RolloutSpec, message: str) -> None:
+def holding(tick: Tick, spec: RolloutSpec, message: str) -> None:
+    """The candidate holds its weight until the checks earn it more; say why and wake when one is due."""
     tick.update(message=message)
     tick.condition(ConditionType.PROGRESSING, "True", Reason.AWAITING_ANALYSIS, message)
     _wake_for_checks(tick, spec)
