@@ -141,9 +141,9 @@ def _label_name(text: str) -> str:
 
 
 def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
+    """Copy the parsed flags onto the operator's configuration (handed to the handlers as ``memo.config``)."""
     from .handlers import LeaderElection
 
-    """Copy the parsed flags onto the operator's configuration (handed to the handlers as ``memo.config``)."""
     config.prometheus_url = args.prometheus_url
     config.metrics_port = args.metrics_port
     config.concurrency = args.concurrency

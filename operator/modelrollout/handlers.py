@@ -152,7 +152,6 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     seen: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     loop_task: asyncio.Task[None] | None = None
-    elector: LeaderElector | None = None
     elector_task: asyncio.Task[None] | None = None
     elector_stop: asyncio.Event = field(default_factory=asyncio.Event)  # set once the ticks have drained
 
@@ -225,7 +224,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     backends = make_backends(api_client, timeout, field_manager=manager, fence=fence)
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if elector is not None:
-        events = FencedEvents(events, elector.fence)
+        events = FencedEvents(events, elector.write_budget)
     reconciler = Reconciler(
         store=store,
         backends=backends,
@@ -241,7 +240,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
 
     scheduler = TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S,
                               active=elector.may_write if elector is not None else lambda: True)
-    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, elector=elector)
+    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
     if elector is not None:
         rt.elector_task = asyncio.create_task(elector.run(rt.elector_stop))

@@ -93,16 +93,16 @@ class LeaderElector:
 
     def may_write(self) -> bool:
         """A write may start now: within the renew deadline of the start of the last successful claim."""
-        return self._renewed_at is not None and self._clock() < self._renewed_at + self.timing.renew_deadline_s
+        return self._time_left() > 0
 
-    def fence(self) -> None:
-        self.write_budget()
+    def _time_left(self) -> float:
+        renewed = self._renewed_at
+        return 0.0 if renewed is None else renewed + self.timing.renew_deadline_s - self._clock()
 
     def write_budget(self) -> float:
         """Seconds a write starting now may take (its request timeout is capped to them); raises NotLeader
         when none are left. Called by the I/O layer in its worker thread, just before each request is sent."""
-        renewed = self._renewed_at
-        left = 0.0 if renewed is None else renewed + self.timing.renew_deadline_s - self._clock()
+        left = self._time_left()
         if left <= 0:
             log.info("%s refused to send a write: it does not hold the Lease", self.identity)
             raise NotLeader(f"{self.identity} does not hold the Lease")
@@ -263,8 +263,8 @@ class FencedEvents:
     """Events start only while the fence allows (the store and the traffic backend check it themselves, in
     their I/O threads, just before each write is sent)."""
 
-    def __init__(self, events: Any, fence: Callable[[], None]) -> None:
-        self._events, self._fence = events, fence
+    def __init__(self, events: Any, fence: Callable[[], object]) -> None:
+        self._events, self._fence = events, fence  # raises NotLeader when this replica may not write
 
     async def post(self, obj: Any, type_: str, reason: str, message: str) -> None:
         self._fence()
