@@ -8,6 +8,7 @@ from typing import Any
 from localcluster.executor_exporter import ExecutorExporter, Traffic
 from testkit.kube import Kube
 from testkit.processes import OperatorProcess
+from testkit.recorder import RolloutRecorder
 from testkit.rollouts import model_rollout
 from testkit.waiting import wait_for
 from tests.integration.conftest import Start
@@ -19,20 +20,23 @@ ANALYSIS = {"interval": "2s", "failureLimit": 2, "inconclusiveLimit": 20, "minRe
                         {"name": "latency-p99", "template": "request-duration-p99", "max": 0.25, "window": "4s"}]}
 
 
-def ab_rollout(**test: Any) -> dict[str, Any]:
+def start_ab_test(exporter: ExecutorExporter, namespace: str, start_rollout: Start, *, stable_errors: float,
+                  candidate_errors: float, **test: Any) -> RolloutRecorder:
+    """Both predictors' traffic as given, then an A/B test of 2.0.0 on the success rate, once at its split."""
+    exporter.set(namespace, "digits", "main", Traffic(rps=60, error_ratio=stable_errors))
+    exporter.set(namespace, "digits", "main-candidate", Traffic(rps=60, error_ratio=candidate_errors))
     obj = model_rollout(analysis=ANALYSIS)
     obj["spec"]["strategy"] = {"abTest": {"weight": 50, "duration": f"{DURATION_S}s", "primary": "success-rate",
                                           **test}}
-    return obj
+    rollout = start_rollout(obj)
+    rollout.wait(lambda s: s.get("candidateWeight") == 50, "the 50/50 split")
+    return rollout
 
 
 def test_a_candidate_better_on_the_primary_wins_and_becomes_the_stable_model(
         exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start, cluster: Kube) -> None:
-    exporter.set(namespace, "digits", "main", Traffic(rps=60, error_ratio=0.06))
-    exporter.set(namespace, "digits", "main-candidate", Traffic(rps=60, error_ratio=0.0))
-    rollout = start_rollout(ab_rollout())
-    rollout.wait(lambda s: s.get("candidateWeight") == 50, "the 50/50 split")
+    rollout = start_ab_test(exporter, namespace, start_rollout, stable_errors=0.06, candidate_errors=0.0)
     assert rollout.traffic() == {"main": 50, "main-candidate": 50}
     status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", status
@@ -49,10 +53,7 @@ def test_a_candidate_better_on_the_primary_wins_and_becomes_the_stable_model(
 def test_a_tie_keeps_the_stable_model_and_removes_the_candidate(
         exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start, cluster: Kube) -> None:
-    exporter.set(namespace, "digits", "main", Traffic(rps=60, error_ratio=0.0))
-    exporter.set(namespace, "digits", "main-candidate", Traffic(rps=60, error_ratio=0.0))
-    rollout = start_rollout(ab_rollout())
-    rollout.wait(lambda s: s.get("candidateWeight") == 50, "the 50/50 split")
+    rollout = start_ab_test(exporter, namespace, start_rollout, stable_errors=0.0, candidate_errors=0.0)
     status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=90)
     assert status["phase"] == "RolledBack", status
     assert status["history"][-1]["reason"] == "ABTestStableKept"
@@ -64,10 +65,8 @@ def test_a_tie_keeps_the_stable_model_and_removes_the_candidate(
 def test_a_worse_candidate_is_removed_before_the_test_ends(
         exporter: ExecutorExporter, namespace: str, deployment: dict[str, Any], operator: OperatorProcess,
         start_rollout: Start) -> None:
-    exporter.set(namespace, "digits", "main", Traffic(rps=60, error_ratio=0.0))
-    exporter.set(namespace, "digits", "main-candidate", Traffic(rps=60, error_ratio=0.3))
-    rollout = start_rollout(ab_rollout(duration="10m"))
-    rollout.wait(lambda s: s.get("candidateWeight") == 50, "the 50/50 split")
+    rollout = start_ab_test(exporter, namespace, start_rollout, stable_errors=0.0, candidate_errors=0.3,
+                            duration="10m")
     status = rollout.wait_phase("Succeeded", "RolledBack", "Failed", timeout=60)  # long before 10 minutes
     assert status["phase"] == "RolledBack", status
     assert "success-rate" in status["message"] and rollout.traffic() == {"main": 100}
