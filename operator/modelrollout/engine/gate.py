@@ -160,10 +160,12 @@ def next_due(spec: RolloutSpec, status: RolloutStatus) -> dt.datetime | None:
 
 
 def _analysing(status: RolloutStatus) -> bool:
-    """Checks run while the candidate serves traffic in an active phase and no promotion write began."""
+    """Checks run while the candidate serves traffic (live, or mirrored to it as a shadow) in an active phase
+    and no promotion write began."""
     if status.phase not in ACTIVE_PHASES or status.promotion_started_at is not None:
         return False
-    return status.weight_since is not None and status.serving_since is not None and status.candidate_weight > 0
+    return (status.weight_since is not None and status.serving_since is not None
+            and (status.candidate_weight > 0 or status.candidate_mirror > 0))
 
 
 # ------------------------------------------------------------------ what counts for the gate
