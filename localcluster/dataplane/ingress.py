@@ -70,6 +70,7 @@ from .routing import (
     mesh_labels,
     mirror_of,
     pick,
+    predicted_classes,
     render_counters,
     render_histograms,
 )
@@ -176,8 +177,12 @@ class Ingress:
                                                     destination, live))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        answer = await self._send(namespace, deployment, destination, service, body)
-        live.set_result(answer)
+        try:
+            answer = await self._send(namespace, deployment, destination, service, body)
+            live.set_result(answer)
+        finally:
+            if not live.done():
+                live.cancel()  # the request was cancelled or failed: the mirror has nothing to compare with
         self._count_mesh(namespace, deployment, destination, answer, request.host)
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 
@@ -206,14 +211,23 @@ class Ingress:
         if endpoint is None:
             return
         shadow = await self._executor(endpoint, service, body)
-        live_answer = await live
-        if service != "predictions" or destination is None or shadow.status != 200 or live_answer.status != 200:
+        try:
+            live_answer = await live
+        except asyncio.CancelledError:
             return
-        compared = compare_answers(live_answer.body, shadow.body)
+        if service != "predictions" or destination is None or live_answer.status != 200:
+            return
+        if shadow.status != 200:  # the live model answered and the shadow did not: no row agreed
+            compared: tuple[int, int, int] | None = (0, 0, len(predicted_classes(live_answer.body) or [None]))
+        else:
+            pair = compare_answers(live_answer.body, shadow.body)
+            compared = None if pair is None else (*pair, 0)
         if compared is None:
             return
         series = self.mirror_answers.setdefault(namespace, {})
-        for outcome, rows in zip(("agree", "disagree"), compared, strict=True):
+        for outcome, rows in zip(("agree", "disagree", "error"), compared, strict=True):
+            if not rows and outcome == "error":
+                continue
             labels = (deployment, predictor, destination.name, outcome)
             series[labels] = series.get(labels, 0.0) + rows
 

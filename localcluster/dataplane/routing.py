@@ -405,8 +405,9 @@ def namespaces_of(keys: Iterable[tuple[str, str]]) -> list[str]:
 
 # Istio's mirror is fire-and-forget: the sidecar drops the shadow's answer and nothing compares it. This
 # data plane also keeps the two answers of each mirrored prediction side by side and counts, per row,
-# whether the shadow predicted the class the live predictor answered: what a request logger joined on the
-# request id would give offline on a real cluster. Exported with the executor series of the namespace.
+# whether the shadow predicted the class the live predictor answered (a shadow that failed where the live
+# answer did not counts its rows as "error": trials that did not agree), what a request logger joined on
+# the request id would give offline on a real cluster. Exported with the executor series of the namespace.
 MIRROR_METRIC = "dataplane_mirror_answers_total"
 MIRROR_HELP = ("Rows of mirrored predictions by whether the shadow's class equals the live answer's "
                "(a local data plane feature: Istio's mirror discards the shadow's answer)")
@@ -431,8 +432,10 @@ def predicted_classes(body: bytes) -> list[int] | None:
             if not row or not all(isinstance(p, int | float) for p in row):
                 return None
             classes.append(max(range(len(row)), key=lambda i: row[i]))
-        elif isinstance(row, int | float) and not isinstance(row, bool):
-            classes.append(int(row))
+        elif isinstance(row, int) and not isinstance(row, bool):
+            classes.append(row)
+        elif isinstance(row, float) and row.is_integer():
+            classes.append(int(row))  # a label sent as a float; a score (0.93) is no class
         else:
             return None
     return classes

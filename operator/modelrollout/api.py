@@ -223,6 +223,9 @@ class Metric:
     judge: JudgeKind = JudgeKind.THRESHOLD
     confidence: float | None = None  # threshold: judge the proportion's interval at this confidence, not the point
     compare: Compare | None = None
+    # Measured only while the candidate is a shadow (its answers against the live ones): once it goes live
+    # nothing is mirrored, so the metric is neither checked nor required there.
+    shadow_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,10 @@ class RolloutSpec:
         analysis = _parse_analysis(spec.get("analysis") or {}, limits, kind)
         if ab_test is not None:
             analysis = _ab_test_primary(analysis, ab_test)
+        shadow_only = [m.name for m in analysis.metrics if m.shadow_only]
+        if shadow_only and shadow is None:
+            raise SpecError("spec.analysis.metrics", f"{', '.join(shadow_only)} measure(s) a shadow's answers, "
+                                                     "which only strategy shadow has")
         if shadow is not None and not analysis.metrics:
             raise SpecError("spec.analysis.metrics", "a shadow is there to be measured: strategy shadow needs at "
                                                      "least one metric (its errors, latency, or its answers' drift)")
@@ -482,6 +489,7 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
             judge=judge,
             confidence=confidence,
             compare=compare,
+            shadow_only=template is not None and kind.builtin_templates[template].shadow_only,
         ))
     prometheus = raw.get("prometheus") or {}
     address = prometheus.get("address") if isinstance(prometheus, Mapping) else None

@@ -44,9 +44,9 @@ class MetricTemplate:
     histogram: DistributionQuery | None = None  # by "le": cumulative bucket counts
     distribution: DistributionQuery | None = None
     description: str = ""
-    # False when the measure is already about the candidate against the stable (agreement of a shadow's
-    # answers with the live ones): the stable has no such measure of its own to compare with.
-    per_model: bool = True
+    # A measure of a shadow's answers against the live ones (agreement): there only while the candidate
+    # is a shadow, and not one of each model, so it cannot be compared with the stable's.
+    shadow_only: bool = False
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -57,4 +57,4 @@ class MetricTemplate:
     @property
     def comparable(self) -> Shape | None:
         """The shape a comparison uses: the first the template declares (one per template in practice)."""
-        return self.shapes[0] if self.shapes and self.per_model else None
+        return self.shapes[0] if self.shapes and not self.shadow_only else None

@@ -186,6 +186,9 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
      ("spec.strategy.shadow.steps[0].setWeight", "less than or equal to 100")),
     ("shadow-and-canary", lambda s: shadow(s) or s["strategy"].update(canary={"steps": [{"setWeight": 10}]}),
      ("spec.strategy", "must have at most 1 item")),
+    ("agreement-outside-a-shadow", lambda s: s["analysis"]["metrics"].append(
+        {"name": "agreement", "template": "shadow-agreement", "min": 0.9}),
+     ("spec.analysis.metrics", "template shadow-agreement measures a shadow's answers")),
     ("shadow-unknown-field", lambda s: shadow(s, weight=10),
      ("spec.strategy.shadow.weight", "unknown field")),
     ("failure-limit-zero", lambda s: s["analysis"].update(failureLimit=0),

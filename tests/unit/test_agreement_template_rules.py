@@ -58,6 +58,7 @@ class Rows:
         return {"series": f"{METRIC}{{{labels}}}", "values": values}
 
 
+# outcome is agree, disagree or error (the shadow failed where the live model answered).
 # Never this shadow's: another namespace's and another deployment's shadows of the same predictor name.
 NOISE = (Rows("disagree", 50, namespace="other"), Rows("disagree", 50, deployment="iris"),
          Rows("agree", 0, namespace="other"))
@@ -79,6 +80,8 @@ class Case:
 
 CASES = [
     Case("shadow agrees on 9 rows in 10", (Rows("agree", 36), Rows("disagree", 4), *NOISE), 0.9, 540, 600),
+    Case("the shadow failed a quarter of the rows the live model answered: they count as trials",
+         (Rows("agree", 30), Rows("disagree", 0), Rows("error", 10), *NOISE), 0.75, 450, 600),
     Case("every row disagrees, agree series at 0: 0, a failure, not no data",
          (Rows("agree", 0), Rows("disagree", 40), *NOISE), 0.0, 0, 600),
     Case("every row disagrees, no agree series at all: still 0", (Rows("disagree", 40), *NOISE), 0.0, 0, 600),

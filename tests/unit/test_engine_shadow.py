@@ -188,3 +188,45 @@ def test_pause_holds_the_shadow_and_resume_goes_on() -> None:
     run.tick(after=1, action="resume")
     drive(run, 15, ALL_PASS, until_live=True)
     assert run.world.candidate_weight == 20
+
+
+AGREEMENT = {"name": "agreement", "template": "shadow-agreement", "min": 0.9}
+
+
+def test_agreement_is_judged_only_while_the_candidate_is_a_shadow() -> None:
+    """Once live nothing is mirrored: a shadow-only metric is neither checked nor required there, so it
+    cannot hold the canary steps that follow (nor roll them back as inconclusive)."""
+    raw = shadow_spec([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
+    raw["analysis"]["metrics"] = [SUCCESS, AGREEMENT]
+    run = Run(RolloutSpec.parse(raw, LIMITS))
+    run.tick()
+    run.tick(after=1)
+    drive(run, 30, {"success-rate": Verdict.PASS, "agreement": Verdict.PASS}, until_live=True)
+    assert run.world.candidate_weight == 20
+    assert {m.name for m in run.due()} <= {"success-rate"}
+    weights = drive(run, 60, {"success-rate": Verdict.PASS, "agreement": Verdict.INCONCLUSIVE})
+    assert 50 in weights and run.status.phase is Phase.SUCCEEDED
+
+
+def test_a_shadow_only_metric_is_refused_outside_the_shadow_strategy() -> None:
+    with pytest.raises(SpecError) as refused:
+        RolloutSpec.parse(spec_dict(metrics=[SUCCESS, AGREEMENT]), LIMITS)
+    assert refused.value.field_path == "spec.analysis.metrics" and "agreement" in str(refused.value)
+
+
+def test_a_shadow_that_vanished_after_a_failed_check_comes_back_to_be_judged() -> None:
+    run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
+    for _ in range(30):  # pass as the shadow; lose the step to 20% together with the shadow
+        run.now += dt.timedelta(seconds=1)
+        due = run.due()
+        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
+        if plan.traffic is not None and plan.traffic.candidate_weight == 20:
+            break
+        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    run.now += dt.timedelta(seconds=10)  # a failed check lands as it vanishes
+    due = run.due()
+    run.tick(checks=tuple(check(m.name, Verdict.FAIL if m.name == "latency-p99" else Verdict.PASS)
+                          for m in due), apply=False)
+    run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
+    run.tick(after=1)
+    assert run.world.candidate_present and run.world.candidate_mirror == 100 and run.world.candidate_weight == 0

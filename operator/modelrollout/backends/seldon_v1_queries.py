@@ -124,7 +124,7 @@ BUILTIN_TEMPLATES: dict[str, MetricTemplate] = {
         description="the lowest recall over the true classes in the candidate's feedback (a floor: min)"),
     "shadow-agreement": MetricTemplate(
         value=AGREEMENT_QUERY,
-        proportion=ProportionQueries(successes=AGREE_COUNT_QUERY, trials=COMPARED_COUNT_QUERY), per_model=False,
+        proportion=ProportionQueries(successes=AGREE_COUNT_QUERY, trials=COMPARED_COUNT_QUERY), shadow_only=True,
         description="share of a shadow's predictions that name the class the live model answered (min; needs a "
                     "data plane that compares mirrored answers)"),
     "prediction-distribution": MetricTemplate(

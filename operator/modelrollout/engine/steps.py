@@ -109,8 +109,10 @@ def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
     if (weight > before and status.candidate_weight == 0 and status.candidate_mirror == 0
             and status.serving_since is not None and spec.analysis.metrics):
         # It served and vanished: it may come back to the traffic the steps reached, never straight beyond it.
-        if (before > 0 or before_mirror > 0) and not gate.blocking_verdicts(status):
-            tick.ask(TrafficChange("weight", before, mirror_percent=before_mirror))
+        if before_mirror > 0:  # a shadow serves nobody: it comes back whatever its checks said, to be judged
+            tick.ask(TrafficChange("weight", 0, mirror_percent=before_mirror))
+        elif before > 0 and not gate.blocking_verdicts(status):
+            tick.ask(TrafficChange("weight", before))
         back = f"a shadow of {before_mirror}% of requests" if before_mirror else f"{before}%"
         holding(tick, spec, f"Step {step_label(spec, status.step_index)}: the candidate is back to {back} "
                              f"first; {weight}% waits for every metric to pass there")
