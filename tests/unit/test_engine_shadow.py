@@ -230,3 +230,20 @@ def test_a_shadow_that_vanished_after_a_failed_check_comes_back_to_be_judged() -
     run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
     run.tick(after=1)
     assert run.world.candidate_present and run.world.candidate_mirror == 100 and run.world.candidate_weight == 0
+
+
+def test_a_live_candidate_made_a_shadow_again_goes_back_to_its_last_weight_first() -> None:
+    run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
+    drive(run, 30, ALL_PASS, until_live=True)
+    for _ in range(30):  # at 20%; the step to 50% is lost, and someone turns the candidate into a shadow
+        run.now += dt.timedelta(seconds=1)
+        due = run.due()
+        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
+        if plan.traffic is not None and plan.traffic.candidate_weight == 50:
+            break
+        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    assert run.status.step_index == 2
+    run.world.candidate_weight, run.world.candidate_mirror = 0, 100
+    weights = drive(run, 40, ALL_PASS)
+    live = [w for w in weights if w]
+    assert live and live[0] == 20  # back to the weight it had earned first, never straight to 50

@@ -106,9 +106,10 @@ def _set_weight_step(tick: Tick, spec: RolloutSpec, step: Step) -> bool:
         return True
     before = desired_weight(spec, status.step_index - 1) if status.step_index > 0 else 0
     before_mirror = desired_mirror(spec, status.step_index - 1) if status.step_index > 0 else 0
-    if (weight > before and status.candidate_weight == 0 and status.candidate_mirror == 0
+    if (weight > before and status.candidate_weight == 0 and (status.candidate_mirror == 0 or before_mirror == 0)
             and status.serving_since is not None and spec.analysis.metrics):
-        # It served and vanished: it may come back to the traffic the steps reached, never straight beyond it.
+        # It served and vanished (or was made a shadow again after it went live): it may come back to the
+        # traffic the steps reached, never straight beyond it.
         if before_mirror > 0:  # a shadow serves nobody: it comes back whatever its checks said, to be judged
             tick.ask(TrafficChange("weight", 0, mirror_percent=before_mirror))
         elif before > 0 and not gate.blocking_verdicts(status):
