@@ -1,16 +1,19 @@
-"""``make demo``: canary rollouts on the local cluster, with progress a person can follow.
+"""``make demo``: the three strategies on the local cluster, with progress a person can follow.
 
 Expects ``make cluster-up`` (the Makefile runs it): kube-apiserver, the local Seldon data plane and
 Prometheus. The demo deploys SeldonDeployment ``digits`` at 1.0.0, drives Locust traffic (with
-ground-truth feedback) through the ingress, runs the operator, and rolls out:
+ground-truth feedback) through the ingress, runs the operator, and rolls out, one after the other:
 
-1. ``2.0.0``, a better model: promoted;
-2. ``2.1.0-degraded``, trained on corrupted labels: it answers every request (no 5xx, fast), yet its
-   accuracy measured from feedback falls below the gate, and it is rolled back.
+1. an A/B test of ``2.0.0`` against 1.0.0 on accuracy from feedback: 2.0.0 wins and becomes the stable model;
+2. a canary of ``2.1.0-degraded``, trained on corrupted labels: it answers every request (no 5xx, fast), yet
+   its accuracy measured from feedback falls below the gate, and it is rolled back;
+3. a shadow of ``2.2.0-biased``, blind to the digit 8: it answers a copy of every request, no user gets its
+   answers, and it is removed on what it answered (its classes drift from the stable's, and it disagrees
+   with the stable's answers to the same images).
 
-It prints each change (weight, every metric's value and verdict, phase) and ends with a summary table
-(result, duration, time to rollback, failed or slow responses users got, requests served), also written
-to reports/demo-report.md.
+It prints each change (weight or mirror, every metric's value and verdict, phase) and ends with a summary
+table (strategy, candidate, decision, why, time to decision, failed or slow responses users got, requests
+the candidate served), also written to reports/demo-report.md.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Counts:
 
 @dataclass
 class Outcome:
+    strategy: str
     version: str
     result: str
     duration_s: float
@@ -122,12 +126,15 @@ def progress_line(status: dict[str, Any]) -> str:
     verdicts = "  ".join(
         f"{c['metric']}={'-' if c.get('value') is None else format(c['value'], '.3g')}({c['verdict']})"
         for c in checks) or "no analysis yet"
-    return (f"phase={status.get('phase', '-'):<11} weight={status.get('candidateWeight', 0):>3}% "
-            f"step={status.get('stepIndex', 0)}  {verdicts}\n           {status.get('message', '')}")
+    traffic = (f"mirror={status['candidateMirror']:>3}%" if status.get("candidateMirror")
+               else f"weight={status.get('candidateWeight', 0):>3}%")
+    return (f"phase={status.get('phase', '-'):<11} {traffic} step={status.get('stepIndex', 0)}  {verdicts}\n"
+            f"           {status.get('message', '')}")
 
 
-def follow(name: str, version: str, ingress_url: str, deadline_s: float) -> Outcome:
-    """Print every change of the rollout until the revision for this version ends."""
+def follow(name: str, strategy: str, version: str, ingress_url: str, deadline_s: float) -> Outcome:
+    """Print every change of the rollout until the revision for this version ends. A shadow's requests are
+    copies of users' requests, answered to nobody: they are the candidate's, never the users'."""
     started = time.monotonic()
     users_before = ingress_counts(ingress_url)
     candidate_before = ingress_counts(ingress_url, "main-candidate")
@@ -153,17 +160,35 @@ def follow(name: str, version: str, ingress_url: str, deadline_s: float) -> Outc
         wait_for(ended, f"rollout {name} of {version} to end", timeout=deadline_s, interval=0.5)
     ended_at = time.monotonic()
     rolled_back = status.get("phase") in {"RolledBack", "Aborted"}
-    return Outcome(version=version, result=str(status.get("phase", "unknown")), duration_s=ended_at - started,
+    candidate = ingress_counts(ingress_url, "main-candidate") - candidate_before
+    users = ingress_counts(ingress_url) - users_before
+    if strategy == "shadow":
+        users = users - candidate  # mirrored copies (the demo's shadow never goes live)
+    return Outcome(strategy=strategy, version=version, result=str(status.get("phase", "unknown")),
+                   duration_s=ended_at - started,
                    time_to_rollback_s=(ended_at - first_failure) if rolled_back and first_failure else None,
-                   users=ingress_counts(ingress_url) - users_before,
-                   candidate=ingress_counts(ingress_url, "main-candidate") - candidate_before,
-                   message=str(status.get("message", "")))
+                   users=users, candidate=candidate, message=str(status.get("message", "")))
 
 
-def rollout_manifest(version: str) -> str:
-    """The example rollout to `version`, with the demo's steps and a short analysis (a 12 s window)."""
-    return yaml.safe_dump(model_rollout(version, STEPS, name="digits", window="12s", interval="4s", minRequests=10,
-                                        failureLimit=2, inconclusiveLimit=6))
+def rollout_manifest(strategy: str, version: str) -> str:
+    """The example rollout to `version` with a short analysis (a 12 s window): a canary with the demo's steps,
+    an A/B test on accuracy (30 s, stopping early on a clear winner), or a shadow judged on its answers."""
+    obj = model_rollout(version, STEPS, name="digits", window="12s", interval="4s", minRequests=10, failureLimit=2,
+                        inconclusiveLimit=6)
+    spec = obj["spec"]
+    if strategy == "abTest":
+        spec["strategy"] = {"abTest": {"weight": 50, "duration": "30s", "primary": "accuracy", "stopEarly": True}}
+        spec["analysis"]["metrics"] = [
+            {"name": "accuracy", "template": "model-accuracy", "compare": {"tolerance": 0.01}},
+            {"name": "success-rate", "template": "request-success-rate", "min": 0.99, "window": "12s"}]
+    elif strategy == "shadow":
+        spec["strategy"] = {"shadow": {"mirrorPercent": 100, "duration": "20s", "steps": [{"setWeight": 20}]}}
+        spec["analysis"]["metrics"] = [
+            {"name": "success-rate", "template": "request-success-rate", "min": 0.99, "window": "12s"},
+            {"name": "drift", "template": "prediction-distribution", "compare": {"maxPSI": 0.2}, "window": "12s"},
+            {"name": "agreement", "template": "shadow-agreement", "min": 0.95, "confidence": 0.95,
+             "window": "12s"}]
+    return yaml.safe_dump(obj)
 
 
 def pct(part: float, whole: float) -> str:
@@ -171,12 +196,13 @@ def pct(part: float, whole: float) -> str:
 
 
 def summary(outcomes: list[Outcome]) -> str:
-    rows = ["| candidate | result | duration | time to rollback | users: requests | users: failed | "
-            f"users: slower than {SLOW_S:g}s | candidate: requests (failed) | last message |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| strategy | candidate | decision | time to decision | time to rollback | users: requests | "
+            f"users: failed | users: slower than {SLOW_S:g}s | candidate: requests (failed) | why |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for o in outcomes:
         rollback = f"{o.time_to_rollback_s:.1f}s" if o.time_to_rollback_s is not None else "-"
-        rows.append(f"| {o.version} | {o.result} | {o.duration_s:.1f}s | {rollback} | {o.users.total:.0f} | "
+        rows.append(f"| {o.strategy} | {o.version} | {o.result} | {o.duration_s:.1f}s | {rollback} | "
+                    f"{o.users.total:.0f} | "
                     f"{pct(o.users.failed, o.users.total)} | {pct(o.users.slow, o.users.total)} | "
                     f"{o.candidate.total:.0f} ({o.candidate.failed:.0f}) | {o.message} |")
     return "\n".join(rows)
@@ -225,13 +251,16 @@ def run_demo(stack: services.Services, operator: OperatorProcess) -> int:
           f"logs in {LOGS}")
     outcomes: list[Outcome] = []
     try:
-        for version, story in (
-            ("2.0.0", "a better model: expect promotion"),
-            ("2.1.0-degraded", "trained on corrupted labels; serves fine, answers worse: expect rollback on accuracy"),
+        for strategy, version, story in (
+            ("abTest", "2.0.0", "an A/B test against 1.0.0 on accuracy: expect 2.0.0 to win and become stable"),
+            ("canary", "2.1.0-degraded",
+             "trained on corrupted labels; serves fine, answers worse: expect rollback on accuracy"),
+            ("shadow", "2.2.0-biased",
+             "blind to the digit 8, as a shadow: expect removal on its answers, with no user answered by it"),
         ):
-            print(f"\n==> ModelRollout digits -> {version} ({story})")
-            kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=rollout_manifest(version))
-            outcomes.append(follow("digits", version, stack.ingress_url, deadline_s=180))
+            print(f"\n==> ModelRollout digits -> {version}, strategy {strategy} ({story})")
+            kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=rollout_manifest(strategy, version))
+            outcomes.append(follow("digits", strategy, version, stack.ingress_url, deadline_s=150))
         print("\n==> kubectl get mro -o wide")
         print(kubectl("get", "mro", "-n", NAMESPACE, "-o", "wide"))
         table = summary(outcomes)
@@ -241,7 +270,7 @@ def run_demo(stack: services.Services, operator: OperatorProcess) -> int:
                           f"{NAMESPACE}, Locust 8 users through the local ingress\n\n{table}\n")
         print(f"\nreport written to {REPORT.relative_to(REPO)}")
         wait_released("digits")
-        return 0 if [o.result for o in outcomes] == ["Succeeded", "RolledBack"] else 1
+        return 0 if [o.result for o in outcomes] == ["Succeeded", "RolledBack", "RolledBack"] else 1
     finally:
         locust.stop(timeout=20)
 

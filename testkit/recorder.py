@@ -145,6 +145,7 @@ class TrafficWatch:
         self.kube, self.namespace, self.name, self.max_seconds = kube, namespace, name, max_seconds
         self.history: list[dict[str, int]] = []
         self.versions: list[list[dict[str, Any]]] = []  # every version's predictors, whole
+        self.seen_at: list[float] = []  # when each version arrived (unix time)
         self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
 
@@ -172,6 +173,7 @@ class TrafficWatch:
             buffer = buffer.lstrip()[end:]
             predictors = (obj.get("spec") or {}).get("predictors") or []
             self.versions.append(predictors)
+            self.seen_at.append(time.time())
             self.history.append({str(p.get("name")): int(p.get("traffic") or 0) for p in predictors})
 
     def max_share(self, predictor: str) -> int:

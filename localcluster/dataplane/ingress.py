@@ -25,6 +25,10 @@ What it models, and where from:
   answered), in the executor's buckets; a model that times out makes the executor answer 500.
   The series carry no namespace: Prometheus adds it when it scrapes ``/metrics/<namespace>`` (see
   ``localcluster.prometheus``). Series of a deployment go when it is deleted, as its pods' would.
+- Beyond Istio: each mirrored prediction's answer is compared with the live answer to the same request
+  (``dataplane_mirror_answers_total``, rows that agree or disagree on the class, in the namespace's
+  executor series). Istio's mirror discards the shadow's answer, so a real cluster has no such series;
+  the shadow's own executor and model-server counters (errors, latency, predicted classes) it does have.
 
 Not modelled: Istio's retries of upstream 503s (its default ``retriable-status-codes``), the executor's
 ``_summary`` and client-side (executor → model) metrics, gRPC, and sidecar (reporter="destination") stats.
@@ -52,16 +56,21 @@ from .routing import (
     MESH_HELP,
     MESH_LABELS,
     MESH_METRIC,
+    MIRROR_HELP,
+    MIRROR_LABELS,
+    MIRROR_METRIC,
     NO_FLAGS,
     NO_HEALTHY_UPSTREAM,
     NO_ROUTE,
     DeploymentRoute,
     Histogram,
     PredictorRoute,
+    compare_answers,
     executor_labels,
     mesh_labels,
     mirror_of,
     pick,
+    predicted_classes,
     render_counters,
     render_histograms,
 )
@@ -101,6 +110,8 @@ class Ingress:
         # namespace → executor label values → histogram; (namespace, deployment) → mesh label values → count
         self.executor: dict[str, dict[tuple[str, ...], Histogram]] = {}
         self.mesh: dict[tuple[str, str], dict[tuple[str, ...], float]] = {}
+        # Mirrored prediction rows compared with the live answer, by namespace (MIRROR_LABELS values).
+        self.mirror_answers: dict[str, dict[tuple[str, ...], float]] = {}
         self._round_robin: dict[tuple[str, str, str], itertools.count[int]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -135,6 +146,9 @@ class Ingress:
             del series[labels]
         if not series:
             self.executor.pop(namespace, None)
+        compared = self.mirror_answers.get(namespace, {})
+        for labels in [labels for labels in compared if labels[0] == deployment]:
+            del compared[labels]
         for key in [k for k in self._round_robin if k[:2] == (namespace, deployment)]:
             del self._round_robin[key]
 
@@ -156,12 +170,19 @@ class Ingress:
             return web.Response(status=404)
         body = await request.read()
         mirror = mirror_of(route)
+        destination = pick(route, self.rng)
+        live: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         if mirror is not None and self.rng.random() * 100 < mirror.percent:
-            task = asyncio.create_task(self._mirror(namespace, deployment, mirror.predictor.name, service, body))
+            task = asyncio.create_task(self._mirror(namespace, deployment, mirror.predictor.name, service, body,
+                                                    destination, live))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        destination = pick(route, self.rng)
-        answer = await self._send(namespace, deployment, destination, service, body)
+        try:
+            answer = await self._send(namespace, deployment, destination, service, body)
+            live.set_result(answer)
+        finally:
+            if not live.done():
+                live.cancel()  # the request was cancelled or failed: the mirror has nothing to compare with
         self._count_mesh(namespace, deployment, destination, answer, request.host)
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 
@@ -182,10 +203,33 @@ class Ingress:
                 return answer
         return Answer.from_mesh(CONNECT_FAILED, True) if tried else Answer.from_mesh(NO_HEALTHY_UPSTREAM, False)
 
-    async def _mirror(self, namespace: str, deployment: str, predictor: str, service: str, body: bytes) -> None:
+    async def _mirror(self, namespace: str, deployment: str, predictor: str, service: str, body: bytes,
+                      destination: PredictorRoute | None, live: asyncio.Future[Answer]) -> None:
+        """The shadow's copy: its executor counts it and nobody gets its answer; a prediction's answer is
+        compared with the live one (``MIRROR_METRIC``), which Istio's mirror does not do."""
         endpoint = self._endpoint(namespace, deployment, predictor, set())
-        if endpoint is not None:
-            await self._executor(endpoint, service, body)  # the shadow's executor counts it; the answer is dropped
+        if endpoint is None:
+            return
+        shadow = await self._executor(endpoint, service, body)
+        try:
+            live_answer = await live
+        except asyncio.CancelledError:
+            return
+        if service != "predictions" or destination is None or live_answer.status != 200:
+            return
+        if shadow.status != 200:  # the live model answered and the shadow did not: no row agreed
+            compared: tuple[int, int, int] | None = (0, 0, len(predicted_classes(live_answer.body) or [None]))
+        else:
+            pair = compare_answers(live_answer.body, shadow.body)
+            compared = None if pair is None else (*pair, 0)
+        if compared is None:
+            return
+        series = self.mirror_answers.setdefault(namespace, {})
+        for outcome, rows in zip(("agree", "disagree", "error"), compared, strict=True):
+            if not rows and outcome == "error":
+                continue
+            labels = (deployment, predictor, destination.name, outcome)
+            series[labels] = series.get(labels, 0.0) + rows
 
     async def _executor(self, endpoint: ServerProcess, service: str, body: bytes) -> Answer:
         """One request to a predictor pod, observed by its executor when the pod answers; when the connection
@@ -231,6 +275,7 @@ class Ingress:
         if not _NAMESPACE.fullmatch(namespace):
             return web.Response(status=404, text=f"{namespace!r} is not a namespace name\n")
         text = render_histograms(EXECUTOR_METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, self.executor.get(namespace, {}))
+        text += render_counters(MIRROR_METRIC, MIRROR_HELP, MIRROR_LABELS, self.mirror_answers.get(namespace, {}))
         return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
 
     async def no_metrics(self, _: web.Request) -> web.Response:

@@ -399,3 +399,53 @@ def mesh_labels(namespace: str, destination: PredictorRoute | None, upstream: bo
 
 def namespaces_of(keys: Iterable[tuple[str, str]]) -> list[str]:
     return sorted({namespace for namespace, _ in keys})
+
+
+# ------------------------------------------------------------------ the comparing mirror (not Istio's)
+
+# Istio's mirror is fire-and-forget: the sidecar drops the shadow's answer and nothing compares it. This
+# data plane also keeps the two answers of each mirrored prediction side by side and counts, per row,
+# whether the shadow predicted the class the live predictor answered (a shadow that failed where the live
+# answer did not counts its rows as "error": trials that did not agree), what a request logger joined on
+# the request id would give offline on a real cluster. Exported with the executor series of the namespace.
+MIRROR_METRIC = "dataplane_mirror_answers_total"
+MIRROR_HELP = ("Rows of mirrored predictions by whether the shadow's class equals the live answer's "
+               "(a local data plane feature: Istio's mirror discards the shadow's answer)")
+MIRROR_LABELS = ("deployment_name", "predictor_name", "live_predictor_name", "outcome")
+
+
+def predicted_classes(body: bytes) -> list[int] | None:
+    """The class of each row of a Seldon answer: a label, or the argmax of per-class probabilities. None
+    when the answer is not one (an error, another payload)."""
+    try:
+        answer = json.loads(body)
+        rows = answer["data"]["ndarray"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(rows, list):
+        return None
+    classes = []
+    for row in rows:
+        if isinstance(row, list) and len(row) == 1 and not isinstance(row[0], list):
+            row = row[0]  # [[label], ...]
+        if isinstance(row, list):
+            if not row or not all(isinstance(p, int | float) for p in row):
+                return None
+            classes.append(max(range(len(row)), key=lambda i: row[i]))
+        elif isinstance(row, int) and not isinstance(row, bool):
+            classes.append(row)
+        elif isinstance(row, float) and row.is_integer():
+            classes.append(int(row))  # a label sent as a float; a score (0.93) is no class
+        else:
+            return None
+    return classes
+
+
+def compare_answers(live: bytes, shadow: bytes) -> tuple[int, int] | None:
+    """(rows that agree, rows that disagree) of two answers to one request; None when they cannot be compared
+    (either is not a prediction, or they have different numbers of rows)."""
+    a, b = predicted_classes(live), predicted_classes(shadow)
+    if a is None or b is None or len(a) != len(b):
+        return None
+    agree = sum(1 for x, y in zip(a, b, strict=True) if x == y)
+    return agree, len(a) - agree

@@ -134,24 +134,31 @@ class StrategyKind(enum.StrEnum):
 
     CANARY = "canary"
     AB_TEST = "abTest"
+    SHADOW = "shadow"
 
 
 class StepKind(enum.StrEnum):
     SET_WEIGHT = "setWeight"
     PAUSE = "pause"
     ANALYSIS = "analysis"
+    # The shadow strategy's first step (never written by hand): the candidate gets a copy of ``mirror``
+    # percent of the live requests and answers nobody, for at least ``duration_s`` of serving time.
+    MIRROR = "mirror"
 
 
 @dataclass(frozen=True)
 class Step:
     kind: StepKind
     weight: int | None = None  # setWeight
-    duration_s: float | None = None  # pause; None = until resumed
+    duration_s: float | None = None  # pause (None = until resumed); mirror (at least this long)
     metrics: tuple[str, ...] = ()  # analysis; empty = all metrics
+    mirror: int = 0  # mirror: the share of live requests copied to the candidate
 
     def describe(self) -> str:
         if self.kind is StepKind.SET_WEIGHT:
             return f"set candidate weight to {self.weight}%"
+        if self.kind is StepKind.MIRROR:
+            return f"shadow {self.mirror}% of requests for at least {format_duration(self.duration_s or 0)}"
         if self.kind is StepKind.PAUSE:
             return "pause until resumed" if self.duration_s is None else f"pause for {self.duration_s:g}s"
         return f"analysis of {', '.join(self.metrics) or 'all metrics'}"
@@ -169,6 +176,18 @@ class ABTest:
     duration_s: float  # serving time at the split before the decision
     primary: str  # an analysis metric judged by compare
     stop_early: bool = False  # decide as soon as the primary is decisive either way
+
+
+MAX_SHADOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """spec.strategy.shadow: the candidate first serves as Seldon's shadow predictor (a mirror of live
+    requests, its answers dropped), then follows its own canary steps, or none (engine/shadow.py)."""
+
+    mirror_percent: int  # the share of live requests copied to the candidate
+    duration_s: float  # at least this much serving time as a shadow, and every metric passing there
 
 
 class JudgeKind(enum.StrEnum):
@@ -204,6 +223,9 @@ class Metric:
     judge: JudgeKind = JudgeKind.THRESHOLD
     confidence: float | None = None  # threshold: judge the proportion's interval at this confidence, not the point
     compare: Compare | None = None
+    # Measured only while the candidate is a shadow (its answers against the live ones): once it goes live
+    # nothing is mirrored, so the metric is neither checked nor required there.
+    shadow_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,7 @@ class RolloutSpec:
     progress_deadline_s: float = 600.0  # how long the target may stay not serving before a rollback
     strategy: StrategyKind = StrategyKind.CANARY
     ab_test: ABTest | None = None  # strategy abTest's settings (its one step sets the split)
+    shadow: Shadow | None = None  # strategy shadow's settings (its first step is the mirror)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], limits: Limits | None = None) -> RolloutSpec:
@@ -279,37 +302,50 @@ class RolloutSpec:
             copy_autoscaling=bool(cand_raw.get("autoscaling", False)),
             copy_explainer=bool(cand_raw.get("explainer", False)),
         )
-        strategy, steps, ab_test = _parse_strategy(_mapping(spec, "strategy", "spec.strategy", required=True))
+        strategy, steps, settings = _parse_strategy(_mapping(spec, "strategy", "spec.strategy", required=True))
+        ab_test = settings if isinstance(settings, ABTest) else None
+        shadow = settings if isinstance(settings, Shadow) else None
         analysis = _parse_analysis(spec.get("analysis") or {}, limits, kind)
         if ab_test is not None:
             analysis = _ab_test_primary(analysis, ab_test)
-        for i, step in enumerate(steps):
+        shadow_only = [m.name for m in analysis.metrics if m.shadow_only]
+        if shadow_only and shadow is None:
+            raise SpecError("spec.analysis.metrics", f"{', '.join(shadow_only)} measure(s) a shadow's answers, "
+                                                     "which only strategy shadow has")
+        if shadow is not None and not analysis.metrics:
+            raise SpecError("spec.analysis.metrics", "a shadow is there to be measured: strategy shadow needs at "
+                                                     "least one metric (its errors, latency, or its answers' drift)")
+        written = steps[1:] if shadow is not None else steps  # the mirror step is the strategy's, not the user's
+        steps_path = f"spec.strategy.{strategy}.steps"
+        for i, step in enumerate(written):
             for name in step.metrics:
                 if analysis.metric(name) is None:
-                    raise SpecError(f"spec.strategy.canary.steps[{i}].analysis.metrics",
+                    raise SpecError(f"{steps_path}[{i}].analysis.metrics",
                                     f"names metric {name!r}, which spec.analysis.metrics does not define")
             if step.kind is StepKind.ANALYSIS and not analysis.metrics:
-                raise SpecError(f"spec.strategy.canary.steps[{i}].analysis",
-                                "an analysis step needs spec.analysis.metrics")
+                raise SpecError(f"{steps_path}[{i}].analysis", "an analysis step needs spec.analysis.metrics")
         weights = [s.weight or 0 for s in steps if s.kind is StepKind.SET_WEIGHT]
-        if analysis.metrics and (not weights or weights[-1] == 0):
-            raise SpecError("spec.strategy.canary.steps",
+        if shadow is None and analysis.metrics and (not weights or weights[-1] == 0):
+            raise SpecError(steps_path,
                             "the last setWeight must give the candidate traffic: promotion needs every metric to "
                             "pass at the final weight, and nothing can be measured at 0%")
+        if shadow is not None and weights and weights[-1] == 0:
+            raise SpecError(steps_path, "the last setWeight must give the candidate traffic (or set none: the "
+                                        "shadow is promoted once every metric passed on its mirrored requests)")
         compared = [m.name for m in analysis.metrics if m.judge is JudgeKind.COMPARE]
         if compared and 100 in weights:
-            raise SpecError("spec.strategy.canary.steps",
+            raise SpecError(steps_path,
                             f"a setWeight of 100 leaves the stable model no traffic, and {', '.join(compared)} "
                             "compare(s) the candidate with it: end the steps below 100% (promotion moves the rest)")
         deadline = parse_duration(str(spec.get("progressDeadline") or DEFAULT_PROGRESS_DEADLINE),
                                   "spec.progressDeadline")
         return cls(target=target, stable_predictor=stable, candidate=candidate, steps=steps, analysis=analysis,
-                   progress_deadline_s=deadline, strategy=strategy, ab_test=ab_test)
+                   progress_deadline_s=deadline, strategy=strategy, ab_test=ab_test, shadow=shadow)
 
 
-def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, ...], ABTest | None]:
+def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, ...], ABTest | Shadow | None]:
     """spec.strategy names exactly one strategy; its steps (canary: the weights, pauses and analyses; abTest:
-    the one split) and, for abTest, its settings."""
+    the one split; shadow: the mirror, then its own canary steps) and, for abTest and shadow, their settings."""
     named = [key for key in raw if raw.get(key) is not None]
     supported = ", ".join(StrategyKind)
     unknown = sorted(key for key in named if key not in set(StrategyKind))
@@ -323,9 +359,32 @@ def _parse_strategy(raw: Mapping[str, Any]) -> tuple[StrategyKind, tuple[Step, .
         test = _parse_ab_test(body)
         return kind, (Step(StepKind.SET_WEIGHT, weight=test.weight),), test
     steps_raw = body.get("steps")
-    if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
+    if kind is StrategyKind.SHADOW:
+        shadow = _parse_shadow(body)
+        if steps_raw is None:
+            steps_raw = []
+    elif not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str) or not steps_raw:
         raise SpecError(f"spec.strategy.{kind}.steps", "needs at least one step")
-    return kind, tuple(_parse_step(raw, f"spec.strategy.{kind}.steps[{i}]") for i, raw in enumerate(steps_raw)), None
+    if not isinstance(steps_raw, Sequence) or isinstance(steps_raw, str):
+        raise SpecError(f"spec.strategy.{kind}.steps", "must be a list of steps")
+    steps = tuple(_parse_step(raw, f"spec.strategy.{kind}.steps[{i}]") for i, raw in enumerate(steps_raw))
+    if kind is StrategyKind.SHADOW:
+        mirror = Step(StepKind.MIRROR, mirror=shadow.mirror_percent, duration_s=shadow.duration_s)
+        return kind, (mirror, *steps), shadow
+    return kind, steps, None
+
+
+def _parse_shadow(body: Mapping[str, Any]) -> Shadow:
+    path = "spec.strategy.shadow"
+    percent = body.get("mirrorPercent", 100)
+    if not isinstance(percent, int) or isinstance(percent, bool) or not 1 <= percent <= 100:
+        raise SpecError(f"{path}.mirrorPercent", f"{percent!r} is not an integer from 1 to 100")
+    if "duration" not in body:
+        raise SpecError(f"{path}.duration", "is required: how long the candidate answers mirrored requests first")
+    duration = parse_duration(str(body["duration"]), f"{path}.duration")
+    if not 0 < duration <= MAX_SHADOW_S:
+        raise SpecError(f"{path}.duration", "must be above 0 and at most 168h")
+    return Shadow(mirror_percent=percent, duration_s=float(math.ceil(duration)))
 
 
 def _parse_ab_test(body: Mapping[str, Any]) -> ABTest:
@@ -430,6 +489,7 @@ def _parse_analysis(raw: Mapping[str, Any], limits: Limits, kind: TargetKind) ->
             judge=judge,
             confidence=confidence,
             compare=compare,
+            shadow_only=template is not None and kind.builtin_templates[template].shadow_only,
         ))
     prometheus = raw.get("prometheus") or {}
     address = prometheus.get("address") if isinstance(prometheus, Mapping) else None

@@ -180,6 +180,7 @@ def _provider_factory(providers: dict[str, MetricProvider], pool: concurrent.fut
 def _record(namespace: str, name: str, plan: Plan, stats: TickStats) -> None:
     telemetry.record_phase(namespace, name, plan.status.phase)
     telemetry.CANDIDATE_WEIGHT.labels(namespace, name).set(plan.status.candidate_weight)
+    telemetry.CANDIDATE_MIRROR.labels(namespace, name).set(plan.status.candidate_mirror)
     if stats.traffic_kind:
         telemetry.TRAFFIC_CHANGES.labels(stats.traffic_kind).inc()
     if stats.checks:

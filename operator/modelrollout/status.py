@@ -69,6 +69,7 @@ class Reason(enum.StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"
     AB_TEST_CANDIDATE_WON = "ABTestCandidateWon"
     AB_TEST_STABLE_KEPT = "ABTestStableKept"
+    SHADOW_PASSED = "ShadowPassed"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     # Promotion and the ends of a revision
     PROMOTION_REQUESTED = "PromotionRequested"
@@ -281,6 +282,7 @@ class RolloutStatus:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     candidate_weight: int = 0
+    candidate_mirror: int = 0  # the share of live requests copied to a shadow candidate (0: it is no shadow)
     last_handled_action: str = ""
     waiting_since: dt.datetime | None = None  # since when the target has not been serving (progressDeadline)
     # What this revision acts on, recorded when it starts: later spec edits cannot redirect its writes.
@@ -317,6 +319,7 @@ class RolloutStatus:
             "startedAt": format_time(self.started_at),
             "finishedAt": format_time(self.finished_at),
             "candidateWeight": self.candidate_weight,
+            "candidateMirror": self.candidate_mirror,
             "lastHandledAction": self.last_handled_action,
             "waitingSince": format_time(self.waiting_since),
             "targetKind": self.target_kind,
@@ -350,6 +353,7 @@ class RolloutStatus:
             started_at=parse_time(raw.get("startedAt")),
             finished_at=parse_time(raw.get("finishedAt")),
             candidate_weight=int(raw.get("candidateWeight") or 0),
+            candidate_mirror=int(raw.get("candidateMirror") or 0),
             last_handled_action=str(raw.get("lastHandledAction") or ""),
             waiting_since=parse_time(raw.get("waitingSince")),
             target_kind=str(raw.get("targetKind") or ""),

@@ -23,6 +23,9 @@ REGISTRY = CollectorRegistry()
 ROLLOUTS = Gauge("modelrollout_rollouts", "ModelRollouts by phase", ["phase"], registry=REGISTRY)
 CANDIDATE_WEIGHT = Gauge("modelrollout_candidate_weight_percent", "Live traffic share of the candidate",
                          ["namespace", "rollout"], registry=REGISTRY)
+CANDIDATE_MIRROR = Gauge("modelrollout_candidate_mirror_percent",
+                         "Share of live requests copied to a shadow candidate (its answers reach nobody)",
+                         ["namespace", "rollout"], registry=REGISTRY)
 CHECKS = Counter("modelrollout_analysis_checks_total", "Analysis checks by metric and verdict",
                  ["namespace", "rollout", "metric", "verdict"], registry=REGISTRY)
 TICK_SECONDS = Histogram("modelrollout_tick_duration_seconds", "Time of one reconcile tick of one rollout",
@@ -73,7 +76,7 @@ def _forget_series(namespace: str, name: str) -> None:
     for metric, verdict in _checks.pop((namespace, name), set()):
         with contextlib.suppress(KeyError):
             CHECKS.remove(namespace, name, metric, verdict)
-    for per_rollout in (CANDIDATE_WEIGHT, PROVIDER_ERRORS, PROVIDER_QUERIES):
+    for per_rollout in (CANDIDATE_WEIGHT, CANDIDATE_MIRROR, PROVIDER_ERRORS, PROVIDER_QUERIES):
         with contextlib.suppress(KeyError):
             per_rollout.remove(namespace, name)
 

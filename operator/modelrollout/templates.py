@@ -44,6 +44,9 @@ class MetricTemplate:
     histogram: DistributionQuery | None = None  # by "le": cumulative bucket counts
     distribution: DistributionQuery | None = None
     description: str = ""
+    # A measure of a shadow's answers against the live ones (agreement): there only while the candidate
+    # is a shadow, and not one of each model, so it cannot be compared with the stable's.
+    shadow_only: bool = False
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -54,4 +57,4 @@ class MetricTemplate:
     @property
     def comparable(self) -> Shape | None:
         """The shape a comparison uses: the first the template declares (one per template in practice)."""
-        return self.shapes[0] if self.shapes else None
+        return self.shapes[0] if self.shapes and not self.shadow_only else None

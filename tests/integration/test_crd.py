@@ -56,6 +56,17 @@ def ab_test(spec: dict[str, Any], **test: Any) -> None:
     spec["strategy"] = {"abTest": body}
 
 
+def shadow(spec: dict[str, Any], **body: Any) -> None:
+    """A shadow with the example's metrics and a canary step after it; ``body`` replaces the shadow's fields
+    (None removes one)."""
+    fields: dict[str, Any] = {"mirrorPercent": 100, "duration": "2m", "steps": [{"setWeight": 20}]}
+    for key, value in body.items():
+        fields.pop(key, None)
+        if value is not None:
+            fields[key] = value
+    spec["strategy"] = {"shadow": fields}
+
+
 # (case id, mutation, substrings the API server's message must contain: the field, then the reason)
 INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
     ("weight-above-100", lambda s: steps(s)[0].update(setWeight=150),
@@ -154,6 +165,32 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
      ("spec.strategy", "must have at most 1 item")),
     ("ab-with-steps", lambda s: ab_test(s, steps=[{"setWeight": 10}]),
      ("spec.strategy.abTest.steps", "unknown field")),
+    # Shadows (spec.strategy.shadow)
+    ("shadow-mirror-zero", lambda s: shadow(s, mirrorPercent=0),
+     ("spec.strategy.shadow.mirrorPercent", "greater than or equal to 1")),
+    ("shadow-mirror-above-100", lambda s: shadow(s, mirrorPercent=120),
+     ("spec.strategy.shadow.mirrorPercent", "less than or equal to 100")),
+    ("shadow-without-duration", lambda s: shadow(s, duration=None),
+     ("spec.strategy.shadow.duration", "Required value")),
+    ("shadow-duration-malformed", lambda s: shadow(s, duration="two minutes"),
+     ("spec.strategy.shadow.duration", "should match")),
+    ("shadow-duration-zero", lambda s: shadow(s, duration="0s"),
+     ("spec.strategy.shadow.duration", "duration must be above 0 and at most 168h")),
+    ("shadow-without-metrics", lambda s: shadow(s) or s["analysis"].pop("metrics"),
+     ("spec.strategy.shadow", "a shadow is there to be measured")),
+    ("shadow-ends-at-weight-zero", lambda s: shadow(s, steps=[{"setWeight": 20}, {"setWeight": 0}]),
+     ("spec.strategy.shadow.steps", "the last setWeight of strategy.shadow.steps must give the candidate")),
+    ("shadow-step-with-two-kinds", lambda s: shadow(s, steps=[{"setWeight": 20, "pause": {}}]),
+     ("spec.strategy.shadow.steps[0]", "each step sets exactly one of setWeight, pause, analysis")),
+    ("shadow-step-weight-above-100", lambda s: shadow(s, steps=[{"setWeight": 101}]),
+     ("spec.strategy.shadow.steps[0].setWeight", "less than or equal to 100")),
+    ("shadow-and-canary", lambda s: shadow(s) or s["strategy"].update(canary={"steps": [{"setWeight": 10}]}),
+     ("spec.strategy", "must have at most 1 item")),
+    ("agreement-outside-a-shadow", lambda s: s["analysis"]["metrics"].append(
+        {"name": "agreement", "template": "shadow-agreement", "min": 0.9}),
+     ("spec.analysis.metrics", "template shadow-agreement measures a shadow's answers")),
+    ("shadow-unknown-field", lambda s: shadow(s, weight=10),
+     ("spec.strategy.shadow.weight", "unknown field")),
     ("failure-limit-zero", lambda s: s["analysis"].update(failureLimit=0),
      ("spec.analysis.failureLimit", "greater than or equal to 1")),
     ("progress-deadline-negative", lambda s: s.update(progressDeadline="-10m"),
@@ -177,6 +214,13 @@ def test_an_ab_test_is_accepted_with_its_defaults(cluster: Kube, namespace: str)
     stored = cluster.get("mro", obj["metadata"]["name"], namespace)
     assert stored["spec"]["strategy"] == {"abTest": {"weight": 50, "duration": "10m", "primary": "accuracy",
                                                      "stopEarly": False}}
+
+
+def test_a_shadow_is_accepted_with_its_defaults(cluster: Kube, namespace: str) -> None:
+    obj = mutated(lambda s: shadow(s, mirrorPercent=None, steps=None))
+    cluster.create(obj, namespace)
+    stored = cluster.get("mro", obj["metadata"]["name"], namespace)
+    assert stored["spec"]["strategy"] == {"shadow": {"mirrorPercent": 100, "duration": "2m"}}
 
 
 def test_example_files_are_accepted(cluster: Kube, namespace: str) -> None:

@@ -68,6 +68,7 @@ class World:
     stable_uri: str = STABLE_URI
     candidate_present: bool = False
     candidate_weight: int = 0
+    candidate_mirror: int = 0  # a shadow: the share of live requests copied to it (its weight is 0)
     candidate_uri: str = ""
     state: str = ""  # Seldon's status.state as the deployment's controller reports it
     candidate_owned: bool = True  # the candidate predictor carries this rollout's UID
@@ -80,6 +81,7 @@ class World:
                                  stable_version=self.stable_uri.rsplit("/", 1)[-1] if self.exists else "",
                                  candidate_present=self.exists and self.candidate_present,
                                  candidate_weight=self.candidate_weight if self.exists else 0,
+                                 candidate_mirror=self.candidate_mirror if self.exists else 0,
                                  candidate_model_uri=self.candidate_uri if self.candidate_present else "",
                                  candidate_owned=self.candidate_owned or not self.candidate_present,
                                  foreign_owner=self.foreign_owner if self.exists else "",
@@ -94,16 +96,19 @@ class World:
         self.applied.append(change)
         if change.kind == "weight":
             self.candidate_present, self.candidate_weight = True, change.candidate_weight
+            self.candidate_mirror = change.mirror_percent
             self.candidate_uri = candidate_uri
         elif change.kind == "adopt":
             self.stable_uri = candidate_uri
         elif change.kind == "promote":
             assert self.stable_uri == candidate_uri, "traffic moved before stable took the model"
             self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
+            self.candidate_mirror = 0
         else:
             if change.restore_model_uri and self.stable_uri == candidate_uri:
                 self.stable_uri = change.restore_model_uri
             self.candidate_present, self.candidate_weight, self.candidate_uri = False, 0, ""
+            self.candidate_mirror = 0
 
 
 class Run:

@@ -22,7 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster.controlplane import free_port
 from localcluster.dataplane.ingress import Ingress
-from localcluster.dataplane.routing import EXECUTOR_LABELS, ServerSpec, route_for
+from localcluster.dataplane.routing import (
+    EXECUTOR_LABELS,
+    ServerSpec,
+    compare_answers,
+    predicted_classes,
+    route_for,
+)
 from localcluster.dataplane.supervisor import ServerProcess
 
 NAMESPACE = "models"
@@ -50,8 +56,10 @@ class FakeSupervisor:
 class Model:
     """A model server answering predictions and feedback with the version that answered."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, classes: tuple[int, ...] = (1,), status: int = 200) -> None:
         self.version = version
+        self.status = status
+        self.classes = classes  # the class of each row it answers
         self.hits: Counter[str] = Counter()
 
     def app(self) -> web.Application:
@@ -59,7 +67,8 @@ class Model:
             service = request.match_info["service"]
             self.hits[service] += 1
             tags = {"served_model_version": self.version}
-            return web.json_response({"data": {"ndarray": [1]}, "meta": {"tags": tags}})
+            return web.json_response({"data": {"ndarray": list(self.classes)}, "meta": {"tags": tags}},
+                                     status=self.status)
         app = web.Application()
         app.router.add_post("/api/v1.0/{service}", answer)
         return app
@@ -86,11 +95,12 @@ async def plane(supervisor: FakeSupervisor, seed: int = 3) -> AsyncIterator[tupl
 
 
 @asynccontextmanager
-async def models(*versions: str) -> AsyncIterator[list[tuple[Model, int]]]:
+async def models(*versions: str, classes: dict[str, tuple[int, ...]] | None = None,
+                 failing: tuple[str, ...] = ()) -> AsyncIterator[list[tuple[Model, int]]]:
     started = []
     try:
         for version in versions:
-            model = Model(version)
+            model = Model(version, (classes or {}).get(version, (1,)), 500 if version in failing else 200)
             server = TestServer(model.app(), port=free_port())
             await server.start_server()
             started.append((model, server))
@@ -235,6 +245,74 @@ def test_the_mirror_gets_a_copy_of_predictions_and_feedback() -> None:
         assert {version for _, version, _ in answers} == {"1.0.0"}  # users get main's answers only
         assert main.hits == Counter(predictions=5, feedback=5) == shadow.hits
     run(scenario)
+
+
+def test_the_mirror_compares_each_prediction_row_with_the_live_answer_and_never_feedback() -> None:
+    async def scenario() -> None:
+        supervisor = FakeSupervisor()
+        classes = {"1.0.0": (1, 2, 3), "9.9.9": (1, 2, 4)}
+        async with models("1.0.0", "9.9.9", classes=classes) as ((_, main_port), (_, shadow_port)):
+            supervisor.add("main", main_port, "1.0.0")
+            supervisor.add("shadow", shadow_port, "9.9.9")
+            async with plane(supervisor) as (ingress, base, session):
+                ingress.routes[(NAMESPACE, "digits")] = route_for(sdep(predictor("main", 100),
+                                                                       predictor("shadow", 0, shadow=True)))
+                for service in ("predictions", "feedback") * 5:
+                    await post(session, base, service)
+                for _ in range(100):
+                    if sum(ingress.mirror_answers.get(NAMESPACE, {}).values()) == 15:
+                        break
+                    await asyncio.sleep(0.02)
+                exposition = await text(session, f"{base}/metrics/{NAMESPACE}")
+                ingress.forget(NAMESPACE, "digits")
+                forgotten = await text(session, f"{base}/metrics/{NAMESPACE}")
+        compared = {(s.labels["outcome"], s.labels["predictor_name"], s.labels["live_predictor_name"]): s.value
+                    for s in samples(exposition, "dataplane_mirror_answers_total")}
+        # 5 predictions of 3 rows: 2 rows agree and 1 disagrees each time; feedback is mirrored, not compared.
+        assert compared == {("agree", "shadow", "main"): 10.0, ("disagree", "shadow", "main"): 5.0}
+        assert "dataplane_mirror_answers_total" not in forgotten
+    run(scenario)
+
+
+def test_a_shadow_that_fails_where_the_live_model_answered_counts_its_rows_as_errors() -> None:
+    async def scenario() -> None:
+        supervisor = FakeSupervisor()
+        classes = {"1.0.0": (1, 2, 3), "9.9.9": (1, 2, 3)}
+        async with models("1.0.0", "9.9.9", classes=classes, failing=("9.9.9",)) as ((_, main_port),
+                                                                                     (_, shadow_port)):
+            supervisor.add("main", main_port, "1.0.0")
+            supervisor.add("shadow", shadow_port, "9.9.9")
+            async with plane(supervisor) as (ingress, base, session):
+                ingress.routes[(NAMESPACE, "digits")] = route_for(sdep(predictor("main", 100),
+                                                                       predictor("shadow", 0, shadow=True)))
+                for _ in range(4):
+                    await post(session, base, "predictions")
+                for _ in range(100):
+                    if sum(ingress.mirror_answers.get(NAMESPACE, {}).values()) == 12:
+                        break
+                    await asyncio.sleep(0.02)
+                compared = dict(ingress.mirror_answers.get(NAMESPACE, {}))
+        # Its few answers that would agree never make up for the ones it failed: every row is a trial.
+        assert compared == {("digits", "shadow", "main", "error"): 12.0, ("digits", "shadow", "main", "agree"): 0.0,
+                            ("digits", "shadow", "main", "disagree"): 0.0}
+    run(scenario)
+
+
+def test_predicted_classes_reads_labels_and_probabilities_and_refuses_anything_else() -> None:
+    def body(value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    assert predicted_classes(body({"data": {"ndarray": [3, 1]}})) == [3, 1]
+    assert predicted_classes(body({"data": {"ndarray": [[3], [1]]}})) == [3, 1]
+    assert predicted_classes(body({"data": {"ndarray": [[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]]}})) == [1, 0]
+    for bad in ({"status": {"code": 500}}, {"data": {"ndarray": ["cat"]}}, {"data": {"ndarray": [[]]}},
+                {"data": {"ndarray": [[0.93], [0.12]]}}, {"data": {"ndarray": [0.5]}},
+                {"data": {"ndarray": 3}}):
+        assert predicted_classes(body(bad)) is None
+    assert predicted_classes(b"not json") is None
+    assert compare_answers(body({"data": {"ndarray": [1, 2]}}), body({"data": {"ndarray": [1]}})) is None
+    assert compare_answers(body({"data": {"ndarray": [1, 2]}}), body({"data": {"ndarray": [[0, 1], [1, 0]]}})) \
+        == (1, 1)
 
 
 def test_no_virtual_service_is_a_404_from_the_gateway() -> None:

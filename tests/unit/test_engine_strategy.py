@@ -24,10 +24,10 @@ def test_the_spec_names_its_strategy_and_canary_is_registered() -> None:
 
 @pytest.mark.parametrize("raw, says", [
     ({"blueGreen": {"steps": [{"setWeight": 10}]}},
-     "spec.strategy: unknown strategy 'blueGreen'; supported: canary, abTest"),
-    ({}, "spec.strategy: names exactly one strategy (canary, abTest)"),
+     "spec.strategy: unknown strategy 'blueGreen'; supported: canary, abTest, shadow"),
+    ({}, "spec.strategy: names exactly one strategy (canary, abTest, shadow)"),
     ({"canary": {"steps": [{"setWeight": 10}]}, "abTest": {"duration": "1m", "primary": "x"}},
-     "spec.strategy: names exactly one strategy (canary, abTest)"),
+     "spec.strategy: names exactly one strategy (canary, abTest, shadow)"),
     ({"canary": {"steps": []}}, "spec.strategy.canary.steps: needs at least one step"),
 ])
 def test_a_strategy_that_is_not_exactly_one_known_one_is_refused(raw: dict[str, Any], says: str) -> None:

@@ -84,6 +84,17 @@ _PER_CLASS = f"sum by (true_class) (rate({_CLASS_FEEDBACK}}}[{{{{interval}}}}]))
 CLASS_RECALL_QUERY = (f'min((sum by (true_class) (rate({_CLASS_FEEDBACK},outcome="correct"}}[{{{{interval}}}}]))'
                       f" or 0 * {_PER_CLASS}) / {_PER_CLASS})")
 
+# A shadow's answers against the live ones to the same requests: the local data plane's comparing mirror
+# counts prediction rows by outcome (agree, disagree). Istio's mirror discards the shadow's answer, so on a
+# real mesh this series does not exist and the check is inconclusive (never a pass): use the
+# prediction-distribution drift there.
+_MIRROR = ('dataplane_mirror_answers_total{{{namespaceLabel}}="{{namespace}}",deployment_name="{{target}}",'
+           'predictor_name="{{candidate}}"')
+AGREEMENT_QUERY = (f'(sum(rate({_MIRROR},outcome="agree"}}[{{{{interval}}}}])) or vector(0))'
+                   f" / sum(rate({_MIRROR}}}[{{{{interval}}}}]))")
+AGREE_COUNT_QUERY = f'sum(increase({_MIRROR},outcome="agree"}}[{{{{interval}}}}])) or vector(0)'
+COMPARED_COUNT_QUERY = f"sum(increase({_MIRROR}}}[{{{{interval}}}}]))"
+
 BUILTIN_QUERIES: dict[str, str] = {
     "request-success-rate": SUCCESS_RATE_QUERY,
     "request-success-rate-with-mesh": SUCCESS_RATE_WITH_MESH_QUERY,
@@ -111,6 +122,11 @@ BUILTIN_TEMPLATES: dict[str, MetricTemplate] = {
     "class-recall": MetricTemplate(
         value=CLASS_RECALL_QUERY,
         description="the lowest recall over the true classes in the candidate's feedback (a floor: min)"),
+    "shadow-agreement": MetricTemplate(
+        value=AGREEMENT_QUERY,
+        proportion=ProportionQueries(successes=AGREE_COUNT_QUERY, trials=COMPARED_COUNT_QUERY), shadow_only=True,
+        description="share of a shadow's predictions that name the class the live model answered (min; needs a "
+                    "data plane that compares mirrored answers)"),
     "prediction-distribution": MetricTemplate(
         distribution=DistributionQuery(counts=CLASS_COUNTS_QUERY, by="class"),
         description="the candidate model's answers by predicted class (drift against the stable's)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..api import RolloutSpec
 from . import steps
-from .context import Tick, desired_weight
+from .context import Tick
 
 
 class Canary:
@@ -13,5 +13,5 @@ class Canary:
         steps.run_steps(tick, spec)
 
     def paused(self, tick: Tick, spec: RolloutSpec) -> None:
-        steps.hold(tick, spec, desired_weight(spec, tick.status.step_index))
+        steps.hold_step_traffic(tick, spec)
         steps.paused(tick, spec)

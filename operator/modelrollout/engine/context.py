@@ -118,6 +118,17 @@ def desired_weight(spec: RolloutSpec, step_index: int) -> int:
     return (weights[-1] or 0) if weights else 0
 
 
+def desired_mirror(spec: RolloutSpec, step_index: int) -> int:
+    """The mirrored share at step_index: a mirror step's, and after it until the first setWeight (the
+    shadow stays a shadow through the pauses and analyses before it goes live); 0 otherwise."""
+    for step in reversed(spec.steps[: step_index + 1]):
+        if step.kind is StepKind.SET_WEIGHT:
+            return 0
+        if step.kind is StepKind.MIRROR:
+            return step.mirror
+    return 0
+
+
 def step_metric_names(spec: RolloutSpec, step: Step) -> tuple[str, ...]:
     return step.metrics or tuple(m.name for m in spec.analysis.metrics)
 
@@ -137,6 +148,10 @@ def step_started_message(spec: RolloutSpec, index: int) -> str:
         weight = step.weight or 0
         return (f"Step {label}: shifting {weight}% of traffic to candidate {spec.candidate.version} "
                 f"(stable {spec.stable_predictor} keeps {100 - weight}%).")
+    if step.kind is StepKind.MIRROR:
+        return (f"Step {label}: {spec.candidate.version} becomes a shadow: {step.mirror}% of live requests are "
+                f"copied to it and its answers reach nobody, for at least {step.duration_s:g}s and until every "
+                "metric passed there.")
     if step.kind is StepKind.PAUSE:
         if step.duration_s is None:
             return f"Step {label}: pausing until resumed by hand; analysis keeps watching the candidate."

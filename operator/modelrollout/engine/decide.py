@@ -161,7 +161,7 @@ def _foreign(tick: Tick, spec: RolloutSpec) -> bool:
         tick.emit("Warning", reason, f"{message[0].upper()}{message[1:]}.")
     tick.condition(ConditionType.SPEC_VALID, "False", reason, message)
     tick.condition(ConditionType.PROGRESSING, "False", reason, message)
-    tick.update(message=f"Refused: {message}", candidate_weight=0, weight_since=None)
+    tick.update(message=f"Refused: {message}", candidate_weight=0, candidate_mirror=0, weight_since=None)
     tick.requeue_after = ACTIVE_REQUEUE_CAP_S
     return True
 

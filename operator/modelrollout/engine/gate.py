@@ -58,7 +58,7 @@ def planned_checks(spec: RolloutSpec, status: RolloutStatus, now: dt.datetime) -
         return ()
     now = whole_seconds(now)
     planned = []
-    for metric in spec.analysis.metrics:
+    for metric in metrics_now(spec, status):
         if now < next_check_at(spec, status, metric):
             continue
         growing = _growing_check(spec, status, metric, now)
@@ -154,16 +154,27 @@ def _interim_due(spec: RolloutSpec, status: RolloutStatus, metric: Metric,
 
 
 def next_due(spec: RolloutSpec, status: RolloutStatus) -> dt.datetime | None:
-    if not _analysing(status) or not spec.analysis.metrics:
+    metrics = metrics_now(spec, status)
+    if not _analysing(status) or not metrics:
         return None
-    return min(next_check_at(spec, status, m) for m in spec.analysis.metrics)
+    return min(next_check_at(spec, status, m) for m in metrics)
+
+
+def metrics_now(spec: RolloutSpec, status: RolloutStatus) -> tuple[Metric, ...]:
+    """The metrics that measure the candidate as it serves now: a shadow-only one (agreement of mirrored
+    answers) only while it is a shadow; once it is live nothing is mirrored and there is nothing to read."""
+    if status.candidate_mirror > 0:
+        return spec.analysis.metrics
+    return tuple(m for m in spec.analysis.metrics if not m.shadow_only)
 
 
 def _analysing(status: RolloutStatus) -> bool:
-    """Checks run while the candidate serves traffic in an active phase and no promotion write began."""
+    """Checks run while the candidate serves traffic (live, or mirrored to it as a shadow) in an active phase
+    and no promotion write began."""
     if status.phase not in ACTIVE_PHASES or status.promotion_started_at is not None:
         return False
-    return status.weight_since is not None and status.serving_since is not None and status.candidate_weight > 0
+    return (status.weight_since is not None and status.serving_since is not None
+            and (status.candidate_weight > 0 or status.candidate_mirror > 0))
 
 
 # ------------------------------------------------------------------ what counts for the gate
@@ -202,8 +213,9 @@ def _decisive_winner(spec: RolloutSpec, record: CheckRecord) -> bool:
 
 def unearned(spec: RolloutSpec, status: RolloutStatus, names: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The metrics (all defined ones unless named) without a fresh Pass at the current weight."""
+    applies = {m.name for m in metrics_now(spec, status)}
     wanted = names if names is not None else tuple(m.name for m in spec.analysis.metrics)
-    return tuple(n for n in wanted if not is_fresh_pass(spec, status, n))
+    return tuple(n for n in wanted if n in applies and not is_fresh_pass(spec, status, n))
 
 
 def gate_open(spec: RolloutSpec, status: RolloutStatus) -> bool:

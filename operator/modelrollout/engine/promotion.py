@@ -81,7 +81,7 @@ def _succeed(tick: Tick, spec: RolloutSpec) -> None:
     message = (f"Promoted {spec.candidate.version}: stable predictor {spec.stable_predictor} serves "
                f"{spec.candidate.model_uri} to all its traffic.")
     finish(tick, Phase.SUCCEEDED, Reason.ROLLOUT_SUCCEEDED, message)
-    tick.update(stable_version=spec.candidate.version, candidate_weight=0)
+    tick.update(stable_version=spec.candidate.version, candidate_weight=0, candidate_mirror=0)
     tick.emit("Normal", Reason.PROMOTED, message)
 
 

@@ -20,7 +20,9 @@ from .context import ACTIVE_PHASES, TERMINAL_REQUEUE_S, Tick, step_label, step_s
 
 def steps_hash(spec: RolloutSpec) -> str:
     """What the steps do; for an A/B test also its settings, so that an edit starts the test again."""
-    steps: list[Any] = [[s.kind, s.weight, s.duration_s, list(s.metrics)] for s in spec.steps]
+    # A mirror step adds its share only when there is one, so canary hashes stay what they were.
+    steps: list[Any] = [[s.kind, s.weight, s.duration_s, list(s.metrics), *([s.mirror] if s.mirror else [])]
+                        for s in spec.steps]
     if spec.ab_test is not None:
         test = spec.ab_test
         steps.append(["abTest", test.duration_s, test.primary, test.stop_early])
@@ -108,7 +110,7 @@ def roll_back(tick: Tick, phase: Phase, reason: Reason, message: str, restore_mo
         tick.ask(TrafficChange("rollback", restore_model_uri=restore_model_uri,
                                restore_version=restore_version if restore_model_uri else ""))
         # What this write makes true; if it is lost, the next tick reads the weight back and asks again.
-        tick.update(candidate_weight=0)
+        tick.update(candidate_weight=0, candidate_mirror=0)
     tick.emit("Warning", Reason(str(phase)), message)
 
 
@@ -138,7 +140,8 @@ def invalid_spec(tick: Tick, error: SpecError) -> None:
         finish(tick, Phase.FAILED, Reason.INVALID_SPEC, message)
         if tick.target.ready and tick.target.candidate_ours:
             tick.ask(TrafficChange("rollback"))
-        tick.update(candidate_weight=0 if tick.target.ready else status.candidate_weight)
+        tick.update(candidate_weight=0 if tick.target.ready else status.candidate_weight,
+                    candidate_mirror=0 if tick.target.ready else status.candidate_mirror)
     elif status.phase in (None, Phase.IDLE):
         tick.update(phase=Phase.FAILED, message=message)
         tick.condition(ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, message)
@@ -168,7 +171,8 @@ def end_state(tick: Tick, spec: RolloutSpec | None) -> None:
     tick.update(weight_since=None)
     if not target.ready or status.phase is Phase.SUCCEEDED:
         return
-    tick.update(candidate_weight=target.candidate_weight if target.candidate_ours else 0)
+    tick.update(candidate_weight=target.candidate_weight if target.candidate_ours else 0,
+                candidate_mirror=target.candidate_mirror if target.candidate_ours else 0)
     restore = ""
     progressing = status.condition(ConditionType.PROGRESSING)
     promotion_failed = progressing is not None and progressing.reason == Reason.PROMOTION_FAILED

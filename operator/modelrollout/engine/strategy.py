@@ -16,6 +16,7 @@ from ..api import RolloutSpec, StrategyKind
 from .abtest import ABTestStrategy
 from .canary import Canary
 from .context import Tick
+from .shadow import ShadowStrategy
 
 
 class Strategy(Protocol):
@@ -28,7 +29,11 @@ class Strategy(Protocol):
         ...
 
 
-STRATEGIES: Mapping[StrategyKind, Strategy] = {StrategyKind.CANARY: Canary(), StrategyKind.AB_TEST: ABTestStrategy()}
+STRATEGIES: Mapping[StrategyKind, Strategy] = {
+    StrategyKind.CANARY: Canary(),
+    StrategyKind.AB_TEST: ABTestStrategy(),
+    StrategyKind.SHADOW: ShadowStrategy(),
+}
 
 
 def strategy_of(spec: RolloutSpec) -> Strategy:
