@@ -63,7 +63,8 @@ def test_a_biased_shadow_is_caught_by_its_answers_and_no_user_ever_gets_one(e2e:
     checks = {c["metric"]: c for c in status["analysis"]["lastChecks"]}
     failed = {name for name, c in checks.items() if c["verdict"] == "Fail"}
     assert failed & {"agreement", "drift"}, checks  # caught by what it answered, not by errors
-    assert checks["success-rate"]["verdict"] != "Fail", checks
+    # success-rate, a threshold on a point, waits for a full window: the decisive answers come first.
+    assert checks.get("success-rate", {}).get("verdict") != "Fail", checks
     assert all(c["weight"] == 0 for c in checks.values()), checks  # every check was on the shadow
     # The shadow served: it answered mirrored predictions (counted by its own executor)...
     assert mirrored_predictions(e2e) > 50
