@@ -379,12 +379,19 @@ def _parse_shadow(body: Mapping[str, Any]) -> Shadow:
     percent = body.get("mirrorPercent", 100)
     if not isinstance(percent, int) or isinstance(percent, bool) or not 1 <= percent <= 100:
         raise SpecError(f"{path}.mirrorPercent", f"{percent!r} is not an integer from 1 to 100")
+    duration = _strategy_duration(body, path, "how long the candidate answers mirrored requests first",
+                                  MAX_SHADOW_S)
+    return Shadow(mirror_percent=percent, duration_s=duration)
+
+
+def _strategy_duration(body: Mapping[str, Any], path: str, meaning: str, longest_s: float) -> float:
+    """A strategy's required ``duration``: above 0, at most ``longest_s``, in whole seconds (rounded up)."""
     if "duration" not in body:
-        raise SpecError(f"{path}.duration", "is required: how long the candidate answers mirrored requests first")
+        raise SpecError(f"{path}.duration", f"is required: {meaning}")
     duration = parse_duration(str(body["duration"]), f"{path}.duration")
-    if not 0 < duration <= MAX_SHADOW_S:
-        raise SpecError(f"{path}.duration", "must be above 0 and at most 168h")
-    return Shadow(mirror_percent=percent, duration_s=float(math.ceil(duration)))
+    if not 0 < duration <= longest_s:
+        raise SpecError(f"{path}.duration", f"must be above 0 and at most {format_duration(longest_s)}")
+    return float(math.ceil(duration))
 
 
 def _parse_ab_test(body: Mapping[str, Any]) -> ABTest:
@@ -392,16 +399,12 @@ def _parse_ab_test(body: Mapping[str, Any]) -> ABTest:
     weight = body.get("weight", 50)
     if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 99:
         raise SpecError(f"{path}.weight", f"{weight!r} is not an integer from 1 to 99: both models serve the test")
-    if "duration" not in body:
-        raise SpecError(f"{path}.duration", "is required: how long both models serve the split")
-    duration = parse_duration(str(body["duration"]), f"{path}.duration")
-    if not 0 < duration <= MAX_AB_TEST_S:
-        raise SpecError(f"{path}.duration", "must be above 0 and at most 168h")
+    duration = _strategy_duration(body, path, "how long both models serve the split", MAX_AB_TEST_S)
     primary = _str(body, "primary", f"{path}.primary")
     stop_early = body.get("stopEarly", False)
     if not isinstance(stop_early, bool):
         raise SpecError(f"{path}.stopEarly", "must be true or false")
-    return ABTest(weight=weight, duration_s=float(math.ceil(duration)), primary=primary, stop_early=stop_early)
+    return ABTest(weight=weight, duration_s=duration, primary=primary, stop_early=stop_early)
 
 
 def _ab_test_primary(analysis: AnalysisSpec, test: ABTest) -> AnalysisSpec:

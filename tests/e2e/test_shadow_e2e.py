@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from testkit.locust import Locust
 from testkit.prometheus import prom_value
 from testkit.recorder import TrafficWatch
 from testkit.rollouts import LIVE_ANALYSIS, model_rollout
@@ -37,6 +38,17 @@ def shadow_rollout(version: str, steps: list[dict[str, object]] | None = None) -
     return obj
 
 
+def traffic_and_operator(e2e: E2E, seconds: int) -> tuple[Path, Locust, TrafficWatch]:
+    """Locust recording which version answered each prediction, a watch on the deployment's predictors,
+    both bounded by ``seconds``, and the operator."""
+    record = e2e.workdir / "answers.csv"
+    locust = e2e.start_locust(users=4, duration_s=seconds, FEEDBACK_SHARE="0.3", RECORD_FILE=str(record))
+    e2e.wait_traffic()
+    watch = TrafficWatch(e2e.kube, e2e.namespace, "digits", max_seconds=seconds).start()
+    e2e.start_operator()
+    return record, locust, watch
+
+
 def answers(record: Path) -> list[tuple[float, str]]:
     """(unix time sent, version that answered) of every answered prediction Locust recorded."""
     with record.open() as f:
@@ -50,11 +62,7 @@ def mirrored_predictions(e2e: E2E) -> float:
 
 
 def test_a_biased_shadow_is_caught_by_its_answers_and_no_user_ever_gets_one(e2e: E2E) -> None:
-    record = e2e.workdir / "answers.csv"
-    locust = e2e.start_locust(users=4, duration_s=150, FEEDBACK_SHARE="0.3", RECORD_FILE=str(record))
-    e2e.wait_traffic()
-    watch = TrafficWatch(e2e.kube, e2e.namespace, "digits", max_seconds=150).start()
-    e2e.start_operator()
+    record, locust, watch = traffic_and_operator(e2e, seconds=150)
     mro = e2e.start_rollout(shadow_rollout("2.2.0-biased", [{"setWeight": 20}]))
     status = mro.wait_phase("RolledBack", "Succeeded", "Failed", timeout=120)
     watch.stop()
@@ -79,11 +87,7 @@ def test_a_biased_shadow_is_caught_by_its_answers_and_no_user_ever_gets_one(e2e:
 
 
 def test_a_good_shadow_passes_and_goes_on_into_its_canary_steps(e2e: E2E) -> None:
-    record = e2e.workdir / "answers.csv"
-    locust = e2e.start_locust(users=4, duration_s=180, FEEDBACK_SHARE="0.3", RECORD_FILE=str(record))
-    e2e.wait_traffic()
-    watch = TrafficWatch(e2e.kube, e2e.namespace, "digits", max_seconds=180).start()
-    e2e.start_operator()
+    record, locust, watch = traffic_and_operator(e2e, seconds=180)
     # 40% is earned at 20% by every metric that measures a live candidate (agreement only measures a shadow).
     mro = e2e.start_rollout(shadow_rollout("2.0.0", [{"setWeight": 20}, {"setWeight": 40}, {"pause": {}}]))
     status = mro.wait_phase("Paused", "RolledBack", "Succeeded", "Failed", timeout=150)

@@ -54,6 +54,24 @@ def drive(run: Run, seconds: int, verdicts: dict[str, Verdict], *, until_live: b
     return weights
 
 
+def pass_until_asked_for(run: Run, weight: int) -> None:
+    """Every due check passes, a tick a second, until the engine asks for ``weight``; that one change is
+    not applied (lost), everything before it is."""
+    for _ in range(30):
+        run.now += dt.timedelta(seconds=1)
+        due = run.due()
+        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
+        if plan.traffic is not None and plan.traffic.candidate_weight == weight:
+            return
+        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    raise AssertionError(f"{weight}% was never asked for; status: {run.status}")
+
+
+def remove_candidate(run: Run) -> None:
+    """Someone else deletes the candidate predictor."""
+    run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
+
+
 ALL_PASS = {"success-rate": Verdict.PASS, "latency-p99": Verdict.PASS}
 
 
@@ -150,7 +168,7 @@ def test_a_shadow_without_steps_is_promoted_without_ever_getting_a_weight() -> N
 def test_a_shadow_removed_by_someone_else_comes_back_and_its_clock_starts_again() -> None:
     run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="30s")
     drive(run, 20, ALL_PASS)
-    run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
+    remove_candidate(run)
     run.tick(after=1)  # sees it gone and asks for the shadow again
     assert run.world.candidate_mirror == 100 and run.world.candidate_weight == 0
     back = run.now
@@ -162,15 +180,9 @@ def test_a_shadow_removed_by_someone_else_comes_back_and_its_clock_starts_again(
 
 def test_a_shadow_that_vanished_at_its_first_setweight_must_pass_again_before_going_live() -> None:
     run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
-    for _ in range(30):  # pass as the shadow, but let the step to 20% be lost with the shadow itself
-        run.now += dt.timedelta(seconds=1)
-        due = run.due()
-        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
-        if plan.traffic is not None and plan.traffic.candidate_weight == 20:
-            break
-        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    pass_until_asked_for(run, 20)  # the step to 20% is lost with the shadow itself
     assert run.status.step_index == 1 and run.world.candidate_mirror == 100
-    run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
+    remove_candidate(run)
     run.tick(after=1)
     assert run.world.candidate_mirror == 100 and run.world.candidate_weight == 0  # back as a shadow first
     weights = drive(run, 8, ALL_PASS)  # no full window as the shadow since it came back
@@ -216,18 +228,12 @@ def test_a_shadow_only_metric_is_refused_outside_the_shadow_strategy() -> None:
 
 def test_a_shadow_that_vanished_after_a_failed_check_comes_back_to_be_judged() -> None:
     run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
-    for _ in range(30):  # pass as the shadow; lose the step to 20% together with the shadow
-        run.now += dt.timedelta(seconds=1)
-        due = run.due()
-        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
-        if plan.traffic is not None and plan.traffic.candidate_weight == 20:
-            break
-        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    pass_until_asked_for(run, 20)  # lose the step to 20% together with the shadow
     run.now += dt.timedelta(seconds=10)  # a failed check lands as it vanishes
     due = run.due()
     run.tick(checks=tuple(check(m.name, Verdict.FAIL if m.name == "latency-p99" else Verdict.PASS)
                           for m in due), apply=False)
-    run.world.candidate_present, run.world.candidate_mirror, run.world.candidate_uri = False, 0, ""
+    remove_candidate(run)
     run.tick(after=1)
     assert run.world.candidate_present and run.world.candidate_mirror == 100 and run.world.candidate_weight == 0
 
@@ -235,13 +241,7 @@ def test_a_shadow_that_vanished_after_a_failed_check_comes_back_to_be_judged() -
 def test_a_live_candidate_made_a_shadow_again_goes_back_to_its_last_weight_first() -> None:
     run = shadow_run([{"setWeight": 20}, {"setWeight": 50}], duration="10s")
     drive(run, 30, ALL_PASS, until_live=True)
-    for _ in range(30):  # at 20%; the step to 50% is lost, and someone turns the candidate into a shadow
-        run.now += dt.timedelta(seconds=1)
-        due = run.due()
-        plan = run.tick(checks=tuple(check(m.name, Verdict.PASS) for m in due) or None, apply=False)
-        if plan.traffic is not None and plan.traffic.candidate_weight == 50:
-            break
-        run.world.apply(plan.traffic, plan.status.candidate_model_uri)
+    pass_until_asked_for(run, 50)  # the step to 50% is lost, and someone turns the candidate into a shadow
     assert run.status.step_index == 2
     run.world.candidate_weight, run.world.candidate_mirror = 0, 100
     weights = drive(run, 40, ALL_PASS)

@@ -13,15 +13,9 @@ Everything after the mirror step is the canary's steps machinery; only the traff
 
 from __future__ import annotations
 
-from ..api import RolloutSpec
-from . import steps
-from .context import Tick
+from .canary import Canary
 
 
-class ShadowStrategy:
-    def progress(self, tick: Tick, spec: RolloutSpec) -> None:
-        steps.run_steps(tick, spec)
-
-    def paused(self, tick: Tick, spec: RolloutSpec) -> None:
-        steps.hold_step_traffic(tick, spec)
-        steps.paused(tick, spec)
+class ShadowStrategy(Canary):
+    """The canary's steps with the mirror step in front: ``steps`` runs and holds both (``run_steps``,
+    ``hold_step_traffic``), so nothing here differs from the canary but the steps the spec synthesizes."""
