@@ -34,6 +34,9 @@ $(VENV)/.stamp: pyproject.toml
 
 .PHONY: venv
 venv: $(VENV)/.stamp ## the operator's virtual environment (.venv)
+	@# an editable install made from another checkout points there: re-point it here
+	@$(PY) -c "import modelrollout, pathlib, sys; sys.exit(pathlib.Path('operator').resolve() not in pathlib.Path(modelrollout.__file__).resolve().parents)" 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps -e .
 
 .PHONY: model-server-env
 model-server-env: ## the model server's own virtual environment (.venv-model-server)
