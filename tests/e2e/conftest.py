@@ -9,6 +9,7 @@ and SeldonDeployment are deleted and the data plane must have stopped their mode
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import yaml
 
 from localcluster import services as local_services
 from testkit.kube import Kube
+from testkit.locust import Locust
+from testkit.recorder import TrafficWatch
 from testkit.scenario import Stage
 from testkit.seldon import deploy, digits_sdep, ensure_models
 
@@ -53,6 +56,25 @@ def e2e(cluster: Kube, namespace: str, dataplane: local_services.Services, tmp_p
                 print("\noperator log (tail):\n" + env.operator.log()[-4000:])
             if env.locust is not None:
                 print("\nlocust log (tail):\n" + env.locust.log()[-2000:])
+
+
+def traffic_and_operator(e2e: E2E, seconds: int, feedback_share: float = 0.3) -> tuple[Path, Locust, TrafficWatch]:
+    """Locust recording which version answered each prediction (and sending ground truth back for
+    ``feedback_share`` of them), a watch on the deployment's predictors, both bounded by ``seconds``, and
+    the operator."""
+    record = e2e.workdir / "answers.csv"
+    locust = e2e.start_locust(users=4, duration_s=seconds, FEEDBACK_SHARE=str(feedback_share),
+                              RECORD_FILE=str(record))
+    e2e.wait_traffic()
+    watch = TrafficWatch(e2e.kube, e2e.namespace, "digits", max_seconds=seconds).start()
+    e2e.start_operator()
+    return record, locust, watch
+
+
+def answers(record: Path) -> list[tuple[float, str]]:
+    """(unix time sent, version that answered) of every answered prediction Locust recorded."""
+    with record.open() as f:
+        return [(float(row[0]), row[3]) for row in csv.reader(f) if row and row[3]]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,15 +9,10 @@ drift of its predicted classes from the stable's.
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
-from testkit.locust import Locust
 from testkit.prometheus import prom_value
-from testkit.recorder import TrafficWatch
 from testkit.rollouts import LIVE_ANALYSIS, model_rollout
 from testkit.seldon import CANDIDATE, traffic
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, answers, traffic_and_operator
 
 STABLE_VERSION = "1.0.0"
 # On the digits images 2.0.0 names the class 1.0.0 names in 90.5% of rows, 2.2.0-biased (never an 8) in 83.1%.
@@ -36,23 +31,6 @@ def shadow_rollout(version: str, steps: list[dict[str, object]] | None = None) -
         body["steps"] = steps
     obj["spec"]["strategy"] = {"shadow": body}  # type: ignore[index]
     return obj
-
-
-def traffic_and_operator(e2e: E2E, seconds: int) -> tuple[Path, Locust, TrafficWatch]:
-    """Locust recording which version answered each prediction, a watch on the deployment's predictors,
-    both bounded by ``seconds``, and the operator."""
-    record = e2e.workdir / "answers.csv"
-    locust = e2e.start_locust(users=4, duration_s=seconds, FEEDBACK_SHARE="0.3", RECORD_FILE=str(record))
-    e2e.wait_traffic()
-    watch = TrafficWatch(e2e.kube, e2e.namespace, "digits", max_seconds=seconds).start()
-    e2e.start_operator()
-    return record, locust, watch
-
-
-def answers(record: Path) -> list[tuple[float, str]]:
-    """(unix time sent, version that answered) of every answered prediction Locust recorded."""
-    with record.open() as f:
-        return [(float(row[0]), row[3]) for row in csv.reader(f) if row and row[3]]
 
 
 def mirrored_predictions(e2e: E2E) -> float:
