@@ -27,6 +27,7 @@ from .analysis import MetricProvider, PrometheusProvider, TemplateSource
 from .analysis.sources import template_from_spec
 from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, Limits
 from .backends.factory import make_backends
+from .cache import CachedStore, ObjectCache
 from .engine import Plan
 from .leadership import (
     FencedEvents,
@@ -114,6 +115,11 @@ class KubernetesStore:
                                       PLURAL, name, body, _content_type="application/merge-patch+json")
         return str(obj["metadata"]["resourceVersion"])
 
+    async def confirm(self, namespace: str, name: str, resource_version: str) -> None:
+        current = await self.get(namespace, name)
+        if current is None or str(current["metadata"].get("resourceVersion")) != resource_version:
+            raise Conflict(f"{namespace}/{name} changed since it was read")
+
     async def clear_action(self, namespace: str, name: str, action: str) -> None:
         key = ACTION_ANNOTATION.replace("/", "~1")
         # Remove the annotation only if it still holds the action we handled, not a newer request.
@@ -148,6 +154,7 @@ class Runtime:
 
     reconciler: Reconciler
     scheduler: TickScheduler
+    rollouts: ObjectCache = field(default_factory=ObjectCache)  # as the watch delivered them
     providers: dict[str, MetricProvider] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     seen: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
@@ -221,7 +228,9 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
                                 election.identity, election.timing, on_change=lambda _: scheduler.wake())
     fence = elector.write_budget if elector is not None else None
     manager = election.identity if election is not None else None
-    store = KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager, fence=fence)
+    rollouts = ObjectCache()
+    store = CachedStore(KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager,
+                                        fence=fence), rollouts)
     backends = make_backends(api_client, timeout, field_manager=manager, fence=fence)
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if elector is not None:
@@ -241,7 +250,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
 
     scheduler = TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S,
                               active=elector.may_write if elector is not None else lambda: True)
-    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler)
+    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, rollouts=rollouts)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
     if elector is not None:
         rt.elector_task = asyncio.create_task(elector.run(rt.elector_stop))
@@ -254,16 +263,21 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
 async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
                 **_: Any) -> None:
     """A new rollout (or one listed after a restart), a spec change, an action request or a deletion:
-    tick now. Our own status writes also arrive here; they change none of those, so they cause no tick."""
+    tick now. Our own status writes also arrive here; they change none of those, so they cause no tick.
+    Every version goes into the cache the ticks read from (no GET per tick)."""
     if namespace is None:
         return
     rt = runtime(memo)
     key = (namespace, name)
     if event.get("type") == "DELETED":
+        rt.rollouts.drop(namespace, name)
         rt.seen.pop(key, None)
         rt.scheduler.forget(namespace, name)
         telemetry.record_phase(namespace, name, None)
         return
+    raw = event.get("object")
+    if isinstance(raw, dict):
+        rt.rollouts.put(raw)
     seen = (body.metadata.get("generation"), body.metadata.annotations.get(ACTION_ANNOTATION),
             body.metadata.get("deletionTimestamp"))
     if rt.seen.get(key) != seen:
