@@ -89,7 +89,8 @@ class Reconciler:
     on_plan: Callable[[str, str, Plan, TickStats], None] | None = None
 
     async def tick(self, namespace: str, name: str) -> float | None:
-        """One reconcile step; seconds until the next, or None when the rollout no longer exists."""
+        """One reconcile step; seconds until the next, or None: none until the rollout or its deployment
+        changes (it finished, or no longer exists)."""
         obj = await self.store.get(namespace, name)
         if obj is None:
             return None
@@ -146,7 +147,7 @@ class Reconciler:
 
     async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
                          action: str | None, uid: str, checks: tuple[CheckRecord, ...] | None,
-                         spec: RolloutSpec | SpecError, target: TargetObservation) -> float:
+                         spec: RolloutSpec | SpecError, target: TargetObservation) -> float | None:
         metadata = obj.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")
         finalizers = list(metadata.get("finalizers") or [])

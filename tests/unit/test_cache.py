@@ -13,8 +13,9 @@ import datetime as dt
 from typing import Any
 
 from modelrollout.api import Phase
-from modelrollout.cache import CachedStore, ObjectCache
+from modelrollout.cache import ObjectCache, TargetIndex, targets_of
 from modelrollout.reconcile import Conflict, Reconciler
+from modelrollout.store import CachedStore
 
 from tests.unit.conftest import spec_dict
 from tests.unit.fakes import NAME, NAMESPACE, Cluster, Crash
@@ -120,3 +121,19 @@ def test_a_rollout_held_at_a_pause_writes_its_status_only_when_a_check_lands() -
     during = sum(1 for entry in cluster.store.log if entry.startswith("status:")) - writes
     assert cluster.store.status.phase is Phase.PAUSED
     assert 4 <= during <= 7, (during, cluster.store.log[-20:])  # a check every 10s over 60s
+
+
+def test_a_deployment_change_concerns_the_rollouts_acting_on_it_and_only_them() -> None:
+    index = TargetIndex()
+    rollout = {"spec": {"targetRef": {"kind": "SeldonDeployment", "name": "digits"}},
+               "status": {"targetKind": "SeldonDeployment", "targetName": "digits-old"}}
+    index.track("ns", "a", targets_of(rollout, "SeldonDeployment"))  # edited to a new target mid-revision
+    index.track("ns", "b", {"digits"})
+    index.track("other", "c", {"digits"})
+    assert index.rollouts_of("ns", "digits") == {"a", "b"}
+    assert index.rollouts_of("ns", "digits-old") == {"a"}  # the revision still acts on the one it recorded
+    index.track("ns", "a", {"digits"})  # the revision ended: the recorded target no longer concerns it
+    assert index.rollouts_of("ns", "digits-old") == set()
+    index.forget("ns", "b")
+    assert index.rollouts_of("ns", "digits") == {"a"} and index.rollouts_of("other", "digits") == {"c"}
+    assert targets_of({"spec": {"targetRef": {"kind": "InferenceService", "name": "x"}}}, "SeldonDeployment") == set()
