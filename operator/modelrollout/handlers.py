@@ -25,8 +25,19 @@ from kubernetes.client.exceptions import ApiException
 from . import telemetry
 from .analysis import MetricProvider, PrometheusProvider, TemplateSource
 from .analysis.sources import template_from_spec
-from .api import DEFAULT_PROMETHEUS_URL, GROUP, PLURAL, TEMPLATE_PLURAL, VERSION, Limits
+from .api import (
+    DEFAULT_PROMETHEUS_URL,
+    GROUP,
+    PLURAL,
+    SELDON_GROUP,
+    SELDON_PLURAL,
+    SELDON_VERSION,
+    TEMPLATE_PLURAL,
+    VERSION,
+    Limits,
+)
 from .backends.factory import make_backends
+from .cache import ObjectCache, TargetIndex, targets_of
 from .engine import Plan
 from .leadership import (
     FencedEvents,
@@ -37,6 +48,7 @@ from .leadership import (
 )
 from .reconcile import ACTION_ANNOTATION, ERROR_BACKOFF_S, Conflict, Reconciler, TickStats
 from .scheduler import TickScheduler
+from .store import CachedStore
 from .templates import MetricTemplate
 
 log = logging.getLogger(__name__)
@@ -114,6 +126,11 @@ class KubernetesStore:
                                       PLURAL, name, body, _content_type="application/merge-patch+json")
         return str(obj["metadata"]["resourceVersion"])
 
+    async def confirm(self, namespace: str, name: str, resource_version: str) -> None:
+        current = await self.get(namespace, name)
+        if current is None or str(current["metadata"].get("resourceVersion")) != resource_version:
+            raise Conflict(f"{namespace}/{name} changed since it was read")
+
     async def clear_action(self, namespace: str, name: str, action: str) -> None:
         key = ACTION_ANNOTATION.replace("/", "~1")
         # Remove the annotation only if it still holds the action we handled, not a newer request.
@@ -148,6 +165,9 @@ class Runtime:
 
     reconciler: Reconciler
     scheduler: TickScheduler
+    rollouts: ObjectCache = field(default_factory=ObjectCache)  # as the watch delivered them
+    deployments: ObjectCache = field(default_factory=ObjectCache)  # the SeldonDeployments, likewise
+    dependents: TargetIndex = field(default_factory=TargetIndex)  # which rollouts act on which deployment
     providers: dict[str, MetricProvider] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     seen: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
@@ -221,8 +241,12 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
                                 election.identity, election.timing, on_change=lambda _: scheduler.wake())
     fence = elector.write_budget if elector is not None else None
     manager = election.identity if election is not None else None
-    store = KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager, fence=fence)
-    backends = make_backends(api_client, timeout, field_manager=manager, fence=fence)
+    rollouts = ObjectCache()
+    store = CachedStore(KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager,
+                                        fence=fence), rollouts)
+    deployments = ObjectCache()
+    backends = make_backends(api_client, timeout, field_manager=manager, fence=fence,
+                             watched={"SeldonDeployment": deployments.get})
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if elector is not None:
         events = FencedEvents(events, elector.write_budget)
@@ -241,7 +265,8 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
 
     scheduler = TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S,
                               active=elector.may_write if elector is not None else lambda: True)
-    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler)
+    rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, rollouts=rollouts,
+                 deployments=deployments)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
     if elector is not None:
         rt.elector_task = asyncio.create_task(elector.run(rt.elector_stop))
@@ -254,21 +279,46 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
 async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
                 **_: Any) -> None:
     """A new rollout (or one listed after a restart), a spec change, an action request or a deletion:
-    tick now. Our own status writes also arrive here; they change none of those, so they cause no tick."""
+    tick now. Our own status writes also arrive here; they change none of those, so they cause no tick.
+    Every version goes into the cache the ticks read from (no GET per tick)."""
     if namespace is None:
         return
     rt = runtime(memo)
     key = (namespace, name)
     if event.get("type") == "DELETED":
+        rt.rollouts.drop(namespace, name)
+        rt.dependents.forget(namespace, name)
         rt.seen.pop(key, None)
         rt.scheduler.forget(namespace, name)
         telemetry.record_phase(namespace, name, None)
         return
+    raw = event.get("object")
+    if isinstance(raw, dict):
+        rt.rollouts.put(raw)
+        rt.dependents.track(namespace, name, targets_of(raw, "SeldonDeployment"))
     seen = (body.metadata.get("generation"), body.metadata.annotations.get(ACTION_ANNOTATION),
             body.metadata.get("deletionTimestamp"))
     if rt.seen.get(key) != seen:
         rt.seen[key] = seen
         rt.scheduler.notify(namespace, name)
+
+
+@kopf.on.event(SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL)
+async def watch_deployment(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo,
+                           **_: Any) -> None:
+    """A SeldonDeployment changed (a traffic write landed, its servers became ready, someone edited it):
+    the copy goes into the cache observations read, and every rollout acting on it ticks now. So a rollout
+    waiting for its target needs no polling, and a finished one notices its candidate coming back."""
+    if namespace is None:
+        return
+    rt = runtime(memo)
+    raw = event.get("object")
+    if event.get("type") == "DELETED":
+        rt.deployments.drop(namespace, name)
+    elif isinstance(raw, dict):
+        rt.deployments.put(raw)
+    for rollout in rt.dependents.rollouts_of(namespace, name):
+        rt.scheduler.notify(namespace, rollout)
 
 
 @kopf.on.probe(id="tickLoop")
@@ -292,11 +342,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def tick(rt: Runtime, namespace: str, name: str) -> float | None:
-    """One reconcile step; returns seconds until the next, or None when the rollout no longer exists."""
+    """One reconcile step; returns seconds until the next, or None: no tick until the watch notifies
+    (the rollout finished, or no longer exists)."""
     started = time.monotonic()
     try:
         delay = await rt.reconciler.tick(namespace, name)
-        if delay is None:
+        if delay is None and rt.rollouts.get(namespace, name) is None:  # gone (not merely finished)
             telemetry.record_phase(namespace, name, None)
         return delay
     except Conflict:

@@ -58,6 +58,10 @@ class RolloutStore(Protocol):
         """Remove the action annotation if it still holds ``action`` (a newer request is kept)."""
         ...
 
+    async def confirm(self, namespace: str, name: str, resource_version: str) -> None:
+        """Raise Conflict unless the object is still at ``resource_version`` (a read may come from a cache)."""
+        ...
+
 
 class EventSink(Protocol):
     async def post(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
@@ -85,7 +89,8 @@ class Reconciler:
     on_plan: Callable[[str, str, Plan, TickStats], None] | None = None
 
     async def tick(self, namespace: str, name: str) -> float | None:
-        """One reconcile step; seconds until the next, or None when the rollout no longer exists."""
+        """One reconcile step; seconds until the next, or None: none until the rollout or its deployment
+        changes (it finished, or no longer exists)."""
         obj = await self.store.get(namespace, name)
         if obj is None:
             return None
@@ -142,18 +147,25 @@ class Reconciler:
 
     async def _carry_out(self, namespace: str, name: str, obj: dict[str, Any], before: RolloutStatus, plan: Plan,
                          action: str | None, uid: str, checks: tuple[CheckRecord, ...] | None,
-                         spec: RolloutSpec | SpecError, target: TargetObservation) -> float:
+                         spec: RolloutSpec | SpecError, target: TargetObservation) -> float | None:
         metadata = obj.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")
         finalizers = list(metadata.get("finalizers") or [])
         deleting = bool(metadata.get("deletionTimestamp"))
+        confirmed = False  # a conditional write this tick proved the object read is the current one
         if plan.needs_finalizer and FINALIZER not in finalizers and not deleting:
             finalizers.append(FINALIZER)
             version = await self.store.set_finalizers(namespace, name, version, finalizers)
+            confirmed = True
         if plan.status != before:
             version = await self.store.write_status(namespace, name, version, plan.status.to_dict())
+            confirmed = True
         stats = TickStats(checks=checks or (), provider_error=any(c.error for c in checks or ()))
         if plan.traffic is not None:
+            if not confirmed:
+                # Decided on a copy that no write confirmed (it may come from the watch's cache and lag a
+                # rollback on record): traffic follows only a status the API server still holds.
+                await self.store.confirm(namespace, name, version)
             acting_on = _traffic_target(spec, plan.status, uid, f"{namespace}/{name}")
             backend = self.backends.get(acting_on.kind) if acting_on is not None else None
             if backend is None or acting_on is None:

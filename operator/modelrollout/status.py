@@ -128,12 +128,14 @@ class Condition:
 
 
 def set_condition(conditions: tuple[Condition, ...], new: Condition, now: dt.datetime) -> tuple[Condition, ...]:
-    """Replace the condition of new.type; keep its transition time unless the status changed."""
+    """Replace the condition of new.type in place (a new type goes last); keep its transition time unless
+    the status changed. In place: the same conditions in another order are a status write for nothing."""
     old = next((c for c in conditions if c.type == new.type), None)
     when = old.last_transition_time if old is not None and old.status == new.status else now
     merged = replace(new, last_transition_time=when or now)
-    kept = tuple(c for c in conditions if c.type != new.type)
-    return (*kept, merged)
+    if old is None:
+        return (*conditions, merged)
+    return tuple(merged if c.type == new.type else c for c in conditions)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +41,10 @@ TICK_ERRORS = Counter("modelrollout_tick_errors_total", "Ticks that failed and w
                       registry=REGISTRY)
 
 _phases: dict[tuple[str, str], str] = {}
+# Finished rollouts by when they finished: their per-rollout series go FINISHED_SERIES_KEPT_S later (long
+# enough for every scrape to see the last check), their phase stays counted until they are deleted.
+_finished: OrderedDict[tuple[str, str], float] = OrderedDict()
+FINISHED_SERIES_KEPT_S = 600.0
 # The (metric, verdict) label pairs each rollout's check counter has, so a deleted rollout's series can
 # all be removed: per-rollout series must not outlive their rollout, or cardinality grows with churn.
 _checks: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -55,21 +60,38 @@ def record_check(namespace: str, name: str, metric: str, verdict: str) -> None:
     _checks.setdefault((namespace, name), set()).add((metric, verdict))
 
 
-def record_phase(namespace: str, name: str, phase: Phase | None) -> None:
+def record_phase(namespace: str, name: str, phase: Phase | None, now: float | None = None) -> None:
     """Count rollouts by phase; None forgets a deleted rollout and removes every series labelled with it.
-    Only the gauges that changed are touched."""
+    A finished rollout's own series are removed FINISHED_SERIES_KEPT_S after it finished, so cardinality
+    follows the rollouts in flight, not every rollout ever run. Only the gauges that changed are touched."""
     key = (namespace, name)
+    now = time.monotonic() if now is None else now
     before = _phases.pop(key, None)
     if phase is None:
         _forget_series(namespace, name)
+        _finished.pop(key, None)
     else:
         _phases[key] = str(phase)
+        if not phase.terminal:
+            _finished.pop(key, None)
+        elif key not in _finished:
+            _finished[key] = now
+    _expire_finished(now)
     after = _phases.get(key)
     if before != after:
         if before is not None:
             ROLLOUTS.labels(before).dec()
         if after is not None:
             ROLLOUTS.labels(after).inc()
+
+
+def _expire_finished(now: float) -> None:
+    while _finished:
+        key, finished_at = next(iter(_finished.items()))
+        if now - finished_at < FINISHED_SERIES_KEPT_S:
+            return
+        del _finished[key]
+        _forget_series(*key)
 
 
 def _forget_series(namespace: str, name: str) -> None:

@@ -85,6 +85,11 @@ class FakeStore:
             return ""
         return str(self.obj["metadata"]["resourceVersion"])
 
+    async def confirm(self, namespace: str, name: str, resource_version: str) -> None:
+        self.log.append("confirm")
+        if not self.obj or resource_version != self.obj["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified")
+
     async def clear_action(self, namespace: str, name: str, action: str) -> None:
         self.faults.before_write(self)
         annotations = self.obj["metadata"].setdefault("annotations", {})

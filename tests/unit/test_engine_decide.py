@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from modelrollout.api import Phase
 from modelrollout.engine import Observations, Plan, TargetObservation, TrafficChange, decide, metrics_due
+from modelrollout.engine.context import ACTIVE_REQUEUE_CAP_S
 from modelrollout.status import ConditionType, RolloutStatus, Verdict
 
 from tests.unit.conftest import (
@@ -42,7 +43,7 @@ def test_requeue_is_capped_while_progressing_and_aims_at_the_next_analysis() -> 
     plan = run.tick(after=27)
     assert plan.requeue_after == pytest.approx(3.0)  # due one window after the candidate served, at T0+31
     plan = run.tick(after=2, checks=None)
-    assert 1.0 <= plan.requeue_after <= 5.0
+    assert plan.requeue_after is not None and 1.0 <= plan.requeue_after <= run.spec.analysis.interval_s
 
 
 # --------------------------------------------------------------------------------------------------
@@ -59,7 +60,8 @@ def test_a_missing_target_moves_no_traffic_and_warns_once(world: World, reason: 
     assert condition(plan, ConditionType.PROGRESSING) == ("False", reason)
     assert condition(plan, ConditionType.SPEC_VALID) == ("False", reason)
     assert reason in reasons(plan)
-    assert plan.requeue_after <= 5.0
+    # The deployment's watch wakes the rollout when its target appears; the clock is the resync only.
+    assert plan.requeue_after == ACTIVE_REQUEUE_CAP_S
     for _ in range(3):
         plan = run.tick(after=5)
         assert plan.traffic is None
@@ -153,7 +155,10 @@ def test_no_step_and_no_analysis_while_the_candidate_is_not_serving() -> None:
         assert plan.status.step_index == step and plan.traffic is None
         assert plan.status.phase is Phase.PROGRESSING
         assert "resume once it serves" in plan.status.message
-        assert plan.requeue_after <= 1.0
+        # The deployment's watch says when it serves; the clock wakes it only for the progress deadline.
+        deadline_in = (plan.status.waiting_since + dt.timedelta(seconds=spec.progress_deadline_s)  # type: ignore[operator]
+                       - run.now).total_seconds()
+        assert plan.requeue_after == pytest.approx(min(ACTIVE_REQUEUE_CAP_S, deadline_in + 1.0))
     assert plan.status.analysis.consecutive_inconclusive == 0
     assert plan.status.weight_since is None
     run.world.state = "Available"

@@ -24,6 +24,7 @@ from modelrollout.analysis import (
 )
 from modelrollout.api import JudgeKind, Metric, Phase, RolloutSpec, SpecError
 from modelrollout.engine import Observations, Plan, TrafficChange, decide, metrics_due, next_check_at
+from modelrollout.engine.context import ACTIVE_REQUEUE_CAP_S
 from modelrollout.status import CheckRecord, ConditionType, RolloutStatus, Verdict
 
 from tests.unit.conftest import (
@@ -852,7 +853,7 @@ def test_while_another_rollout_owns_the_target_nothing_is_analysed_and_it_looks_
     run = owned_by_another()
     plan = run.tick(after=1)
     assert plan.status.weight_since is None and plan.status.candidate_weight == 0
-    assert plan.requeue_after == 5.0
+    assert plan.requeue_after == ACTIVE_REQUEUE_CAP_S  # and the deployment's watch when the owner ends
     assert metrics_due(run.spec, run.status, run.now + dt.timedelta(hours=1)) == ()
 
 

@@ -42,7 +42,7 @@ def test_last_step_leads_to_promotion_and_success() -> None:
     assert condition(plan, ConditionType.COMPLETED) == ("True", "Succeeded")
     assert condition(plan, ConditionType.PROGRESSING) == ("False", "RolloutSucceeded")
     assert reasons(plan) == ["Promoted"]
-    assert plan.requeue_after == 30.0
+    assert plan.requeue_after is None  # finished: only a change of the rollout or its deployment wakes it
 
 
 def test_promotion_is_asked_for_again_until_observed() -> None:

@@ -247,4 +247,5 @@ def test_status_stays_within_what_the_crd_declares(run: tuple[dict[str, Any], li
         assert len({c["type"] for c in raw["conditions"]}) == len(raw["conditions"])
         assert all(c["verdict"] in ("Pass", "Fail", "Inconclusive") for c in raw["analysis"]["lastChecks"])
         assert plan.status.observed_generation >= 1
-        assert plan.requeue_after > 0
+        assert plan.requeue_after is None or plan.requeue_after > 0
+        assert plan.requeue_after is not None or (plan.status.phase is not None and plan.status.phase.terminal)

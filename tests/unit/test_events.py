@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from kubernetes.client import V1ObjectMeta
@@ -102,3 +103,36 @@ def test_a_deleted_rollouts_series_all_go_so_cardinality_does_not_grow_with_chur
     telemetry.record_check("t", kept, "success-rate", "Pass")
     assert series_of(kept)  # a live rollout keeps its series
     telemetry.record_phase("t", kept, None)
+
+
+def test_a_finished_rollouts_series_go_after_a_while_and_its_phase_stays_counted() -> None:
+    from modelrollout import telemetry
+    from modelrollout.api import Phase
+    from prometheus_client import generate_latest
+
+    def series_of(name: str) -> list[str]:
+        text = generate_latest(telemetry.REGISTRY).decode()
+        return [line for line in text.splitlines() if f'rollout="{name}"' in line and not line.startswith("#")]
+
+    def rolled_back() -> float:
+        return telemetry.REGISTRY.get_sample_value("modelrollout_rollouts", {"phase": "RolledBack"}) or 0.0
+
+    before = rolled_back()
+    t0 = time.monotonic() + 1e6  # after anything another test recorded
+    for i in range(20):  # finished, never deleted
+        name = f"finished-{i}"
+        telemetry.record_phase("t", name, Phase.PROGRESSING, now=t0 + i)
+        telemetry.CANDIDATE_WEIGHT.labels("t", name).set(0)
+        telemetry.record_check("t", name, "accuracy", "Fail")
+        telemetry.record_phase("t", name, Phase.ROLLED_BACK, now=t0 + i)
+    telemetry.record_phase("t", "in-flight", Phase.PROGRESSING, now=t0 + 100)
+    telemetry.record_check("t", "in-flight", "accuracy", "Pass")
+    assert series_of("finished-0")  # scraped for a while: the last failing check is seen
+    telemetry.record_phase("t", "in-flight", Phase.PROGRESSING, now=t0 + telemetry.FINISHED_SERIES_KEPT_S + 10.5)
+    assert [series_of(f"finished-{i}") for i in range(11)] == [[]] * 11
+    assert series_of("finished-11") and series_of("in-flight")
+    assert rolled_back() - before == 20  # still rollouts, still counted by phase
+    for i in range(20):
+        telemetry.record_phase("t", f"finished-{i}", None)
+    telemetry.record_phase("t", "in-flight", None)
+    assert rolled_back() == before

@@ -30,3 +30,45 @@ async def test_liveness_fails_once_the_scheduler_loop_has_stopped() -> None:
 def test_handlers_refuse_to_run_before_start_up() -> None:
     with pytest.raises(RuntimeError, match="has not started"):
         handlers.tick_loop_alive(memo=kopf.Memo())
+
+
+@pytest.mark.asyncio
+async def test_the_watches_fill_the_caches_and_a_deployment_change_wakes_its_rollouts() -> None:
+    ticked: list[tuple[str, str]] = []
+
+    async def tick(namespace: str, name: str) -> float | None:
+        ticked.append((namespace, name))
+        return None
+
+    runtime = handlers.Runtime(reconciler=cast(Any, None), scheduler=TickScheduler(tick))
+    memo = kopf.Memo(runtime=runtime)
+
+    def rollout(name: str, target: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": name, "generation": 1, "resourceVersion": "5"},
+                "spec": {"targetRef": {"kind": "SeldonDeployment", "name": target}}}
+
+    for name, target in (("digits-rollout", "digits"), ("iris-rollout", "iris")):
+        obj = rollout(name, target)
+        await handlers.watch(event=cast(Any, {"type": None, "object": obj}), body=kopf.Body(obj), namespace="ns",
+                             name=name, memo=memo)
+    assert runtime.rollouts.get("ns", "digits-rollout") is not None and len(runtime.rollouts) == 2
+    stop = asyncio.Event()
+    loop = asyncio.create_task(runtime.scheduler.run(stop))
+    await asyncio.wait_for(_until(lambda: len(ticked) == 2), 3)  # both listed: both tick once, then idle
+    sdep = {"metadata": {"namespace": "ns", "name": "digits", "resourceVersion": "9"}, "status": {"state": "Available"}}
+    await handlers.watch_deployment(event=cast(Any, {"type": "MODIFIED", "object": sdep}), namespace="ns",
+                                    name="digits", memo=memo)
+    await asyncio.wait_for(_until(lambda: len(ticked) == 3), 3)
+    assert ticked[-1] == ("ns", "digits-rollout")
+    assert runtime.deployments.get("ns", "digits") == sdep
+    await handlers.watch_deployment(event=cast(Any, {"type": "DELETED", "object": sdep}), namespace="ns",
+                                    name="digits", memo=memo)
+    assert runtime.deployments.get("ns", "digits") is None
+    stop.set()
+    await loop
+    assert ticked.count(("ns", "iris-rollout")) == 1  # another deployment's change is none of its business
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)

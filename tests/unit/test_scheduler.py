@@ -179,3 +179,61 @@ async def test_a_replica_that_does_not_lead_starts_no_tick_and_starts_them_all_o
         scheduler.wake()
         await until(lambda: sorted(calls) == ["a", "b"])
         assert scheduler.scheduled == 2
+
+
+@pytest.mark.asyncio
+async def test_a_notified_rollout_goes_before_every_due_timer() -> None:
+    """An abort (the watch notifies) waits for a free slot only, never behind the routine ticks that are due."""
+    order: list[str] = []
+
+    async def tick(namespace: str, name: str) -> float | None:
+        order.append(name)
+        await asyncio.sleep(0.002)
+        return 0.0 if name != "aborted" else None  # the idle ones are due again at once, for ever
+
+    async with running(TickScheduler(tick, concurrency=2)) as scheduler:
+        for i in range(50):
+            scheduler.notify("ns", f"idle-{i}")
+        await until(lambda: len(order) >= 120)  # every idle rollout has ticked and is due again
+        scheduler.notify("ns", "aborted")
+        asked_at = len(order)
+        await until(lambda: "aborted" in order)
+    # At most the two ticks holding the slots (and what started while notify ran) go first.
+    assert order.index("aborted") - asked_at <= 2, order[asked_at:]
+
+
+@pytest.mark.asyncio
+async def test_due_timers_tick_earliest_first() -> None:
+    order: list[str] = []
+    delays = {"c": 0.15, "a": 0.05, "b": 0.10}
+
+    async def tick(namespace: str, name: str) -> float | None:
+        order.append(name)
+        return delays.pop(name, None)  # each asks for one later tick, then nothing
+
+    async with running(TickScheduler(tick, concurrency=1)) as scheduler:
+        for name in ("c", "a", "b"):
+            scheduler.notify("ns", name)
+        await until(lambda: len(order) == 6)
+    assert order[3:] == ["a", "b", "c"]
+
+
+@pytest.mark.asyncio
+async def test_ten_thousand_due_rollouts_hold_no_more_tasks_than_slots() -> None:
+    """Ticks start when a slot is free: no task per waiting rollout (memory and loop time stay flat)."""
+    peak_tasks = 0
+    done = 0
+
+    async def tick(namespace: str, name: str) -> float | None:
+        nonlocal peak_tasks, done
+        peak_tasks = max(peak_tasks, len(asyncio.all_tasks()))
+        await asyncio.sleep(0)
+        done += 1
+        return None
+
+    async with running(TickScheduler(tick, concurrency=4)) as scheduler:
+        for i in range(10_000):
+            scheduler.notify("ns", f"r{i}")
+        await until(lambda: done == 10_000, timeout=30)
+    # The four ticks plus a constant few: the loop, its waiters (and cancelled ones not yet collected), the test.
+    assert peak_tasks <= 4 + 12, peak_tasks

@@ -108,10 +108,11 @@ Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-
 - apiGroups: [modelrollout.dev]
   resources: [analysistemplates]
   verbs: [get]
-# The traffic backend reads the target and replaces it, guarded by its resourceVersion.
+# The traffic backend reads the target and replaces it, guarded by its resourceVersion; the watch keeps a
+# copy for observations and wakes the rollouts acting on a deployment that changed.
 - apiGroups: [machinelearning.seldon.io]
   resources: [seldondeployments]
-  verbs: [get, update]
+  verbs: [get, list, watch, update]
 # Events about rollouts (kubectl describe), from the operator and from Kopf. A repeat of a recent Event is
 # merged into it by patching its count, as client-go's event correlator does.
 - apiGroups: [""]

@@ -300,8 +300,12 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
 
 class SeldonV1Backend:
     def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 field_manager: str | None = None, fence: Callable[[], float] | None = None) -> None:
+                 field_manager: str | None = None, fence: Callable[[], float] | None = None,
+                 watched: Callable[[str, str], Mapping[str, Any] | None] | None = None) -> None:
         self._api = CustomObjectsApi(api_client)
+        # The watch's copy of a deployment, for observations (a miss reads the API server); writes always
+        # read afresh and write conditionally.
+        self._watched = watched
         self.request_timeout_s = request_timeout_s
         self._field_manager = field_manager  # who wrote, in the object's managedFields
         self._fence = fence  # leader election: seconds a write may still take; raises when it may not write
@@ -317,7 +321,9 @@ class SeldonV1Backend:
         return dict(obj)  # type: ignore[call-overload,no-any-return]
 
     async def observe(self, namespace: str, target: TrafficTarget) -> TargetObservation:
-        sdep = await asyncio.to_thread(self._get, namespace, target.name)
+        sdep = self._watched(namespace, target.name) if self._watched is not None else None
+        if sdep is None:
+            sdep = await asyncio.to_thread(self._get, namespace, target.name)
         return observe_deployment(sdep, target)
 
     def _apply_sync(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:

@@ -17,10 +17,12 @@ from ..traffic import TargetObservation, TrafficChange
 ACTIONS = ("pause", "resume", "promote", "abort", "retry")
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
 
-ACTIVE_REQUEUE_CAP_S = 5.0  # how long an active rollout may go unobserved
+# How long an active rollout may go without a tick. Changes of the rollout and of its deployment wake it
+# through the watch, and its deadlines (analysis due, pause end, progress deadline) through wake_within:
+# this is the resync of last resort, not a cadence.
+ACTIVE_REQUEUE_CAP_S = 30.0
 APPLY_REQUEUE_S = 1.0  # after asking for a traffic change: look again soon to confirm it
 MIN_REQUEUE_S = 1.0
-TERMINAL_REQUEUE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Plan:
     status: RolloutStatus
     traffic: TrafficChange | None = None
     events: tuple[Event, ...] = ()
-    requeue_after: float = ACTIVE_REQUEUE_CAP_S
+    # Seconds until the next tick; None: none until the rollout or its deployment changes (finished).
+    requeue_after: float | None = ACTIVE_REQUEUE_CAP_S
     clear_action: bool = False  # the action annotation was acted on or rejected: remove it
     # The rollout has traffic at stake: deleting it must wait until its candidate is gone.
     needs_finalizer: bool = False
@@ -99,8 +102,11 @@ class Tick:
     def plan(self) -> Plan:
         phase = self.status.phase
         at_stake = (phase in ACTIVE_PHASES and self.status.revision > 0) or self.traffic is not None
+        # A finished rollout with no traffic write left waits for the watch: an edit, an action, a
+        # deletion, or its deployment changing (its candidate coming back) wakes it; time alone does not.
+        finished = phase is not None and phase.terminal and self.traffic is None
         return Plan(status=self.status, traffic=self.traffic, events=tuple(self.events),
-                    requeue_after=self.requeue_after, clear_action=self.clear_action,
+                    requeue_after=None if finished else self.requeue_after, clear_action=self.clear_action,
                     needs_finalizer=at_stake)
 
 

@@ -23,7 +23,7 @@ from . import actions, gate, promotion, revisions, steps
 from .context import (
     ACTIVE_PHASES,
     ACTIVE_REQUEUE_CAP_S,
-    APPLY_REQUEUE_S,
+    MIN_REQUEUE_S,
     Observations,
     Plan,
     Tick,
@@ -194,11 +194,15 @@ def _hold_until_serving(tick: Tick, spec: RolloutSpec) -> None:
         return
     _pending_action(tick, spec)
     if tick.status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        deadline = since + dt.timedelta(seconds=spec.progress_deadline_s)
+        # No countdown in the message (a status write a second for nothing): the deadline's time instead.
         tick.update(waiting_since=since,
                     message=f"Waiting for {spec.target.kind} {spec.target.name} to serve {spec.candidate.version} "
-                            f"({detail}, {waited:.0f}s of progressDeadline {spec.progress_deadline_s:g}s); "
-                            "steps, pause clocks and analysis resume once it serves.")
-        tick.requeue_after = APPLY_REQUEUE_S
+                            f"({detail}; progressDeadline {spec.progress_deadline_s:g}s, until "
+                            f"{deadline.strftime('%H:%M:%SZ')}); steps, pause clocks and analysis resume once it "
+                            "serves.")
+        # The deployment's watch wakes the rollout when it serves; the clock only at the deadline.
+        tick.wake_within(seconds_between(tick.now, deadline) + MIN_REQUEUE_S)
 
 
 def _target_unavailable(tick: Tick, spec: RolloutSpec) -> None:

@@ -12,6 +12,8 @@ Failed), it goes back to its old model and the rollout ends Failed/PromotionFail
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ..api import Phase, RolloutSpec
 from ..status import ConditionType, Reason
 from ..traffic import TrafficChange
@@ -64,10 +66,13 @@ def promote(tick: Tick, spec: RolloutSpec) -> None:
                             f"is taking {uri}")
         return
     if not target.serving or waited < SETTLE_S:
+        deadline = started + dt.timedelta(seconds=spec.progress_deadline_s)
         tick.update(message=f"Promoting {spec.candidate.version}: waiting for stable predictor "
-                            f"{spec.stable_predictor} to serve it ({target.readiness_detail or 'settling'}, "
-                            f"{waited:.0f}s of progressDeadline {spec.progress_deadline_s:g}s)")
-        tick.wake_within(max(1.0, SETTLE_S - waited))
+                            f"{spec.stable_predictor} to serve it ({target.readiness_detail or 'settling'}; "
+                            f"progressDeadline {spec.progress_deadline_s:g}s, until "
+                            f"{deadline.strftime('%H:%M:%SZ')})")
+        # Settling is a clock; serving comes with a change of the deployment (its watch wakes the rollout).
+        tick.wake_within(SETTLE_S - waited if waited < SETTLE_S else seconds_between(tick.now, deadline) + 1.0)
         return
     if target.candidate_present and target.candidate_ours:
         tick.ask(TrafficChange("promote"))

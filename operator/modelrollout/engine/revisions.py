@@ -15,7 +15,7 @@ from typing import Any
 from ..api import Phase, RolloutSpec, SpecError
 from ..status import AnalysisStatus, ConditionType, HistoryEntry, Reason, RolloutStatus
 from ..traffic import TrafficChange
-from .context import ACTIVE_PHASES, TERMINAL_REQUEUE_S, Tick, step_label, step_started_message
+from .context import ACTIVE_PHASES, Tick, step_label, step_started_message
 
 
 def steps_hash(spec: RolloutSpec) -> str:
@@ -98,7 +98,6 @@ def finish(tick: Tick, phase: Phase, reason: Reason, message: str) -> None:
     tick.update(phase=phase, finished_at=tick.now, message=message, weight_since=None)
     tick.condition(ConditionType.PROGRESSING, "False", reason, message)
     tick.condition(ConditionType.COMPLETED, "True", Reason(str(phase)), message)
-    tick.requeue_after = TERMINAL_REQUEUE_S
 
 
 def roll_back(tick: Tick, phase: Phase, reason: Reason, message: str, restore_model_uri: str = "",
@@ -149,7 +148,6 @@ def invalid_spec(tick: Tick, error: SpecError) -> None:
     elif status.phase is not None and status.phase.terminal:
         end_state(tick, None)
     tick.condition(ConditionType.SPEC_VALID, "False", Reason.INVALID_SPEC, message)
-    tick.requeue_after = min(tick.requeue_after, TERMINAL_REQUEUE_S)
 
 
 def mark_spec_valid(tick: Tick, spec: RolloutSpec) -> None:
@@ -165,7 +163,6 @@ def end_state(tick: Tick, spec: RolloutSpec | None) -> None:
     """Keep a finished rollout finished: complete an interrupted rollback, and remove our candidate again
     if it reappears. A promotion that failed also gives the stable predictor its old model back, as long
     as it still serves the failed candidate's model (someone's later change is left alone)."""
-    tick.requeue_after = TERMINAL_REQUEUE_S
     target = tick.target
     status = tick.status
     tick.update(weight_since=None)
