@@ -110,6 +110,9 @@ NAMESPACE_RULES = {
     ("modelrollout.dev", "analysistemplates", "get"),
     ("machinelearning.seldon.io", "seldondeployments", "get"),
     ("machinelearning.seldon.io", "seldondeployments", "update"),
+    # The deployments' watch: the cache observations read, and a change wakes the rollouts acting on it.
+    ("machinelearning.seldon.io", "seldondeployments", "list"),
+    ("machinelearning.seldon.io", "seldondeployments", "watch"),
     # Events are posted, and a repeat is merged into the earlier Event by patching its count.
     ("", "events", "create"), ("", "events", "get"), ("", "events", "patch"),
 }
@@ -443,6 +446,7 @@ def test_ha_mode_leads_through_its_lease_and_rolls_out_with_only_the_charts_rbac
     ("delete", "modelrollouts.modelrollout.dev", False),
     ("update", "seldondeployments.machinelearning.seldon.io", True),
     ("get", "seldondeployments.machinelearning.seldon.io", True),
+    ("watch", "seldondeployments.machinelearning.seldon.io", True),
     ("patch", "modelrollouts.modelrollout.dev/status", True),
     ("watch", "modelrollouts.modelrollout.dev", True),
     ("patch", "modelrollouts.modelrollout.dev", True),
