@@ -15,7 +15,9 @@ operator process starts, watching only that namespace. Prints, per size:
   active (p50, p99);
 - abort: the abort annotation -> phase Aborted, for --probes of the N (p50, p99);
 - staleness: now minus each rollout's latest check (status.analysis.lastChecks[].at, whole seconds), at
-  --samples random moments of a steady period of --steady seconds, in seconds and analysis intervals;
+  --samples random moments of a steady period of --steady seconds, in seconds and analysis intervals
+  (rollouts that started together are checked in step, so p50 follows the moments drawn; p99 says
+  whether the operator keeps up: above 1 interval, checks come late);
 - over that steady period: the operator's ticks and analyses per second, API server requests per second
   (every client of the API server but this benchmark's own requests; the busiest verb and resource
   pairs are printed below the table), Prometheus queries per second, the operator's CPU (cores);
@@ -93,7 +95,7 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 class Settings:
     interval: str = "10s"
     probes: int = 10  # new rollouts, and aborts
-    samples: int = 3  # staleness samples in the steady period
+    samples: int = 5  # staleness samples in the steady period
     steady_s: float | None = None  # None: 3 analysis intervals, at least 30 s
     deadline_s: float | None = None  # None: scaled with the size
     workers: int = 32  # parallel requests while setting up and cleaning up
@@ -143,7 +145,7 @@ class Timings:
         if not self.seconds:
             return f"none reached ({self.missed} missed)" if self.missed else "-"
         text = f"{percentile(self.seconds, 0.5):.2f} / {percentile(self.seconds, 0.99):.2f}s"
-        return text + (f" ({self.missed} not reached)" if self.missed else "")
+        return text + (f" ({self.missed} not reached by the deadline)" if self.missed else "")
 
 
 @dataclass
@@ -607,7 +609,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rollouts", default="100,1000", help="sizes, comma-separated (default 100,1000)")
     parser.add_argument("--interval", default="10s", help="analysis interval (default 10s)")
     parser.add_argument("--probes", type=int, default=10, help="new rollouts, and aborts, timed per size")
-    parser.add_argument("--samples", type=int, default=3, help="staleness samples in the steady period")
+    parser.add_argument("--samples", type=int, default=5, help="staleness samples in the steady period")
     parser.add_argument("--steady", type=float, default=None, help="steady period, seconds (default: "
                         "3 intervals, at least 30)")
     parser.add_argument("--deadline", type=float, default=None, help="bound of each wait, seconds (default: "
