@@ -23,10 +23,12 @@ operator process starts, watching only that namespace. Prints, per size:
   pairs are printed below the table), Prometheus queries per second, the operator's CPU (cores);
 - the operator's peak RSS.
 
-Every wait is bounded by --deadline (default: 120 s, or 0.06 s per rollout when that is more); a phase
-that runs out prints "not reached: only X of N after T s" and the run goes on. Figures only: nothing is
-asserted. Needs `make cluster-up` (its Prometheus unless --prometheus-url); the namespace, its objects
-and the operator are removed at the end of each size.
+Each phase is bounded by --deadline (default: 120 s, or 0.06 s per rollout when that is more): the wait
+for all N, and the new-rollout and abort probes, each phase as a whole. One that runs out prints "not
+reached: only X of N after T s" (probes: how many missed) and the run goes on. Figures only: nothing is
+asserted. Needs `make cluster-up` (its Prometheus unless --prometheus-url). At the end of each size the
+operator is stopped, then the rollouts' finalizers dropped and the namespace's objects and the namespace
+deleted.
 """
 
 from __future__ import annotations
