@@ -1,0 +1,659 @@
+"""Benchmark: how many rollouts one operator replica keeps up with, on the local cluster's API server and
+Prometheus.
+
+    .venv/bin/python -m loadtests.bench_scale [--rollouts 100,1000,10000] [--interval 10s] [--probes 10]
+
+Per size N, in a namespace of its own: N SeldonDeployments that the local data plane does not serve and
+N ModelRollouts, one per deployment, held at 10% by an indefinite pause and analysed every --interval on
+a constant query that goes through the real Prometheus (AnalysisTemplate ``vector(1)``, min 0.5,
+minRequests 0: every check passes). Everything is created (--workers requests in parallel) before one
+operator process starts, watching only that namespace. Prints, per size:
+
+- set-up: the time to create the 2N objects (not the operator's);
+- all at 10%: from operator start until every rollout's status shows candidateWeight 10;
+- new rollout: apply -> candidateWeight 10 for --probes rollouts created one at a time while the N are
+  active (p50, p99);
+- abort: the abort annotation -> phase Aborted, for --probes of the N (p50, p99);
+- staleness: now minus each rollout's latest check (status.analysis.lastChecks[].at, whole seconds), at
+  --samples random moments of a steady period of --steady seconds, in seconds and analysis intervals
+  (rollouts that started together are checked in step, so p50 follows the moments drawn; p99 says
+  whether the operator keeps up: above 1 interval, checks come late);
+- over that steady period: the operator's ticks and analyses per second, API server requests per second
+  (every client of the API server but this benchmark's own requests; the busiest verb and resource
+  pairs are printed below the table), Prometheus queries per second, the operator's CPU (cores);
+- the operator's peak RSS.
+
+Each phase is bounded by --deadline (default: 120 s, or 0.06 s per rollout when that is more): the wait
+for all N, and the new-rollout and abort probes, each phase as a whole. One that runs out prints "not
+reached: only X of N after T s" (probes: how many missed) and the run goes on. Figures only: nothing is
+asserted. Needs `make cluster-up` (its Prometheus unless --prometheus-url). At the end of each size the
+operator is stopped, then the rollouts' finalizers dropped and the namespace's objects and the namespace
+deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from modelrollout.api import (  # noqa: E402
+    GROUP,
+    PLURAL,
+    SELDON_GROUP,
+    SELDON_PLURAL,
+    SELDON_VERSION,
+    TEMPLATE_PLURAL,
+    VERSION,
+    Phase,
+    SpecError,
+    parse_duration,
+)
+from modelrollout.reconcile import ACTION_ANNOTATION  # noqa: E402
+from modelrollout.status import parse_time  # noqa: E402
+
+from localcluster import services as local_services  # noqa: E402
+from localcluster.processes import free_port  # noqa: E402
+from testkit.kube import Kube, running_cluster  # noqa: E402
+from testkit.processes import OperatorProcess  # noqa: E402
+from testkit.rollouts import model_rollout  # noqa: E402
+from testkit.seldon import digits_sdep  # noqa: E402
+
+FIRST_WEIGHT = 10
+HOLD: list[dict[str, Any]] = [{"setWeight": FIRST_WEIGHT}, {"pause": {}}, {"setWeight": 100}]
+TEMPLATE = "always-pass"
+SCRAPES_PER_WINDOW_S = 4.0  # OperatorProcess says scrapes come every 1s; a window must hold four
+PROBE_POLL_S = 0.05  # one object, read this often while a probe waits
+PAGE = 500  # rollouts per page of a full LIST
+# A Table LIST returns the CRD's printer columns (Phase, Weight) instead of whole objects: the poll for
+# "all at 10%" then costs the API server and this process little however many rollouts there are.
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Settings:
+    interval: str = "10s"
+    probes: int = 10  # new rollouts, and aborts
+    samples: int = 5  # staleness samples in the steady period
+    steady_s: float | None = None  # None: 3 analysis intervals, at least 30 s
+    deadline_s: float | None = None  # None: scaled with the size
+    workers: int = 32  # parallel requests while setting up and cleaning up
+    poll_s: float = 1.0  # between LISTs while waiting for all rollouts
+    seed: int = 1
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval, "--interval")
+
+    @property
+    def window_s(self) -> float:
+        return max(self.interval_s, SCRAPES_PER_WINDOW_S)
+
+    def steady(self) -> float:
+        return self.steady_s if self.steady_s is not None else max(30.0, 3 * self.interval_s)
+
+    def deadline(self, rollouts: int) -> float:
+        return self.deadline_s if self.deadline_s is not None else max(120.0, 0.06 * rollouts)
+
+
+@dataclass
+class Wait:
+    """A bounded wait for `total` things: how long it took, or how many were reached when it ran out."""
+
+    seconds: float
+    reached: int
+    total: int
+
+    @property
+    def done(self) -> bool:
+        return self.reached >= self.total
+
+    def render(self) -> str:
+        return f"{self.seconds:.1f}s" if self.done else \
+            f"not reached: only {self.reached} of {self.total} after {self.seconds:.0f} s"
+
+
+@dataclass
+class Timings:
+    """Per-probe times of the probes that got there; `missed` did not before the phase's deadline."""
+
+    seconds: list[float] = field(default_factory=list)
+    missed: int = 0
+
+    def render(self) -> str:
+        if not self.seconds:
+            return f"none reached ({self.missed} missed)" if self.missed else "-"
+        text = f"{percentile(self.seconds, 0.5):.2f} / {percentile(self.seconds, 0.99):.2f}s"
+        return text + (f" ({self.missed} not reached by the deadline)" if self.missed else "")
+
+
+@dataclass
+class Rates:
+    """Per second over the steady period."""
+
+    seconds: float = 0.0
+    ticks: float = 0.0
+    analyses: float = 0.0
+    tick_errors: float = 0.0
+    api_requests: float = 0.0
+    api_by_kind: dict[str, float] = field(default_factory=dict)  # "VERB resource[/subresource]"
+    rollout_watch_events: float = 0.0  # modelrollouts events the API server sent its watchers
+    rollout_watch_bytes: float = 0.0
+    prometheus_queries: float = 0.0
+    cpu_cores: float = 0.0
+
+
+@dataclass
+class SizeResult:
+    rollouts: int
+    interval_s: float
+    namespace: str
+    setup_s: float = 0.0
+    first_weight: Wait | None = None
+    new_rollout: Timings = field(default_factory=Timings)
+    abort: Timings = field(default_factory=Timings)
+    staleness_s: list[float] = field(default_factory=list)
+    never_checked: int = 0  # rollouts without a check, summed over the samples
+    rates: Rates = field(default_factory=Rates)
+    peak_rss_mib: float = 0.0
+    operator_log: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as one flat JSON object (percentiles, not every reading)."""
+        def pct(values: Sequence[float], q: float, scale: float = 1.0) -> float | None:
+            return round(percentile(values, q) / scale, 3) if values else None
+
+        first = self.first_weight
+        out: dict[str, Any] = {
+            "rollouts": self.rollouts, "interval_s": self.interval_s, "setup_s": round(self.setup_s, 2),
+            "first_weight_s": round(first.seconds, 2) if first else None,
+            "first_weight_reached": first.reached if first else 0,
+            "never_checked": self.never_checked, "peak_rss_mib": round(self.peak_rss_mib, 1)}
+        for name, timings in (("new_rollout", self.new_rollout), ("abort", self.abort)):
+            out |= {f"{name}_p50_s": pct(timings.seconds, 0.5), f"{name}_p99_s": pct(timings.seconds, 0.99),
+                    f"{name}_missed": timings.missed}
+        out |= {"staleness_p50_s": pct(self.staleness_s, 0.5), "staleness_p99_s": pct(self.staleness_s, 0.99),
+                "staleness_p50_intervals": pct(self.staleness_s, 0.5, self.interval_s),
+                "staleness_p99_intervals": pct(self.staleness_s, 0.99, self.interval_s)}
+        rates = asdict(self.rates)
+        rates["api_by_kind"] = {k: round(v, 2) for k, v in list(self.rates.api_by_kind.items())[:10]}
+        return out | {k: round(v, 3) if isinstance(v, float) else v for k, v in rates.items()}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least a share q of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+# ---------------------------------------------------------------- the cluster
+
+
+class Cluster:
+    """The API server through one client whose connection pool fits `workers` threads."""
+
+    def __init__(self, kube: Kube, workers: int) -> None:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(kube.kubeconfig),  # type: ignore[no-untyped-call]
+                                client_configuration=cfg)
+        cfg.connection_pool_maxsize = workers + 4
+        self.api_client = client.ApiClient(cfg)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        self.kube = kube
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="bench")
+
+    def in_parallel(self, call: Callable[[Any], object], items: Iterable[Any]) -> None:
+        """call(item) for every item on the pool; the first failure is raised once all have run."""
+        for future in [self.pool.submit(call, item) for item in items]:
+            future.result()
+
+    def create(self, namespace: str, group: str, version: str, plural: str, body: dict[str, Any]) -> None:
+        for attempt in range(4):  # a busy API server may answer 429 or time out; try again a little later
+            try:
+                self.custom.create_namespaced_custom_object(group, version, namespace, plural, body,
+                                                            _request_timeout=60)
+                return
+            except ApiException as exc:
+                if exc.status not in (429, 500, 503, 504) or attempt == 3:
+                    raise
+            except OSError:
+                if attempt == 3:
+                    raise
+            time.sleep(0.5 * (attempt + 1))
+
+    def rollout(self, namespace: str, name: str) -> dict[str, Any]:
+        obj: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                            _request_timeout=30)
+        return dict(obj)
+
+    def get_raw(self, path: str, query: Sequence[tuple[str, str]] = (), accept: str = "application/json") -> bytes:
+        """A GET of any API server path, its body unparsed."""
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            "GET", path, query_params=list(query), header_params={"Accept": accept}, auth_settings=["BearerToken"])
+        response = self.api_client.call_api(method, url, headers, _request_timeout=60)
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason)
+        return bytes(response.response.data)
+
+    def weights(self, namespace: str) -> dict[str, tuple[str, int | None]]:
+        """Every rollout's (phase, candidateWeight) from one Table LIST."""
+        table = json.loads(self.get_raw(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}",
+                                        [("includeObject", "None")], accept=TABLE))
+        columns = [c["name"] for c in table.get("columnDefinitions") or []]
+        name, phase, weight = columns.index("Name"), columns.index("Phase"), columns.index("Weight")
+        return {row["cells"][name]: (row["cells"][phase] or "", row["cells"][weight])
+                for row in table.get("rows") or []}
+
+    def rollout_pages(self, namespace: str) -> Iterable[tuple[float, list[dict[str, Any]]]]:
+        """Every rollout, a page at a time, each with the wall time it arrived."""
+        token = None
+        while True:
+            page: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, limit=PAGE,
+                                                                  _continue=token, _request_timeout=120)
+            yield time.time(), list(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def apiserver_metrics(self) -> str:
+        return self.get_raw("/metrics", accept="text/plain").decode()
+
+
+def samples(text: str, names: set[str]) -> Iterable[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of the named series in a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(tuple(names)):
+            continue
+        match = SAMPLE_LINE.match(line)
+        if match and match.group(1) in names:
+            yield match.group(1), dict(LABEL.findall(match.group(2) or "")), float(match.group(3))
+
+
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return str(resp.read().decode())
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Snapshot:
+    at: float
+    cpu_s: float
+    ticks: float
+    analyses: float
+    tick_errors: float
+    api: dict[str, float]  # "VERB resource[/subresource]" -> requests
+    watch_events: float
+    watch_bytes: float
+    prometheus_queries: float
+
+
+def snapshot(cluster: Cluster, operator_pid: int, metrics_url: str, prometheus_url: str) -> Snapshot:
+    """The counters the rates come from, read at (nearly) one moment."""
+    operator = list(samples(http_text(metrics_url), {"modelrollout_tick_duration_seconds_count",
+                                                    "modelrollout_provider_queries_total",
+                                                    "modelrollout_tick_errors_total"}))
+    api: dict[str, float] = {}
+    events, sizes = 0.0, 0.0
+    for name, labels, value in samples(cluster.apiserver_metrics(), {"apiserver_request_total",
+                                                                      "apiserver_watch_events_total",
+                                                                      "apiserver_watch_events_sizes_sum"}):
+        if name == "apiserver_request_total":
+            resource = labels.get("resource") or labels.get("subresource", "")
+            if labels.get("resource") and labels.get("subresource"):
+                resource += f"/{labels['subresource']}"
+            key = f"{labels.get('verb', '')} {resource}"
+            api[key] = api.get(key, 0.0) + value
+        elif labels.get("resource") == PLURAL and labels.get("group") == GROUP:
+            if name == "apiserver_watch_events_total":
+                events += value
+            else:
+                sizes += value
+    queries = sum(v for _, labels, v in samples(http_text(f"{prometheus_url}/metrics"),
+                                                 {"prometheus_http_requests_total"})
+                  if labels.get("handler") in ("/api/v1/query", "/api/v1/query_range"))
+
+    def total(name: str) -> float:
+        return sum(v for n, _, v in operator if n == name)
+
+    return Snapshot(at=time.monotonic(), cpu_s=cpu_seconds(operator_pid),
+                    ticks=total("modelrollout_tick_duration_seconds_count"),
+                    analyses=total("modelrollout_provider_queries_total"),
+                    tick_errors=total("modelrollout_tick_errors_total"), api=api, watch_events=events,
+                    watch_bytes=sizes, prometheus_queries=queries)
+
+
+def rates(before: Snapshot, after: Snapshot, own: Counter[str]) -> Rates:
+    seconds = after.at - before.at
+    by_kind = {k: (after.api[k] - before.api.get(k, 0.0) - own.get(k, 0)) / seconds for k in after.api}
+    by_kind = {k: v for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v > 0}
+    return Rates(seconds=seconds, ticks=(after.ticks - before.ticks) / seconds,
+                 analyses=(after.analyses - before.analyses) / seconds,
+                 tick_errors=(after.tick_errors - before.tick_errors) / seconds,
+                 api_requests=sum(by_kind.values()), api_by_kind=by_kind,
+                 rollout_watch_events=(after.watch_events - before.watch_events) / seconds,
+                 rollout_watch_bytes=(after.watch_bytes - before.watch_bytes) / seconds,
+                 prometheus_queries=(after.prometheus_queries - before.prometheus_queries) / seconds,
+                 cpu_cores=(after.cpu_s - before.cpu_s) / seconds)
+
+
+# ---------------------------------------------------------------- one size
+
+
+def analysis(interval: str, window_s: float) -> dict[str, Any]:
+    """Checked every interval on a constant through Prometheus: each check is one real query that passes."""
+    return {"interval": interval, "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 0,
+            "metrics": [{"name": "constant", "templateRef": {"name": TEMPLATE}, "min": 0.5,
+                         "window": f"{window_s:g}s"}]}
+
+
+def rollout_pair(name: str, spec_analysis: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A deployment the data plane leaves alone (nothing serves it) and a rollout of it, both called `name`."""
+    return (digits_sdep("1.0.0", name=name, served=False),
+            model_rollout(steps=HOLD, analysis=spec_analysis, name=name, target=name))
+
+
+def set_up(cluster: Cluster, namespace: str, names: Sequence[str], spec_analysis: dict[str, Any]) -> None:
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    cluster.create(namespace, GROUP, VERSION, TEMPLATE_PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AnalysisTemplate", "metadata": {"name": TEMPLATE},
+        "spec": {"description": "a constant: every check passes", "query": "vector(1)"}})
+    pairs = [rollout_pair(name, spec_analysis) for name in names]
+    cluster.in_parallel(lambda sdep: cluster.create(namespace, SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, sdep),
+                        (sdep for sdep, _ in pairs))
+    cluster.in_parallel(lambda mro: cluster.create(namespace, GROUP, VERSION, PLURAL, mro),
+                        (mro for _, mro in pairs))
+
+
+def wait_all_at_first_weight(cluster: Cluster, namespace: str, total: int, started: float, deadline_s: float,
+                             poll_s: float, label: str) -> Wait:
+    reached, reported = 0, started
+    while True:
+        with contextlib.suppress(ApiException, OSError):  # a LIST that failed is "not yet"
+            reached = sum(1 for _, weight in cluster.weights(namespace).values() if weight == FIRST_WEIGHT)
+        now = time.monotonic()
+        if reached >= total or now - started >= deadline_s:
+            return Wait(now - started, reached, total)
+        if now - reported >= 10:
+            print(f"{label}: {reached} of {total} at {FIRST_WEIGHT}% after {now - started:.0f}s", flush=True)
+            reported = now
+        time.sleep(poll_s)
+
+
+def poll_one(cluster: Cluster, namespace: str, name: str, until: Callable[[dict[str, Any]], bool],
+             start: float, end: float) -> float | None:
+    """Seconds from start until the rollout satisfies `until`; None if it does not before `end`."""
+    while time.monotonic() < end:
+        with contextlib.suppress(ApiException, OSError):
+            if until(cluster.rollout(namespace, name)):
+                return time.monotonic() - start
+        time.sleep(PROBE_POLL_S)
+    return None
+
+
+def status_of(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict(obj.get("status") or {})
+
+
+def probe_new_rollouts(cluster: Cluster, namespace: str, count: int, spec_analysis: dict[str, Any],
+                       deadline_s: float) -> Timings:
+    """Apply -> first weight, one new rollout at a time (its deployment exists before the clock starts)."""
+    timings, end = Timings(), time.monotonic() + deadline_s
+    for i in range(count):
+        sdep, mro = rollout_pair(f"probe-{i + 1:03d}", spec_analysis)
+        cluster.create(namespace, SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, sdep)
+        start = time.monotonic()
+        cluster.create(namespace, GROUP, VERSION, PLURAL, mro)
+        took = poll_one(cluster, namespace, mro["metadata"]["name"],
+                        lambda o: status_of(o).get("candidateWeight") == FIRST_WEIGHT, start, end)
+        if took is None:
+            timings.missed = count - i
+            break
+        timings.seconds.append(took)
+    return timings
+
+
+def probe_aborts(cluster: Cluster, namespace: str, names: Sequence[str], deadline_s: float) -> Timings:
+    """Annotation -> phase Aborted, one rollout at a time."""
+    timings, end = Timings(), time.monotonic() + deadline_s
+    patch = {"metadata": {"annotations": {ACTION_ANNOTATION: "abort"}}}
+    for i, name in enumerate(names):
+        start = time.monotonic()
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
+                                                      _request_timeout=30)
+        took = poll_one(cluster, namespace, name, lambda o: status_of(o).get("phase") == Phase.ABORTED, start, end)
+        if took is None:
+            timings.missed = len(names) - i
+            break
+        timings.seconds.append(took)
+    return timings
+
+
+def staleness(cluster: Cluster, namespace: str, own: Counter[str]) -> tuple[list[float], int]:
+    """Now minus every rollout's latest check, in seconds, and how many have no check yet."""
+    ages, never = [], 0
+    for arrived, items in cluster.rollout_pages(namespace):
+        own[f"LIST {PLURAL}"] += 1
+        for obj in items:
+            checks = (status_of(obj).get("analysis") or {}).get("lastChecks") or []
+            times = [t for t in (parse_time(c.get("at")) for c in checks) if t is not None]
+            if times:
+                ages.append(arrived - max(times).timestamp())
+            else:
+                never += 1
+    return ages, never
+
+
+def steady_period(cluster: Cluster, namespace: str, operator: OperatorProcess, metrics_url: str,
+                  prometheus_url: str, settings: Settings, result: SizeResult) -> None:
+    """Counters at both ends of the period; staleness at random moments in between."""
+    assert operator.proc is not None
+    length = settings.steady()
+    moments = sorted(random.Random(settings.seed).uniform(0.1, 0.9) * length for _ in range(settings.samples))
+    own: Counter[str] = Counter()  # this benchmark's requests in the period, not the operator's
+    before = snapshot(cluster, operator.proc.pid, metrics_url, prometheus_url)
+    for moment in moments:
+        time.sleep(max(0.0, before.at + moment - time.monotonic()))
+        ages, never = staleness(cluster, namespace, own)
+        result.staleness_s.extend(ages)
+        result.never_checked += never
+    time.sleep(max(0.0, before.at + length - time.monotonic()))
+    result.rates = rates(before, snapshot(cluster, operator.proc.pid, metrics_url, prometheus_url), own)
+
+
+def clean_up(cluster: Cluster, namespace: str) -> None:
+    """With the operator stopped: drop the rollback finalizers (their deployments go too), delete every
+    object, then the namespace (no controller manager runs to delete what it holds)."""
+    held = [obj["metadata"]["name"] for _, items in cluster.rollout_pages(namespace) for obj in items
+            if obj["metadata"].get("finalizers")]
+    unhold = {"metadata": {"finalizers": None}}
+    cluster.in_parallel(lambda name: cluster.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, unhold, _request_timeout=60), held)
+    for group, version, plural in ((GROUP, VERSION, PLURAL), (GROUP, VERSION, TEMPLATE_PLURAL),
+                                   (SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL)):
+        cluster.custom.delete_collection_namespaced_custom_object(group, version, namespace, plural,
+                                                                  _request_timeout=300)
+    cluster.core.delete_collection_namespaced_event(namespace, _request_timeout=300)
+    cluster.core.delete_namespace(namespace, _request_timeout=60)
+
+
+def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
+    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
+    label = f"N={rollouts}"
+    cluster = Cluster(kube, settings.workers)
+    namespace = f"scale-{rollouts}-{uuid.uuid4().hex[:6]}"
+    names = [f"digits-{i:05d}" for i in range(1, rollouts + 1)]
+    spec_analysis = analysis(settings.interval, settings.window_s)
+    deadline_s = settings.deadline(rollouts)
+    result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=namespace)
+    operator: OperatorProcess | None = None
+    try:
+        print(f"{label}: creating {rollouts} SeldonDeployments and ModelRollouts in {namespace}", flush=True)
+        started = time.monotonic()
+        set_up(cluster, namespace, names, spec_analysis)
+        result.setup_s = time.monotonic() - started
+
+        metrics_port = free_port()
+        log = workdir / f"operator-{rollouts}.log"
+        result.operator_log = str(log)
+        started = time.monotonic()
+        operator = OperatorProcess(kube, log, extra_args=(
+            "--namespace", namespace, "--prometheus-url", prometheus_url, "--metrics-port", str(metrics_port),
+        )).start()
+        result.first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, deadline_s,
+                                                       settings.poll_s, label)
+        print(f"{label}: all at {FIRST_WEIGHT}%: {result.first_weight.render()}", flush=True)
+
+        # Steady state once the first checks are due (one window after the weight), and one more interval.
+        time.sleep(settings.window_s + settings.interval_s)
+        print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
+        steady_period(cluster, namespace, operator, f"http://127.0.0.1:{metrics_port}/metrics", prometheus_url,
+                      settings, result)
+
+        print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
+        result.new_rollout = probe_new_rollouts(cluster, namespace, settings.probes, spec_analysis, deadline_s)
+        chosen = random.Random(settings.seed).sample(names, min(settings.probes, rollouts))
+        result.abort = probe_aborts(cluster, namespace, chosen, deadline_s)
+        assert operator.proc is not None
+        result.peak_rss_mib = peak_rss_mib(operator.proc.pid)
+    finally:
+        if operator is not None:
+            operator.stop(timeout=60)
+        clean_up(cluster, namespace)
+        cluster.pool.shutdown()
+    return result
+
+
+# ---------------------------------------------------------------- output
+
+
+def render(results: Sequence[SizeResult], interval: str) -> str:
+    """One column per size."""
+    def stale(r: SizeResult, in_intervals: bool) -> str:
+        if not r.staleness_s:
+            return "-"
+        scale = r.interval_s if in_intervals else 1.0
+        p50, p99 = percentile(r.staleness_s, 0.5) / scale, percentile(r.staleness_s, 0.99) / scale
+        text = f"{p50:.2f} / {p99:.2f}" + ("" if in_intervals else "s")
+        return text + (f" ({r.never_checked} unchecked)" if r.never_checked and not in_intervals else "")
+
+    rows: list[tuple[str, Callable[[SizeResult], str]]] = [
+        ("set-up: create 2N objects", lambda r: f"{r.setup_s:.1f}s"),
+        (f"operator start -> all at {FIRST_WEIGHT}%", lambda r: r.first_weight.render() if r.first_weight else "-"),
+        (f"new rollout -> {FIRST_WEIGHT}%, p50 / p99", lambda r: r.new_rollout.render()),
+        ("abort -> Aborted, p50 / p99", lambda r: r.abort.render()),
+        ("analysis staleness p50 / p99", lambda r: stale(r, False)),
+        ("  in intervals", lambda r: stale(r, True)),
+        ("ticks/s", lambda r: f"{r.rates.ticks:.1f}"),
+        ("analyses/s (needed: N / interval)", lambda r: f"{r.rates.analyses:.1f} ({r.rollouts / r.interval_s:.0f})"),
+        ("tick errors/s", lambda r: f"{r.rates.tick_errors:.2f}"),
+        ("API server requests/s", lambda r: f"{r.rates.api_requests:.1f}"),
+        ("rollout watch events/s (KiB/s)",
+         lambda r: f"{r.rates.rollout_watch_events:.1f} ({r.rates.rollout_watch_bytes / 1024:.0f})"),
+        ("Prometheus queries/s", lambda r: f"{r.rates.prometheus_queries:.1f}"),
+        ("operator CPU, cores", lambda r: f"{r.rates.cpu_cores:.2f}"),
+        ("operator peak RSS", lambda r: f"{r.peak_rss_mib:.0f} MiB"),
+    ]
+    cells = [[fn(r) for r in results] for _, fn in rows]
+    widths = [max(len(f"N={r.rollouts}"), *(len(row[i]) for row in cells)) for i, r in enumerate(results)]
+    first = max(len(name) for name, _ in rows)
+    lines = [f"\nOne operator replica, rollouts held at {FIRST_WEIGHT}% and analysed every {interval} "
+             "(a constant query through Prometheus)\n",
+             f"{'':<{first}}  " + "  ".join(f"{f'N={r.rollouts}':>{w}}" for r, w in zip(results, widths, strict=True))]
+    for (name, _), row in zip(rows, cells, strict=True):
+        lines.append(f"{name:<{first}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
+    for r in results:
+        busiest = ", ".join(f"{kind} {rate:.1f}" for kind, rate in list(r.rates.api_by_kind.items())[:6])
+        lines.append(f"\nN={r.rollouts}: API server requests/s by verb and resource: {busiest or '-'}")
+        lines.append(f"N={r.rollouts}: steady period {r.rates.seconds:.0f}s, {len(r.staleness_s)} staleness "
+                     f"readings; operator log {r.operator_log}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rollouts", default="100,1000", help="sizes, comma-separated (default 100,1000)")
+    parser.add_argument("--interval", default="10s", help="analysis interval (default 10s)")
+    parser.add_argument("--probes", type=int, default=10, help="new rollouts, and aborts, timed per size")
+    parser.add_argument("--samples", type=int, default=5, help="staleness samples in the steady period")
+    parser.add_argument("--steady", type=float, default=None, help="steady period, seconds (default: "
+                        "3 intervals, at least 30)")
+    parser.add_argument("--deadline", type=float, default=None, help="bound of each wait, seconds (default: "
+                        "120, or 0.06 per rollout when more)")
+    parser.add_argument("--workers", type=int, default=32, help="parallel requests while setting up")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between LISTs while waiting")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--prometheus-url", default=None, help="default: the local cluster's")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per size")
+    args = parser.parse_args(argv)
+    args.sizes = [int(n) for n in args.rollouts.split(",") if n.strip()]
+    if not args.sizes or min(args.sizes) < 1:
+        parser.error("--rollouts: sizes of at least 1, comma-separated")
+    args.settings = Settings(interval=args.interval, probes=max(0, args.probes), samples=max(1, args.samples),
+                             steady_s=args.steady, deadline_s=args.deadline, workers=max(1, args.workers),
+                             poll_s=args.poll, seed=args.seed)
+    try:  # a malformed interval is refused before anything is created
+        parse_duration(args.interval, "--interval")
+    except SpecError as exc:
+        parser.error(f"--interval: {exc}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    kube = running_cluster()
+    prometheus_url = args.prometheus_url
+    if prometheus_url is None:
+        services = local_services.Services.load()
+        if not local_services.healthy(services) or services is None:
+            raise SystemExit("the local cluster's Prometheus is not running: `make cluster-up` first")
+        prometheus_url = services.prometheus_url
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    results = []
+    for size in args.sizes:
+        results.append(run_size(kube, prometheus_url, size, args.settings, workdir))
+    print(render(results, args.interval))
+    if args.json:
+        for r in results:
+            print(json.dumps(r.summary()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
