@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import socket
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     config = handlers.OperatorConfig()
     configure(config, args)
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # Kopf logs every watch event it handled ("Handler 'watch' succeeded"): one line per status write
+        # of every rollout, the bulk of the log and of its cost at thousands of rollouts. Warnings stay.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         memo=kopf.Memo(config=config),
         clusterwide=not args.namespace,

@@ -142,13 +142,18 @@ class KubernetesStore:
 
 
 class KubernetesTemplates:
-    """AnalysisTemplates read from the API server when a metric references one."""
+    """AnalysisTemplates as the watch delivered them; one the watch has not delivered is read from the
+    API server (it may have just been created)."""
 
-    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float) -> None:
+    def __init__(self, api: k8s.CustomObjectsApi, timeout_s: float, watched: ObjectCache | None = None) -> None:
         self._api = api
         self._timeout = timeout_s
+        self._watched = watched
 
     async def get(self, namespace: str, name: str) -> MetricTemplate | None:
+        cached = self._watched.get(namespace, name) if self._watched is not None else None
+        if cached is not None:
+            return template_from_spec(cached.get("spec") or {})
         try:
             obj = await asyncio.to_thread(self._api.get_namespaced_custom_object, GROUP, VERSION, namespace,
                                           TEMPLATE_PLURAL, name, _request_timeout=self._timeout)
@@ -167,6 +172,7 @@ class Runtime:
     scheduler: TickScheduler
     rollouts: ObjectCache = field(default_factory=ObjectCache)  # as the watch delivered them
     deployments: ObjectCache = field(default_factory=ObjectCache)  # the SeldonDeployments, likewise
+    templates: ObjectCache = field(default_factory=ObjectCache)  # the AnalysisTemplates, likewise
     dependents: TargetIndex = field(default_factory=TargetIndex)  # which rollouts act on which deployment
     providers: dict[str, MetricProvider] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -229,7 +235,11 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(cfg.kube_workers, thread_name_prefix="kube"))
     provider_pool = concurrent.futures.ThreadPoolExecutor(cfg.provider_workers, thread_name_prefix="provider")
-    api_client = k8s.ApiClient()
+    # One pooled connection per Kubernetes thread: a smaller pool (the client's default is 10) discards
+    # connections under load and opens new TLS ones.
+    configuration = k8s.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(cfg.kube_workers, configuration.connection_pool_maxsize or 0)
+    api_client = k8s.ApiClient(configuration)
     timeout = cfg.kube_request_timeout_s
     providers: dict[str, MetricProvider] = {}
     election = cfg.leader_election
@@ -245,6 +255,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     store = CachedStore(KubernetesStore(k8s.CustomObjectsApi(api_client), timeout, field_manager=manager,
                                         fence=fence), rollouts)
     deployments = ObjectCache()
+    templates = ObjectCache()
     backends = make_backends(api_client, timeout, field_manager=manager, fence=fence,
                              watched={"SeldonDeployment": deployments.get})
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
@@ -254,7 +265,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
         store=store,
         backends=backends,
         events=events,
-        templates=cast(TemplateSource, KubernetesTemplates(k8s.CustomObjectsApi(api_client), timeout)),
+        templates=cast(TemplateSource, KubernetesTemplates(k8s.CustomObjectsApi(api_client), timeout, templates)),
         provider_for=_provider_factory(providers, provider_pool),
         limits=cfg.limits(),
         on_plan=_record,
@@ -266,7 +277,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     scheduler = TickScheduler(tick_this, concurrency=cfg.concurrency, error_backoff_s=ERROR_BACKOFF_S,
                               active=elector.may_write if elector is not None else lambda: True)
     rt = Runtime(reconciler=reconciler, providers=providers, scheduler=scheduler, rollouts=rollouts,
-                 deployments=deployments)
+                 deployments=deployments, templates=templates)
     rt.loop_task = asyncio.create_task(rt.scheduler.run(rt.stop))
     if elector is not None:
         rt.elector_task = asyncio.create_task(elector.run(rt.elector_stop))
@@ -319,6 +330,21 @@ async def watch_deployment(event: kopf.RawEvent, namespace: str | None, name: st
         rt.deployments.put(raw)
     for rollout in rt.dependents.rollouts_of(namespace, name):
         rt.scheduler.notify(namespace, rollout)
+
+
+@kopf.on.event(GROUP, VERSION, TEMPLATE_PLURAL)
+async def watch_template(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo,
+                         **_: Any) -> None:
+    """AnalysisTemplates into the cache the analyses read (no GET per analysis); a change is read by the
+    next check of every rollout that references it."""
+    if namespace is None:
+        return
+    rt = runtime(memo)
+    raw = event.get("object")
+    if event.get("type") == "DELETED":
+        rt.templates.drop(namespace, name)
+    elif isinstance(raw, dict):
+        rt.templates.put(raw)
 
 
 @kopf.on.probe(id="tickLoop")

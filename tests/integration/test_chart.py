@@ -108,6 +108,8 @@ NAMESPACE_RULES = {
     ("modelrollout.dev", "modelrollouts/finalizers", "patch"),
     ("modelrollout.dev", "modelrollouts/finalizers", "update"),
     ("modelrollout.dev", "analysistemplates", "get"),
+    ("modelrollout.dev", "analysistemplates", "list"),
+    ("modelrollout.dev", "analysistemplates", "watch"),
     ("machinelearning.seldon.io", "seldondeployments", "get"),
     ("machinelearning.seldon.io", "seldondeployments", "update"),
     # The deployments' watch: the cache observations read, and a change wakes the rollouts acting on it.

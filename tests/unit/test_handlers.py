@@ -72,3 +72,26 @@ async def test_the_watches_fill_the_caches_and_a_deployment_change_wakes_its_rol
 async def _until(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+async def test_analysis_templates_come_from_the_watch_and_only_an_undelivered_one_is_read() -> None:
+    from modelrollout.cache import ObjectCache
+
+    class Api:
+        reads: list[str] = []
+
+        def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
+                                         **_: Any) -> dict[str, Any]:
+            self.reads.append(name)
+            return {"spec": {"query": "sum(rate(created_just_now[1m]))"}}
+
+    cache = ObjectCache()
+    cache.put({"metadata": {"namespace": "ns", "name": "accuracy", "resourceVersion": "3"},
+               "spec": {"query": "sum(rate(correct[{{interval}}]))"}})
+    templates = handlers.KubernetesTemplates(cast(Any, Api()), 5.0, cache)
+    watched = await templates.get("ns", "accuracy")
+    assert watched is not None and watched.value == "sum(rate(correct[{{interval}}]))"
+    assert Api.reads == []  # no request for a template the watch delivered
+    fresh = await templates.get("ns", "brand-new")
+    assert fresh is not None and fresh.value == "sum(rate(created_just_now[1m]))" and Api.reads == ["brand-new"]

@@ -104,10 +104,11 @@ Shared by the ClusterRole (cluster-wide) and the per-namespace Roles (namespace-
 - apiGroups: [modelrollout.dev]
   resources: [modelrollouts/finalizers]
   verbs: [patch, update]
-# Metrics may reference a shared AnalysisTemplate, read by name when a check runs.
+# Metrics may reference a shared AnalysisTemplate: the watch keeps a copy; one it has not delivered yet is
+# read by name when a check runs.
 - apiGroups: [modelrollout.dev]
   resources: [analysistemplates]
-  verbs: [get]
+  verbs: [get, list, watch]
 # The traffic backend reads the target and replaces it, guarded by its resourceVersion; the watch keeps a
 # copy for observations and wakes the rollouts acting on a deployment that changed.
 - apiGroups: [machinelearning.seldon.io]
