@@ -141,6 +141,19 @@ class KubernetesStore:
                                     name, patch, _content_type="application/json-patch+json")
 
 
+class UnusedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf builds every object's "essence" (a deep copy of all of it, status included) on every watch
+    event, for create and update handlers to diff. This operator has none (it reacts to raw events, and a
+    unit test keeps it so), so the essence is never read: build an empty one. At a thousand rollouts that
+    copy cost more operator time than the ticks."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+
 class KubernetesTemplates:
     """AnalysisTemplates as the watch delivered them; one the watch has not delivered is read from the
     API server (it may have just been created)."""
@@ -222,8 +235,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     cfg = config(memo)
     # Kopf's own bookkeeping goes to annotations under our prefix, never into our status schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = UnusedDiffBase(prefix=GROUP, key="last-handled-configuration")
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 30
     try:

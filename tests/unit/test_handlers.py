@@ -95,3 +95,11 @@ async def test_analysis_templates_come_from_the_watch_and_only_an_undelivered_on
     assert Api.reads == []  # no request for a template the watch delivered
     fresh = await templates.get("ns", "brand-new")
     assert fresh is not None and fresh.value == "sum(rate(created_just_now[1m]))" and Api.reads == ["brand-new"]
+
+
+def test_no_handler_needs_kopfs_diffbase_so_building_none_is_safe() -> None:
+    """UnusedDiffBase holds only while Kopf has no create/update/resume/daemon/timer handler to diff for."""
+    registry = kopf.get_default_registry()
+    assert registry._watching.get_all_handlers(), "the watch handlers are registered"
+    assert not registry._changing.get_all_handlers()
+    assert not registry._spawning.get_all_handlers()
