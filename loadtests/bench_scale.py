@@ -46,7 +46,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -304,9 +304,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_mib(pid: int, field: str) -> float:
+    """A memory figure of a process in MiB, from /proc/<pid>/status: VmRSS (now) or VmHWM (its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -513,50 +514,79 @@ def clean_up(cluster: Cluster, namespace: str) -> None:
     cluster.core.delete_namespace(namespace, _request_timeout=60)
 
 
-def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
-    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
-    label = f"N={rollouts}"
+@dataclass
+class HeldRollouts:
+    """N rollouts set up in a namespace of their own, and the one operator process watching them."""
+
+    cluster: Cluster
+    namespace: str
+    names: list[str]
+    spec_analysis: dict[str, Any]
+    operator: OperatorProcess
+    operator_pid: int
+    metrics_url: str
+    setup_s: float
+    first_weight: Wait
+    operator_log: str
+
+
+@contextlib.contextmanager
+def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path,
+                  prefix: str, label: str) -> Iterator[HeldRollouts]:
+    """Create N rollouts and their deployments, start the operator, wait until every rollout is at the
+    first weight (or the deadline) and its first checks are due; after the body, always stop the operator,
+    then remove what was made (in that order: a running operator would race the clean-up's deletions)."""
     cluster = Cluster(kube, settings.workers)
-    namespace = f"scale-{rollouts}-{uuid.uuid4().hex[:6]}"
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     names = [f"digits-{i:05d}" for i in range(1, rollouts + 1)]
     spec_analysis = analysis(settings.interval, settings.window_s)
-    deadline_s = settings.deadline(rollouts)
-    result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=namespace)
     operator: OperatorProcess | None = None
     try:
         print(f"{label}: creating {rollouts} SeldonDeployments and ModelRollouts in {namespace}", flush=True)
         started = time.monotonic()
         set_up(cluster, namespace, names, spec_analysis)
-        result.setup_s = time.monotonic() - started
+        setup_s = time.monotonic() - started
 
         metrics_port = free_port()
-        log = workdir / f"operator-{rollouts}.log"
-        result.operator_log = str(log)
+        log = workdir / f"operator-{namespace}.log"
         started = time.monotonic()
         operator = OperatorProcess(kube, log, extra_args=(
             "--namespace", namespace, "--prometheus-url", prometheus_url, "--metrics-port", str(metrics_port),
         )).start()
-        result.first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, deadline_s,
-                                                       settings.poll_s, label)
-        print(f"{label}: all at {FIRST_WEIGHT}%: {result.first_weight.render()}", flush=True)
-
+        assert operator.proc is not None
+        first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, settings.deadline(rollouts),
+                                                settings.poll_s, label)
+        print(f"{label}: all at {FIRST_WEIGHT}%: {first_weight.render()}", flush=True)
         # Steady state once the first checks are due (one window after the weight), and one more interval.
         time.sleep(settings.window_s + settings.interval_s)
-        print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
-        steady_period(cluster, namespace, operator, f"http://127.0.0.1:{metrics_port}/metrics", prometheus_url,
-                      settings, result)
-
-        print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
-        result.new_rollout = probe_new_rollouts(cluster, namespace, settings.probes, spec_analysis, deadline_s)
-        chosen = random.Random(settings.seed).sample(names, min(settings.probes, rollouts))
-        result.abort = probe_aborts(cluster, namespace, chosen, deadline_s)
-        assert operator.proc is not None
-        result.peak_rss_mib = peak_rss_mib(operator.proc.pid)
+        yield HeldRollouts(cluster=cluster, namespace=namespace, names=names, spec_analysis=spec_analysis,
+                           operator=operator, operator_pid=operator.proc.pid,
+                           metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", setup_s=setup_s,
+                           first_weight=first_weight, operator_log=str(log))
     finally:
         if operator is not None:
             operator.stop(timeout=60)
         clean_up(cluster, namespace)
         cluster.pool.shutdown()
+
+
+def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
+    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
+    label = f"N={rollouts}"
+    deadline_s = settings.deadline(rollouts)
+    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"scale-{rollouts}", label) as held:
+        result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
+                            setup_s=held.setup_s, first_weight=held.first_weight, operator_log=held.operator_log)
+        print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
+        steady_period(held.cluster, held.namespace, held.operator, held.metrics_url, prometheus_url, settings,
+                      result)
+
+        print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
+        result.new_rollout = probe_new_rollouts(held.cluster, held.namespace, settings.probes, held.spec_analysis,
+                                                deadline_s)
+        chosen = random.Random(settings.seed).sample(held.names, min(settings.probes, rollouts))
+        result.abort = probe_aborts(held.cluster, held.namespace, chosen, deadline_s)
+        result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
     return result
 
 
