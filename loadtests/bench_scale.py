@@ -29,6 +29,27 @@ reached: only X of N after T s" (probes: how many missed) and the run goes on. F
 asserted. Needs `make cluster-up` (its Prometheus unless --prometheus-url). At the end of each size the
 operator is stopped, then the rollouts' finalizers dropped and the namespace's objects and the namespace
 deleted.
+
+Soak, instead of the benchmark (the documented run is 1000 rollouts for 30 minutes):
+
+    .venv/bin/python -m loadtests.bench_scale --soak 30m --rollouts 1000 [--churn 10] [--churn-every 10s]
+        [--sample-every 60s]
+
+The same set-up at one size N (default 1000), the operator started the same way, then, for --soak, churn:
+every --churn-every (default: --interval) --churn of the live rollouts (default 1% of N, at least 1) are
+aborted or deleted, by turns, and as many new ones (new names, new SeldonDeployments) take their place.
+An aborted rollout is deleted one round later; a deleted rollout's deployment goes once the rollout has
+(the operator rolls its traffic back first). So the operator's caches, its per-rollout series and its
+scheduler see objects come and go. Every --sample-every, and at the end, one line: seconds since the soak
+began, the operator's RSS (VmRSS), the lines of its /metrics labelled with a rollout and how many rollouts
+they name, the rollouts the API server holds and how many of them are at 10%, the rollouts created,
+aborted and deleted (gone from the API server) so far, and the operator's ticks so far. At the end: RSS
+at the start, its sampled peak and at the end (and VmHWM), the RSS slope in MiB per 10 minutes with its
+standard error (least squares over the samples after the first 20% of the soak: start-up growth left
+out), and the per-rollout series at the start and the end. An operator that keeps no trace of deleted
+rollouts has a slope near 0 within its error, and its series follow the rollouts that exist (six lines
+per checked rollout), not all that were ever created. The soak stops by itself after --soak; the operator
+is stopped and everything cleaned up as above.
 """
 
 from __future__ import annotations
@@ -46,7 +67,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +75,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -91,6 +113,7 @@ PAGE = 500  # rollouts per page of a full LIST
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+ROLLOUT_LABEL = re.compile(r'[{,]rollout="((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
@@ -304,9 +327,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_mib(pid: int, field: str) -> float:
+    """A memory figure of a process in MiB, from /proc/<pid>/status: VmRSS (now) or VmHWM (its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -513,50 +537,252 @@ def clean_up(cluster: Cluster, namespace: str) -> None:
     cluster.core.delete_namespace(namespace, _request_timeout=60)
 
 
-def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
-    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
-    label = f"N={rollouts}"
+@dataclass
+class HeldRollouts:
+    """N rollouts set up in a namespace of their own, and the one operator process watching them."""
+
+    cluster: Cluster
+    namespace: str
+    names: list[str]
+    spec_analysis: dict[str, Any]
+    operator: OperatorProcess
+    operator_pid: int
+    metrics_url: str
+    setup_s: float
+    first_weight: Wait
+    operator_log: str
+
+
+@contextlib.contextmanager
+def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path,
+                  prefix: str, label: str) -> Iterator[HeldRollouts]:
+    """Create N rollouts and their deployments, start the operator, wait until every rollout is at the
+    first weight (or the deadline) and its first checks are due; after the body, always stop the operator,
+    then remove what was made (in that order: a running operator would race the clean-up's deletions)."""
     cluster = Cluster(kube, settings.workers)
-    namespace = f"scale-{rollouts}-{uuid.uuid4().hex[:6]}"
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     names = [f"digits-{i:05d}" for i in range(1, rollouts + 1)]
     spec_analysis = analysis(settings.interval, settings.window_s)
-    deadline_s = settings.deadline(rollouts)
-    result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=namespace)
     operator: OperatorProcess | None = None
     try:
         print(f"{label}: creating {rollouts} SeldonDeployments and ModelRollouts in {namespace}", flush=True)
         started = time.monotonic()
         set_up(cluster, namespace, names, spec_analysis)
-        result.setup_s = time.monotonic() - started
+        setup_s = time.monotonic() - started
 
         metrics_port = free_port()
-        log = workdir / f"operator-{rollouts}.log"
-        result.operator_log = str(log)
+        log = workdir / f"operator-{namespace}.log"
         started = time.monotonic()
         operator = OperatorProcess(kube, log, extra_args=(
             "--namespace", namespace, "--prometheus-url", prometheus_url, "--metrics-port", str(metrics_port),
         )).start()
-        result.first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, deadline_s,
-                                                       settings.poll_s, label)
-        print(f"{label}: all at {FIRST_WEIGHT}%: {result.first_weight.render()}", flush=True)
-
+        assert operator.proc is not None
+        first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, settings.deadline(rollouts),
+                                                settings.poll_s, label)
+        print(f"{label}: all at {FIRST_WEIGHT}%: {first_weight.render()}", flush=True)
         # Steady state once the first checks are due (one window after the weight), and one more interval.
         time.sleep(settings.window_s + settings.interval_s)
-        print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
-        steady_period(cluster, namespace, operator, f"http://127.0.0.1:{metrics_port}/metrics", prometheus_url,
-                      settings, result)
-
-        print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
-        result.new_rollout = probe_new_rollouts(cluster, namespace, settings.probes, spec_analysis, deadline_s)
-        chosen = random.Random(settings.seed).sample(names, min(settings.probes, rollouts))
-        result.abort = probe_aborts(cluster, namespace, chosen, deadline_s)
-        assert operator.proc is not None
-        result.peak_rss_mib = peak_rss_mib(operator.proc.pid)
+        yield HeldRollouts(cluster=cluster, namespace=namespace, names=names, spec_analysis=spec_analysis,
+                           operator=operator, operator_pid=operator.proc.pid,
+                           metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", setup_s=setup_s,
+                           first_weight=first_weight, operator_log=str(log))
     finally:
         if operator is not None:
             operator.stop(timeout=60)
         clean_up(cluster, namespace)
         cluster.pool.shutdown()
+
+
+def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
+    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
+    label = f"N={rollouts}"
+    deadline_s = settings.deadline(rollouts)
+    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"scale-{rollouts}", label) as held:
+        result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
+                            setup_s=held.setup_s, first_weight=held.first_weight, operator_log=held.operator_log)
+        print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
+        steady_period(held.cluster, held.namespace, held.operator, held.metrics_url, prometheus_url, settings,
+                      result)
+
+        print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
+        result.new_rollout = probe_new_rollouts(held.cluster, held.namespace, settings.probes, held.spec_analysis,
+                                                deadline_s)
+        chosen = random.Random(settings.seed).sample(held.names, min(settings.probes, rollouts))
+        result.abort = probe_aborts(held.cluster, held.namespace, chosen, deadline_s)
+        result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
+    return result
+
+
+# ---------------------------------------------------------------- soak
+
+
+@dataclass(frozen=True)
+class SoakSettings:
+    duration_s: float
+    churn: int  # rollouts replaced per round
+    churn_every_s: float
+    sample_every_s: float
+
+
+@dataclass(frozen=True)
+class SoakSample:
+    elapsed_s: float
+    rss_mib: float
+    series: int  # lines of the operator's /metrics labelled with a rollout
+    series_rollouts: int  # the distinct rollouts those lines name
+    existing: int  # ModelRollouts the API server holds in the namespace (aborted and deleting ones too)
+    held: int  # of those, at the first weight
+    created: int  # replacements so far
+    aborted: int
+    deleted: int  # gone from the API server
+    ticks: float  # the operator's ticks since it started
+
+
+@dataclass
+class SoakResult:
+    rollouts: int
+    interval_s: float
+    namespace: str
+    settings: SoakSettings
+    setup_s: float = 0.0
+    first_weight: Wait | None = None
+    samples: list[SoakSample] = field(default_factory=list)
+    peak_rss_mib: float = 0.0  # VmHWM: set-up and the moments between samples included
+    operator_log: str = ""
+
+    def rss_trend(self) -> tuple[float, float, int] | None:
+        """RSS slope in MiB per 10 minutes, its standard error and the samples it is fitted on: a
+        least-squares line through the samples after the first 20% of the soak (start-up growth left out)."""
+        late = [s for s in self.samples if s.elapsed_s >= 0.2 * self.settings.duration_s]
+        if len(late) < 3:  # two points always fit exactly: no error to speak of
+            return None
+        fit = stats.linregress([s.elapsed_s for s in late], [s.rss_mib for s in late])
+        return float(fit.slope) * 600, float(fit.stderr) * 600, len(late)
+
+    def summary(self) -> dict[str, Any]:
+        first, last = (self.samples[0], self.samples[-1]) if self.samples else (None, None)
+        trend = self.rss_trend()
+        return {
+            "soak_s": self.settings.duration_s, "rollouts": self.rollouts, "churn": self.settings.churn,
+            "churn_every_s": self.settings.churn_every_s, "samples": len(self.samples),
+            "rss_start_mib": round(first.rss_mib, 1) if first else None,
+            "rss_peak_sampled_mib": round(max(s.rss_mib for s in self.samples), 1) if self.samples else None,
+            "rss_end_mib": round(last.rss_mib, 1) if last else None, "rss_hwm_mib": round(self.peak_rss_mib, 1),
+            "rss_slope_mib_per_10min": round(trend[0], 3) if trend else None,
+            "rss_slope_stderr": round(trend[1], 3) if trend else None,
+            "series_start": first.series if first else None, "series_end": last.series if last else None,
+            "created": last.created if last else 0, "aborted": last.aborted if last else 0,
+            "deleted": last.deleted if last else 0}
+
+
+class Churn:
+    """Rollouts come and go as on a real cluster: each round, `per_round` of the live ones are aborted or
+    deleted (by turns), and as many new ones (new names, new deployments) take their place. An aborted
+    rollout stays, finished, until the next round deletes it. A deleted rollout's deployment goes only
+    once the rollout has: the operator rolls the deployment's traffic back before it lets the rollout go."""
+
+    def __init__(self, cluster: Cluster, namespace: str, names: Sequence[str], spec_analysis: dict[str, Any],
+                 per_round: int, seed: int) -> None:
+        self.cluster, self.namespace, self.spec_analysis = cluster, namespace, spec_analysis
+        self.per_round = per_round
+        self.random = random.Random(seed)
+        self.live = list(names)  # neither aborted nor deleted
+        self.finished: list[str] = []  # aborted: deleted in the next round
+        self.leaving: list[str] = []  # deleted, maybe still held by the operator's finalizer
+        self.next_number = len(names) + 1
+        self.created = self.aborted = self.deleted = 0
+
+    def round(self) -> None:
+        present = set(self.cluster.weights(self.namespace))
+        gone = [name for name in self.leaving if name not in present]
+        self.cluster.in_parallel(lambda name: self._delete(SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, name), gone)
+        self.deleted += len(gone)
+        self.leaving = [name for name in self.leaving if name in present]
+
+        self.cluster.in_parallel(lambda name: self._delete(GROUP, VERSION, PLURAL, name), self.finished)
+        self.leaving += self.finished
+        self.finished = []
+
+        leaving = self.random.sample(self.live, min(self.per_round, len(self.live)))
+        chosen = set(leaving)
+        self.live = [name for name in self.live if name not in chosen]
+        for turn, name in enumerate(leaving, start=self.created):  # abort, delete, abort... over all rounds
+            if turn % 2 == 0:
+                self.cluster.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name,
+                    {"metadata": {"annotations": {ACTION_ANNOTATION: "abort"}}}, _request_timeout=30)
+                self.finished.append(name)
+                self.aborted += 1
+            else:
+                self._delete(GROUP, VERSION, PLURAL, name)
+                self.leaving.append(name)
+
+        newcomers = [f"digits-{number:05d}" for number in range(self.next_number, self.next_number + len(leaving))]
+        self.next_number += len(newcomers)
+        pairs = [rollout_pair(name, self.spec_analysis) for name in newcomers]
+        self.cluster.in_parallel(lambda sdep: self.cluster.create(
+            self.namespace, SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, sdep), (sdep for sdep, _ in pairs))
+        self.cluster.in_parallel(lambda mro: self.cluster.create(self.namespace, GROUP, VERSION, PLURAL, mro),
+                                 (mro for _, mro in pairs))
+        self.live += newcomers
+        self.created += len(newcomers)
+
+    def _delete(self, group: str, version: str, plural: str, name: str) -> None:
+        with contextlib.suppress(ApiException):  # 404: already gone; anything else: clean_up removes it
+            self.cluster.custom.delete_namespaced_custom_object(group, version, self.namespace, plural, name,
+                                                                _request_timeout=30)
+
+
+def soak_sample(cluster: Cluster, namespace: str, operator_pid: int, metrics_url: str, elapsed_s: float,
+                churn: Churn) -> SoakSample:
+    text = http_text(metrics_url)
+    labelled = [line for line in text.splitlines() if 'rollout="' in line]
+    named = {match.group(1) for line in labelled if (match := ROLLOUT_LABEL.search(line))}
+    weights = cluster.weights(namespace)
+    return SoakSample(
+        elapsed_s=elapsed_s, rss_mib=memory_mib(operator_pid, "VmRSS"), series=len(labelled),
+        series_rollouts=len(named), existing=len(weights),
+        held=sum(1 for _, weight in weights.values() if weight == FIRST_WEIGHT),
+        created=churn.created, aborted=churn.aborted, deleted=churn.deleted,
+        ticks=sum(v for _, _, v in samples(text, {"modelrollout_tick_duration_seconds_count"})))
+
+
+def soak_loop(cluster: Cluster, namespace: str, operator_pid: int, metrics_url: str, churn: Churn,
+              settings: SoakSettings, result: SoakResult, label: str) -> None:
+    """Churn rounds and samples, in one thread (a round and a sample never overlap), until the soak's
+    end, which always gets a sample of its own."""
+    started = time.monotonic()
+    end = started + settings.duration_s
+    next_sample, next_round = started, started + settings.churn_every_s
+    print(f"{label}: {SOAK_HEADER}", flush=True)
+    while True:
+        now = time.monotonic()
+        if now >= next_round and next_round < end:
+            churn.round()
+            # A round that overran its interval is not made up for: churn stays at its rate, never bursts.
+            next_round = max(next_round + settings.churn_every_s, time.monotonic())
+        if now >= next_sample or now >= end:
+            sample = soak_sample(cluster, namespace, operator_pid, metrics_url, time.monotonic() - started, churn)
+            result.samples.append(sample)
+            print(f"{label}: {render_soak_sample(sample)}", flush=True)
+            if now >= end:
+                return
+            next_sample += settings.sample_every_s
+        time.sleep(max(0.0, min(next_sample, next_round, end) - time.monotonic()))
+
+
+def run_soak(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, soak: SoakSettings,
+             workdir: Path) -> SoakResult:
+    """The benchmark's set-up, then churn and memory samples for soak.duration_s; always stops the operator
+    and removes what was made."""
+    label = f"soak N={rollouts}"
+    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"soak-{rollouts}", label) as held:
+        result = SoakResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
+                            settings=soak, setup_s=held.setup_s, first_weight=held.first_weight,
+                            operator_log=held.operator_log)
+        churn = Churn(held.cluster, held.namespace, held.names, held.spec_analysis, soak.churn, settings.seed)
+        soak_loop(held.cluster, held.namespace, held.operator_pid, held.metrics_url, churn, soak, result, label)
+        result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
     return result
 
 
@@ -606,9 +832,43 @@ def render(results: Sequence[SizeResult], interval: str) -> str:
     return "\n".join(lines)
 
 
+SOAK_HEADER = (f"{'elapsed':>8}  {'RSS MiB':>8}  {'series':>7}  {'of rollouts':>11}  {'rollouts':>8}  "
+               f"{'at ' + str(FIRST_WEIGHT) + '%':>6}  {'created':>7}  {'aborted':>7}  {'deleted':>7}  {'ticks':>8}")
+
+
+def render_soak_sample(s: SoakSample) -> str:
+    """One row under SOAK_HEADER."""
+    return (f"{s.elapsed_s:>7.0f}s  {s.rss_mib:>8.1f}  {s.series:>7}  {s.series_rollouts:>11}  {s.existing:>8}  "
+            f"{s.held:>6}  {s.created:>7}  {s.aborted:>7}  {s.deleted:>7}  {s.ticks:>8.0f}")
+
+
+def render_soak(r: SoakResult) -> str:
+    soak = r.settings
+    lines = [f"\nSoak: one operator replica, {r.rollouts} rollouts held at {FIRST_WEIGHT}% and analysed every "
+             f"{r.interval_s:g}s, {soak.churn} replaced every {soak.churn_every_s:g}s, for {soak.duration_s:g}s",
+             f"set-up: {r.setup_s:.1f}s; operator start -> all at {FIRST_WEIGHT}%: "
+             f"{r.first_weight.render() if r.first_weight else '-'}"]
+    if not r.samples:
+        return "\n".join([*lines, "no samples"])
+    first, last = r.samples[0], r.samples[-1]
+    lines.append(f"operator RSS: start {first.rss_mib:.1f} MiB, peak {max(s.rss_mib for s in r.samples):.1f} MiB, "
+                 f"end {last.rss_mib:.1f} MiB (high-water mark {r.peak_rss_mib:.1f} MiB)")
+    trend = r.rss_trend()
+    lines.append("RSS slope after the first 20%: " + (
+        f"{trend[0]:+.2f} MiB per 10 min (standard error {trend[1]:.2f}, {trend[2]} samples)" if trend
+        else "too few samples (at least 3 after the first 20%)"))
+    lines.append(f"per-rollout series: start {first.series} ({first.series_rollouts} rollouts), "
+                 f"end {last.series} ({last.series_rollouts} rollouts); rollouts existing {first.existing} -> "
+                 f"{last.existing}")
+    lines.append(f"churn: {last.created} created, {last.aborted} aborted, {last.deleted} deleted; "
+                 f"operator log {r.operator_log}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rollouts", default="100,1000", help="sizes, comma-separated (default 100,1000)")
+    parser.add_argument("--rollouts", default=None, help="sizes, comma-separated (default 100,1000); with "
+                        "--soak one size (default 1000)")
     parser.add_argument("--interval", default="10s", help="analysis interval (default 10s)")
     parser.add_argument("--probes", type=int, default=10, help="new rollouts, and aborts, timed per size")
     parser.add_argument("--samples", type=int, default=5, help="staleness samples in the steady period")
@@ -620,18 +880,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between LISTs while waiting")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--prometheus-url", default=None, help="default: the local cluster's")
-    parser.add_argument("--json", action="store_true", help="also print one JSON line per size")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per size (or the soak)")
+    soak = parser.add_argument_group("soak (instead of the benchmark)")
+    soak.add_argument("--soak", default=None, help="how long to soak, e.g. 30m")
+    soak.add_argument("--churn", type=int, default=None, help="rollouts replaced per round (default: 1%% of "
+                      "the rollouts, at least 1)")
+    soak.add_argument("--churn-every", default=None, help="time between churn rounds (default: --interval)")
+    soak.add_argument("--sample-every", default="60s", help="time between memory samples (default 60s)")
     args = parser.parse_args(argv)
-    args.sizes = [int(n) for n in args.rollouts.split(",") if n.strip()]
+    rollouts = args.rollouts or ("1000" if args.soak else "100,1000")
+    args.sizes = [int(n) for n in rollouts.split(",") if n.strip()]
     if not args.sizes or min(args.sizes) < 1:
         parser.error("--rollouts: sizes of at least 1, comma-separated")
     args.settings = Settings(interval=args.interval, probes=max(0, args.probes), samples=max(1, args.samples),
                              steady_s=args.steady, deadline_s=args.deadline, workers=max(1, args.workers),
                              poll_s=args.poll, seed=args.seed)
-    try:  # a malformed interval is refused before anything is created
-        parse_duration(args.interval, "--interval")
-    except SpecError as exc:
-        parser.error(f"--interval: {exc}")
+
+    def seconds(option: str, text: str) -> float:
+        """A duration option in seconds; a malformed one is refused before anything is created."""
+        try:
+            return parse_duration(text, option)
+        except SpecError as exc:
+            parser.error(str(exc))  # it names the option
+
+    interval_s = seconds("--interval", args.interval)
+    args.soak_settings = None
+    if args.soak is not None:
+        if len(args.sizes) != 1:
+            parser.error("--soak: one size in --rollouts")
+        args.soak_settings = SoakSettings(
+            duration_s=seconds("--soak", args.soak),
+            churn=args.churn if args.churn is not None else max(1, args.sizes[0] // 100),
+            churn_every_s=seconds("--churn-every", args.churn_every) if args.churn_every else interval_s,
+            sample_every_s=seconds("--sample-every", args.sample_every))
+        soak = args.soak_settings
+        if min(soak.duration_s, soak.churn_every_s, soak.sample_every_s) <= 0 or soak.churn < 0:
+            parser.error("--soak, --churn-every and --sample-every above 0, --churn at least 0")
     return args
 
 
@@ -645,6 +929,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("the local cluster's Prometheus is not running: `make cluster-up` first")
         prometheus_url = services.prometheus_url
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    if args.soak_settings is not None:
+        soaked = run_soak(kube, prometheus_url, args.sizes[0], args.settings, args.soak_settings, workdir)
+        print(render_soak(soaked))
+        if args.json:
+            print(json.dumps(soaked.summary()))
+        return 0
     results = []
     for size in args.sizes:
         results.append(run_size(kube, prometheus_url, size, args.settings, workdir))

@@ -1,5 +1,6 @@
-"""The scale benchmark (``python -m loadtests.bench_scale``) at a small size, against the real kube-apiserver
-and a real Prometheus: every figure it prints is measured, and the rollouts did what the figures say."""
+"""The scale benchmark (``python -m loadtests.bench_scale``) and its soak at a small size, against the real
+kube-apiserver and a real Prometheus: every figure it prints is measured, and the rollouts did what the
+figures say."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from testkit.kube import Kube
 
 ROLLOUTS = 30
 PROBES = 3
+SOAK_ROLLOUTS = 10
+CHURN = 2
+# A checked rollout's series: two gauges, and its analysis runs and checks (one verdict here), each a
+# counter with its _created line; room for a second verdict or provider errors, not for a deleted rollout's.
+SERIES_PER_ROLLOUT = 8
 
 
 @pytest.mark.cluster
@@ -37,4 +43,28 @@ def test_scale_bench_measures_a_small_size(cluster: Kube, prometheus: Prometheus
     assert rates.rollout_watch_events > 0 and rates.cpu_cores > 0 and result.peak_rss_mib > 0
     assert any(kind.startswith("PATCH modelrollouts") for kind in rates.api_by_kind), rates.api_by_kind
     assert f"N={ROLLOUTS}" in printed and "not reached" not in printed
+    assert not cluster.run("get", "modelrollouts", "-n", result.namespace, "-o", "name", check=False).stdout
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_soak_samples_memory_while_rollouts_come_and_go(cluster: Kube, prometheus: PrometheusServer,
+                                                        tmp_path: Path) -> None:
+    settings = bench_scale.Settings(interval="2s", deadline_s=45, poll_s=0.5)
+    soak = bench_scale.SoakSettings(duration_s=20, churn=CHURN, churn_every_s=2, sample_every_s=5)
+    result = bench_scale.run_soak(cluster, prometheus.url, SOAK_ROLLOUTS, settings, soak, tmp_path)
+    printed = bench_scale.render_soak(result)
+    print(printed)  # shown when the test fails
+
+    assert result.first_weight is not None and result.first_weight.done, printed
+    assert len(result.samples) == 5 and result.samples[-1].elapsed_s >= 20, printed  # at 0, 5, ... 20 s
+    assert all(s.rss_mib > 0 for s in result.samples) and result.peak_rss_mib > 0
+    first, last = result.samples[0], result.samples[-1]
+    assert first.series >= SOAK_ROLLOUTS and last.ticks > first.ticks, printed
+    assert last.created >= 5 * CHURN and last.aborted > 0 and last.deleted > CHURN, printed
+    # Deleted rollouts' series are gone: they follow the rollouts that exist, not every one ever created
+    # (a deletion whose watch event is on its way may still be counted).
+    assert last.series_rollouts <= last.existing + CHURN, printed
+    assert last.series <= SERIES_PER_ROLLOUT * last.existing, printed
+    assert result.rss_trend() is not None and "RSS slope after the first 20%: " in printed
     assert not cluster.run("get", "modelrollouts", "-n", result.namespace, "-o", "name", check=False).stdout
