@@ -529,12 +529,24 @@ def clean_up(cluster: Cluster, namespace: str) -> None:
     unhold = {"metadata": {"finalizers": None}}
     cluster.in_parallel(lambda name: cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name, unhold, _request_timeout=60), held)
-    for group, version, plural in ((GROUP, VERSION, PLURAL), (GROUP, VERSION, TEMPLATE_PLURAL),
-                                   (SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL)):
-        cluster.custom.delete_collection_namespaced_custom_object(group, version, namespace, plural,
-                                                                  _request_timeout=300)
-    cluster.core.delete_collection_namespaced_event(namespace, _request_timeout=300)
-    cluster.core.delete_namespace(namespace, _request_timeout=60)
+    # An API server loaded with 2N objects may time a collection delete out (504): say so and go on, so
+    # that the namespace is still deleted and later sizes still run.
+    def collection(group: str, version: str, plural: str) -> Callable[[], object]:
+        return lambda: cluster.custom.delete_collection_namespaced_custom_object(group, version, namespace, plural,
+                                                                                 _request_timeout=300)
+
+    deletions: list[tuple[str, Callable[[], object]]] = [
+        (plural, collection(group, version, plural))
+        for group, version, plural in ((GROUP, VERSION, PLURAL), (GROUP, VERSION, TEMPLATE_PLURAL),
+                                       (SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL))]
+    deletions.append(("events", lambda: cluster.core.delete_collection_namespaced_event(namespace,
+                                                                                          _request_timeout=300)))
+    deletions.append(("the namespace", lambda: cluster.core.delete_namespace(namespace, _request_timeout=60)))
+    for what, delete in deletions:
+        try:
+            delete()
+        except ApiException as exc:
+            print(f"clean-up of {namespace}: deleting {what} failed ({exc.status} {exc.reason}); going on", flush=True)
 
 
 @dataclass
@@ -610,6 +622,8 @@ def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings,
         chosen = random.Random(settings.seed).sample(held.names, min(settings.probes, rollouts))
         result.abort = probe_aborts(held.cluster, held.namespace, chosen, deadline_s)
         result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
+        # Before the clean-up: an API server that times out while 2N objects go must not lose the figures.
+        print(render([result], settings.interval), flush=True)
     return result
 
 
