@@ -67,6 +67,12 @@ class CachedStore:
         except Conflict:
             self.cache.drop(namespace, name)  # our copy was stale: the next read goes to the API server
             raise
+        except Exception as exc:
+            # Not found: deleted while the watch was re-listing (no DELETED event comes for it). Drop the
+            # copy, so the next read finds it gone instead of retrying a write to a ghost for ever.
+            if getattr(exc, "status", None) == 404:
+                self.cache.drop(namespace, name)
+            raise
 
     def _written(self, namespace: str, name: str, version: str, *, status: dict[str, Any] | None = None,
                  finalizers: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ import copy
 import datetime as dt
 from typing import Any
 
+import pytest
 from modelrollout.api import Phase
 from modelrollout.cache import ObjectCache, TargetIndex, targets_of
 from modelrollout.reconcile import Conflict, Reconciler
@@ -137,3 +138,27 @@ def test_a_deployment_change_concerns_the_rollouts_acting_on_it_and_only_them() 
     index.forget("ns", "b")
     assert index.rollouts_of("ns", "digits") == {"a"} and index.rollouts_of("other", "digits") == {"c"}
     assert targets_of({"spec": {"targetRef": {"kind": "InferenceService", "name": "x"}}}, "SeldonDeployment") == set()
+
+
+def test_a_rollout_deleted_without_a_deleted_event_is_forgotten_at_its_first_failed_write() -> None:
+    """A watch that re-lists after a gap sends no DELETED for what went meanwhile: the copy must not
+    outlive the first write the API server answers with 404."""
+
+    class NotFound(Exception):
+        status = 404
+
+    cluster = Cluster.make(canary())
+    store = CachedStore(cluster.store, ObjectCache())
+    asyncio.run(cached_reconciler(cluster, store).tick(NAMESPACE, NAME))  # cached, at its first weight
+    assert store.cache.get(NAMESPACE, NAME) is not None
+
+    async def gone(*_: Any) -> str:
+        raise NotFound("modelrollouts.modelrollout.dev not found")
+
+    cluster.store.obj = {}  # deleted on the API server; the cache was not told
+    cluster.store.write_status = gone  # type: ignore[method-assign]
+    cluster.now += dt.timedelta(seconds=1)
+    with pytest.raises(NotFound):  # the tick fails (the operator retries it after its backoff)
+        asyncio.run(cached_reconciler(cluster, store).tick(NAMESPACE, NAME))
+    assert store.cache.get(NAMESPACE, NAME) is None
+    assert asyncio.run(cached_reconciler(cluster, store).tick(NAMESPACE, NAME)) is None  # gone: no more ticks
