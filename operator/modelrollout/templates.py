@@ -7,6 +7,9 @@ to measure for a comparison with the stable model, in one of three shapes:
 - ``distribution``: counts by one label (predicted classes; drift measures compare the two sides).
 Each query is written about the candidate; the baseline is the same query about the stable model
 (``{{candidate}}``/``{{candidateVersion}}`` name the stable's predictor and version).
+A template may also have a ``grouped`` form: the same queries asked once for every rollout of a namespace,
+aggregated ``by`` the labels that tell rollouts apart; each rollout's answer is the series that carries its
+values of those labels. The checks of many rollouts at one instant then share one query per template.
 Builtin templates belong to the traffic backends (``backends/*_queries.py``); AnalysisTemplates declare
 the same fields.
 """
@@ -38,6 +41,17 @@ class DistributionQuery:
 
 
 @dataclass(frozen=True)
+class Grouping:
+    """A template's grouped form. ``template`` holds the same queries without the matchers that name one
+    rollout, aggregated by the labels in ``labels``: for each, the series label and the query variable that
+    holds a rollout's value of it (``("predictor_name", "candidate")``). Per rollout, the series with its
+    values must answer exactly what the ungrouped query answers (tests/unit/test_promql_rules.py)."""
+
+    template: MetricTemplate
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class MetricTemplate:
     value: str = ""  # one number ("" when the template only compares)
     proportion: ProportionQueries | None = None
@@ -47,6 +61,7 @@ class MetricTemplate:
     # A measure of a shadow's answers against the live ones (agreement): there only while the candidate
     # is a shadow, and not one of each model, so it cannot be compared with the stable's.
     shadow_only: bool = False
+    grouped: Grouping | None = None  # the queries for many rollouts at once (None: each rollout asks alone)
 
     @property
     def shapes(self) -> tuple[Shape, ...]:

@@ -128,8 +128,8 @@ class TargetKind:
     api_versions: tuple[str, ...]  # spec.targetRef.apiVersion values it accepts; the first is the default
     # The builtin metric templates over what this platform's data plane exports, by name.
     builtin_templates: Mapping[str, MetricTemplate] = field(default_factory=dict)
-    # The candidate's requests over {{interval}}: the minRequests gate.
-    request_count_query: str = ""
+    # The candidate's requests over {{interval}}: the minRequests gate (its value query).
+    request_count: MetricTemplate = field(default_factory=MetricTemplate)
 
 
 def share_of(weight: int, pool: int) -> int:

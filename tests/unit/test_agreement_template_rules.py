@@ -14,17 +14,19 @@ from typing import Any
 
 import pytest
 import yaml
-from modelrollout.analysis import AnalysisContext, render_query
+from modelrollout.analysis import AnalysisContext
+from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.api import Limits, RolloutSpec, SpecError
 from modelrollout.backends.seldon_v1_queries import BUILTIN_TEMPLATES
 
+from tests.unit.grouped_rules import with_grouped
 from tests.unit.test_promql_rules import run_promtool
 
 NAMESPACE, TARGET, STABLE, SHADOW = "models", "digits", "main", "main-candidate"
 METRIC = "dataplane_mirror_answers_total"
 
 
-def rendered(window_s: float = 15.0) -> dict[str, str]:
+def rendered(window_s: float = 15.0) -> dict[str, CheckQuery]:
     spec = RolloutSpec.parse({
         "targetRef": {"kind": "SeldonDeployment", "name": TARGET},
         "stablePredictor": STABLE,
@@ -36,9 +38,9 @@ def rendered(window_s: float = 15.0) -> dict[str, str]:
     variables = AnalysisContext.from_spec(spec, NAMESPACE).variables(window_s)
     template = BUILTIN_TEMPLATES["shadow-agreement"]
     assert template.proportion is not None
-    return {"value": render_query(template.value, variables),
-            "agree": render_query(template.proportion.successes, variables),
-            "compared": render_query(template.proportion.trials, variables)}
+    return {"value": render_check_query(template, lambda t: t.value, variables),
+            "agree": render_check_query(template, lambda t: t.proportion.successes, variables),  # type: ignore[union-attr]
+            "compared": render_check_query(template, lambda t: t.proportion.trials, variables)}  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ CASES = [
     Case("every row disagrees, agree series at 0: 0, a failure, not no data",
          (Rows("agree", 0), Rows("disagree", 40), *NOISE), 0.0, 0, 600),
     Case("every row disagrees, no agree series at all: still 0", (Rows("disagree", 40), *NOISE), 0.0, 0, 600),
-    Case("no comparisons for this shadow (a real Istio mirror): no data, never a pass", NOISE, None, 0, None),
-    Case("nothing at all: no data", (), None, 0, None),
+    Case("no comparisons for this shadow (a real Istio mirror): no data, never a pass", NOISE, None, None, None),
+    Case("nothing at all: no data", (), None, None, None),
     Case("mirroring stopped: flat counters give no number", (Rows("agree", 36), Rows("disagree", 4)),
          None, 0, 0, grows=30, flat=60, eval_time="75s"),
 ]
@@ -101,15 +103,16 @@ def assertion(record: str, expected: float | None, eval_time: str) -> dict[str, 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.split(":")[0] for c in CASES])
 def test_shadow_agreement_template_under_promtool(case: Case, tmp_path: Path) -> None:
-    queries = rendered()
-    rules = {"groups": [{"name": "agreement", "interval": "15s", "rules": [
-        {"record": f"modelrollout:shadow_{part}", "expr": expr} for part, expr in queries.items()]}]}
+    queries = {f"modelrollout:shadow_{part}": query for part, query in rendered().items()}
     series = [r.series(case.grows, case.flat) for r in case.rows]
     if not series:  # promtool wants some input
         series = [{"series": 'up{job="dataplane"}', "values": "1+0x90"}]
-    checks = [assertion("modelrollout:shadow_value", case.value, case.eval_time),
-              assertion("modelrollout:shadow_agree", case.agree, case.eval_time),
-              assertion("modelrollout:shadow_compared", case.compared, case.eval_time)]
+    recorded, checks = with_grouped(
+        [{"record": record, "expr": query.text} for record, query in queries.items()],
+        [assertion("modelrollout:shadow_value", case.value, case.eval_time),
+         assertion("modelrollout:shadow_agree", case.agree, case.eval_time),
+         assertion("modelrollout:shadow_compared", case.compared, case.eval_time)], queries)
+    rules = {"groups": [{"name": "agreement", "interval": "15s", "rules": recorded}]}
     tests = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": [{
         "name": case.name, "interval": "1s", "input_series": series, "promql_expr_test": checks}]}
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))

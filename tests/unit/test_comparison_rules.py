@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
-from modelrollout.analysis import AnalysisContext, render_query
+from modelrollout.analysis import AnalysisContext
+from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.backends.seldon_v1_queries import BUILTIN_TEMPLATES
 from modelrollout.templates import MetricTemplate
 
+from tests.unit.grouped_rules import with_grouped
 from tests.unit.test_promql_rules import (
     CANDIDATE,
     KNOWN,
@@ -41,17 +43,19 @@ def model_series(metric: str, version: str, predictor: str, per_scrape: int, **l
             "values": f"0+{per_scrape}x90"}
 
 
-def rendered(template: MetricTemplate) -> dict[str, str]:
-    """Every comparison query of a template, for the candidate and (by the same template) the stable."""
-    out: dict[str, str] = {}
+def rendered(template: MetricTemplate) -> dict[str, CheckQuery]:
+    """Every comparison query of a template, for the candidate and (by the same template) the stable, alone
+    and in its grouped form."""
+    out: dict[str, CheckQuery] = {}
     sides = (("candidate", CONTEXT.variables(WINDOW_S)), ("stable", CONTEXT.baseline_variables(WINDOW_S)))
     for side, variables in sides:
         if template.proportion is not None:
-            out[f"{side}:successes"] = render_query(template.proportion.successes, variables)
-            out[f"{side}:trials"] = render_query(template.proportion.trials, variables)
-        for part in (template.histogram, template.distribution):
-            if part is not None:
-                out[f"{side}:counts"] = render_query(part.counts, variables)
+            out[f"{side}:successes"] = render_check_query(template, lambda t: t.proportion.successes, variables)  # type: ignore[union-attr]
+            out[f"{side}:trials"] = render_check_query(template, lambda t: t.proportion.trials, variables)  # type: ignore[union-attr]
+        if template.histogram is not None:
+            out[f"{side}:counts"] = render_check_query(template, lambda t: t.histogram.counts, variables)  # type: ignore[union-attr]
+        if template.distribution is not None:
+            out[f"{side}:counts"] = render_check_query(template, lambda t: t.distribution.counts, variables)  # type: ignore[union-attr]
     return out
 
 
@@ -60,12 +64,13 @@ def evaluate(template: str, series: list[dict[str, str]], expected: dict[str, li
     queries = rendered(BUILTIN_TEMPLATES[template])
     assert set(expected) == set(queries), f"an expectation for every query of {template}"
     record = {name: "cmp:" + name.replace(":", "_") for name in queries}
-    rules = {"groups": [{"name": "comparisons", "interval": "15s",
-                         "rules": [{"record": record[n], "expr": q} for n, q in queries.items()]}]}
+    recorded, assertions = with_grouped(
+        [{"record": record[n], "expr": q.text} for n, q in queries.items()],
+        [{"expr": f"round({record[n]}, 0.0001)", "eval_time": EVAL, "exp_samples": samples}
+         for n, samples in expected.items()], {record[n]: q for n, q in queries.items()})
+    rules = {"groups": [{"name": "comparisons", "interval": "15s", "rules": recorded}]}
     tests = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": [{
-        "interval": "1s", "input_series": series,
-        "promql_expr_test": [{"expr": f"round({record[n]}, 0.0001)", "eval_time": EVAL, "exp_samples": samples}
-                             for n, samples in expected.items()]}]}
+        "interval": "1s", "input_series": series, "promql_expr_test": assertions}]}
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
     checked = run_promtool("check", "rules", "rules.yml", cwd=tmp_path)
@@ -90,8 +95,8 @@ NONE: list[dict[str, Any]] = []
     ((Traffic(CANDIDATE, {0.01: 60}, code="500"), Traffic(CANDIDATE, {0.025: 40}, code="503"), *NOISE),
      {"candidate:successes": one(0), "candidate:trials": one(1500),
       "stable:successes": one(1500), "stable:trials": one(1800)}),
-    # The candidate has no series at all: its trials are empty (no data), whatever successes says.
-    (NOISE[:3], {"candidate:successes": one(0), "candidate:trials": NONE,
+    # The candidate has no series at all: no data on either count.
+    (NOISE[:3], {"candidate:successes": NONE, "candidate:trials": NONE,
                  "stable:successes": one(1500), "stable:trials": one(1800)}),
 ], ids=["mixed", "all errors", "no candidate series"])
 def test_request_success_counts_for_both_sides(traffic: tuple[Traffic, ...], expected: dict[str, Any],
@@ -132,7 +137,7 @@ def test_feedback_counts_by_model_version_wherever_the_feedback_landed(tmp_path:
 def test_feedback_that_found_every_answer_wrong_is_zero_correct_and_none_is_no_data(tmp_path: Path) -> None:
     series = [model_series("feedback_outcomes_total", CANDIDATE_VERSION, STABLE, 4, outcome="wrong")]
     evaluate("model-accuracy", series, {"candidate:successes": one(0), "candidate:trials": one(60),
-                                        "stable:successes": one(0), "stable:trials": NONE}, tmp_path)
+                                        "stable:successes": NONE, "stable:trials": NONE}, tmp_path)
 
 
 def test_predicted_classes_by_version_for_both_sides(tmp_path: Path) -> None:
@@ -149,11 +154,13 @@ def test_predicted_classes_by_version_for_both_sides(tmp_path: Path) -> None:
 
 def evaluate_value(template: str, series: list[dict[str, str]], expected: list[dict[str, Any]],
                    tmp_path: Path) -> None:
-    query = render_query(BUILTIN_TEMPLATES[template].value, CONTEXT.variables(WINDOW_S))
-    rules = {"groups": [{"name": "values", "interval": "15s", "rules": [{"record": "value:x", "expr": query}]}]}
+    query = render_check_query(BUILTIN_TEMPLATES[template], lambda t: t.value, CONTEXT.variables(WINDOW_S))
+    recorded, assertions = with_grouped(
+        [{"record": "value:x", "expr": query.text}],
+        [{"expr": "round(value:x, 0.0001)", "eval_time": EVAL, "exp_samples": expected}], {"value:x": query})
+    rules = {"groups": [{"name": "values", "interval": "15s", "rules": recorded}]}
     tests = {"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": [{
-        "interval": "1s", "input_series": series,
-        "promql_expr_test": [{"expr": "round(value:x, 0.0001)", "eval_time": EVAL, "exp_samples": expected}]}]}
+        "interval": "1s", "input_series": series, "promql_expr_test": assertions}]}
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
     result = run_promtool("test", "rules", "tests.yml", cwd=tmp_path)

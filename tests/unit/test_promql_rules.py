@@ -1,10 +1,11 @@
 """The builtin queries evaluated by Prometheus's own engine (``promtool test rules``).
 
 Each case renders every builtin query the way the operator does (``AnalysisContext.from_spec`` and
-``render_query``), writes them as recording rules, and feeds promtool input series shaped like the Seldon
-Core v1 executor's: ``seldon_api_executor_server_requests_seconds_{count,sum,bucket}`` with the labels
-deployment_name, predictor_name, predictor_version, service, method and code, the ``namespace`` label the
-scrape adds, and the executor's buckets. Then it asserts what each query answers: a number, or no data
+``render_check_query``), alone and in its grouped form (``grouped_rules``), writes them as recording rules,
+and feeds promtool input series shaped like the Seldon Core v1 executor's:
+``seldon_api_executor_server_requests_seconds_{count,sum,bucket}`` with the labels deployment_name,
+predictor_name, predictor_version, service, method and code, the ``namespace`` label the scrape adds, and
+the executor's buckets. Then it asserts what each query answers: a number, or no data
 (which the operator judges inconclusive, never a pass).
 
 promtool comes from Debian's ``prometheus`` package (``make system-deps``). Without it these tests fail:
@@ -24,9 +25,12 @@ from typing import Any
 
 import pytest
 import yaml
-from modelrollout.analysis import AnalysisContext, render_query
+from modelrollout.analysis import AnalysisContext
+from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.api import Limits, RolloutSpec, SpecError, format_duration, parse_duration
-from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, REQUEST_METRIC
+from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, BUILTIN_TEMPLATES, REQUEST_METRIC
+
+from tests.unit.grouped_rules import with_grouped
 
 NAMESPACE, TARGET, STABLE, CANDIDATE = "models", "iris", "main", "main-candidate"
 # The Seldon Core v1 executor's histogram buckets (+Inf added below).
@@ -172,10 +176,12 @@ class Case:
         parsed = spec(self.analysis_interval, scrape_interval_s=self.scrape_interval_s)
         return parsed.analysis.window_s(parsed.analysis.metrics[0])
 
-    def queries(self, window_s: float) -> dict[str, str]:
+    def queries(self, window_s: float) -> dict[str, CheckQuery]:
+        """Each builtin value query as the operator renders it: alone, and in its grouped form if it has one."""
         parsed = spec(self.analysis_interval, scrape_interval_s=self.scrape_interval_s)
         context = AnalysisContext.from_spec(parsed, NAMESPACE, namespace_label=self.namespace_label)
-        return {name: render_query(query, context.variables(window_s)) for name, query in BUILTIN_QUERIES.items()}
+        return {name: render_check_query(BUILTIN_TEMPLATES[name], lambda t: t.value, context.variables(window_s))
+                for name in BUILTIN_QUERIES}
 
 
 def _with_mesh(expected: dict[str, Expected]) -> dict[str, Expected]:
@@ -283,9 +289,10 @@ def assertion(builtin: str, expected: Expected, eval_time: str) -> dict[str, Any
 
 
 def write_files(case: Case, directory: Path) -> tuple[Path, Path]:
-    window_s = case.window_s()
-    rules = {"groups": [{"name": "modelrollout-builtins", "interval": EVALUATION_INTERVAL, "rules": [
-        {"record": record_name(builtin), "expr": query} for builtin, query in case.queries(window_s).items()]}]}
+    queries = {record_name(builtin): query for builtin, query in case.queries(case.window_s()).items()}
+    rules, assertions = with_grouped(
+        [{"record": record, "expr": query.text} for record, query in queries.items()],
+        [assertion(builtin, case.expected[builtin], case.eval_time) for builtin in BUILTIN_QUERIES], queries)
     series = [s for traffic in case.traffic for s in traffic.series(case.grows, case.flat)]
     tests = {
         "rule_files": ["rules.yml"],
@@ -294,12 +301,12 @@ def write_files(case: Case, directory: Path) -> tuple[Path, Path]:
             "name": case.name,
             "interval": format_duration(case.scrape_interval_s),
             "input_series": [*series, *case.extra_series],
-            "promql_expr_test": [assertion(builtin, case.expected[builtin], case.eval_time)
-                                 for builtin in BUILTIN_QUERIES],
+            "promql_expr_test": assertions,
         }],
     }
     rules_path, tests_path = directory / "rules.yml", directory / "tests.yml"
-    rules_path.write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    rules_path.write_text(yaml.safe_dump({"groups": [{"name": "modelrollout-builtins", "interval": EVALUATION_INTERVAL,
+                                                      "rules": rules}]}, sort_keys=False, width=1000))
     tests_path.write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
     return rules_path, tests_path
 
@@ -325,7 +332,7 @@ def test_the_cases_use_the_windows_the_operator_would() -> None:
     local = next(c for c in CASES if c.scrape_interval_s == 1)
     assert format_duration(local.window_s()) == "15s"  # the analysis interval
     assert [format_duration(c.window_s()) for c in CASES if c.scrape_interval_s == 30] == ["2m", "30s"]
-    assert '}[2m]' in CASES[-2].queries(120)["request-success-rate"]
+    assert '}[2m]' in CASES[-2].queries(120)["request-success-rate"].text
 
 
 def test_a_window_under_four_scrapes_is_refused_before_any_query() -> None:

@@ -5,6 +5,11 @@ the event loop's default executor: slow Prometheus calls can neither block the e
 threads Kubernetes I/O runs on. Every request has a timeout and transient failures a bounded number of
 retries.
 
+Grouped queries (``query_group``: one query answering for every rollout of a namespace, one series each)
+are asked once per query text and evaluation instant: the checks of many rollouts at one instant share
+the answer, and each reads the series carrying its own labels. So the queries a provider sends per
+analysis interval follow the number of templates and namespaces in use, not the number of rollouts.
+
 Nothing Prometheus (or whatever answers at its address) sends reaches status or Events: an error is
 described by its HTTP status code, or by the errno of a failed connection, in fixed words. The answer
 itself is logged at debug level only.
@@ -20,7 +25,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -34,6 +39,8 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF_S = 0.25
 DEFAULT_MAX_WORKERS = 8  # Prometheus queries that run at once, across every provider sharing the pool
+# How far behind the newest evaluation instant a shared answer is kept (checks pin whole seconds).
+SHARED_ANSWERS_KEPT_S = 3.0
 
 # How prometheus-api-client words a non-200 answer: "HTTP Status Code 400 (b'<the body>')".
 _HTTP_STATUS = re.compile(r"HTTP Status Code (\d{3})\b")
@@ -99,6 +106,58 @@ class _NoFreeWorker(Exception):
     """The query waited its whole timeout for a worker thread and never started."""
 
 
+class _Answer:
+    """A grouped query's answer, indexed by the values of the labels a rollout is told apart by."""
+
+    def __init__(self, series: list[dict[str, Any]] | None = None, error: QueryOutcome | None = None) -> None:
+        self.series = series or []
+        self.error = error
+        self._indexes: dict[tuple[str, ...], dict[tuple[str, ...], list[dict[str, Any]]]] = {}
+
+    @classmethod
+    def of(cls, raw: Any) -> _Answer:
+        if not isinstance(raw, list) or (len(raw) == 2 and not isinstance(raw[0], dict)):
+            return cls(error=QueryOutcome.failed("a grouped query must return an instant vector"))
+        if not all(isinstance(item, dict) and isinstance(item.get("metric"), dict) for item in raw):
+            return cls(error=QueryOutcome.failed("query returned a series without labels; is it an instant vector?"))
+        return cls(series=raw)
+
+    def series_of(self, group: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The series whose labels hold exactly ``group``'s values (a series lacking one of them: none)."""
+        labels = tuple(label for label, _ in group)
+        index = self._indexes.get(labels)
+        if index is None:
+            index = {}
+            for item in self.series:
+                metric = item["metric"]
+                if all(label in metric for label in labels):
+                    index.setdefault(tuple(str(metric[label]) for label in labels), []).append(item)
+            self._indexes[labels] = index
+        return index.get(tuple(value for _, value in group), [])
+
+
+class _SharedAnswers:
+    """Grouped queries' answers by (query, evaluation instant), each asked once. Held by a provider and its
+    pinned views alike; answers older than the newest instant by SHARED_ANSWERS_KEPT_S are dropped."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, float], tuple[asyncio.AbstractEventLoop, asyncio.Future[_Answer]]] = {}
+        self.asked = 0  # grouped queries sent (for tests and benchmarks)
+
+    def get(self, promql: str, at: float, ask: Callable[[], Coroutine[Any, Any, _Answer]]) -> asyncio.Future[_Answer]:
+        loop = asyncio.get_running_loop()
+        found = self._answers.get((promql, at))
+        if found is not None and found[0] is loop:
+            return found[1]
+        self.asked += 1
+        answer: asyncio.Future[_Answer] = loop.create_task(ask())
+        self._answers[(promql, at)] = (loop, answer)
+        oldest = at - SHARED_ANSWERS_KEPT_S
+        for key in [key for key in self._answers if key[1] < oldest]:
+            del self._answers[key]
+        return answer
+
+
 class PrometheusProvider:
     """A MetricProvider backed by the Prometheus HTTP API (``PrometheusConnect.custom_query``).
 
@@ -117,6 +176,7 @@ class PrometheusProvider:
         self._sleep = sleep
         self._executor = executor
         self._at: float | None = None  # evaluation time of every query (unix seconds); None: Prometheus's now
+        self._shared = _SharedAnswers()
 
     def pinned(self, at: float) -> PrometheusProvider:
         """This provider with every query evaluated at one instant: the counts of one check (successes and
@@ -131,20 +191,43 @@ class PrometheusProvider:
     async def query_by(self, promql: str, label: str) -> QueryOutcome:
         return await self._query(promql, lambda raw: parse_by_label(raw, label))
 
+    async def query_group(self, promql: str, group: Sequence[tuple[str, str]], by: str | None = None) -> QueryOutcome:
+        """One rollout's part of a grouped query's answer: the series whose labels hold ``group``'s values,
+        as one number (``by`` None) or by the label ``by``. Pinned to an instant, the query is sent once for
+        every rollout asking it at that instant; unpinned, every call sends it."""
+        if self._at is None:
+            answer = await self._answer(promql)
+        else:
+            # Shielded: one waiter's deadline must not cancel the query the others are waiting for.
+            answer = await asyncio.shield(self._shared.get(promql, self._at, lambda: self._answer(promql)))
+        if answer.error is not None:
+            return answer.error
+        series = answer.series_of(group)
+        if by is not None:
+            return parse_by_label(series, by)
+        return parse_result(series)
+
+    async def _answer(self, promql: str) -> _Answer:
+        raw, error = await self._fetch(promql)
+        return _Answer(error=error) if error is not None else _Answer.of(raw)
+
     async def _query(self, promql: str, parse: Callable[[Any], QueryOutcome]) -> QueryOutcome:
+        raw, error = await self._fetch(promql)
+        return error if error is not None else parse(raw)
+
+    async def _fetch(self, promql: str) -> tuple[Any, QueryOutcome | None]:
+        """The answer's ``data.result``, or the error (in fixed words) after the bounded retries."""
         outcome = QueryOutcome.failed("no attempt made")
         for attempt in range(self.retries + 1):
             if attempt:
                 await self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                raw = await self._call(promql)
+                return await self._call(promql), None
             except Exception as exc:  # the client raises many kinds; each becomes an error in fixed words
                 outcome, transient = self._describe(exc)
                 if not transient:
-                    return outcome
-            else:
-                return parse(raw)
-        return outcome
+                    return None, outcome
+        return None, outcome
 
     async def _call(self, promql: str) -> Any:
         executor = self._executor if self._executor is not None else shared_query_pool()

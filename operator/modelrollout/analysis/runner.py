@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..api import JudgeKind, Metric, RolloutSpec, format_duration
@@ -98,7 +98,7 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     # Prometheus's reads windows that end in its future, which can only leave them emptier: no data).
     pin = getattr(provider, "pinned", None)
     if callable(pin):
-        provider = pin(round(time.time(), 3))
+        provider = pin(shared_instant(time.time()))
     windows_s = [context.window_s(m, windows) for m in metrics]
     # Count over each window a check reads: the data that check is judged on (a wide window's volume must
     # not let a narrower one be judged on a handful of requests).
@@ -116,16 +116,47 @@ async def run_checks(metrics: Sequence[Metric], context: AnalysisContext, provid
     return tuple(await asyncio.gather(*(one(m, w) for m, w in zip(metrics, windows_s, strict=True))))
 
 
+def shared_instant(now: float) -> float:
+    """The instant an analysis starting at ``now`` is evaluated at: the next whole second. Checks of many
+    rollouts that start within one second then ask the same grouped queries at the same instant, and share
+    their answers (``PrometheusProvider.query_group``). Later, not earlier: a window that ends up to a second
+    after now reads nothing from before its start (a window clipped to when the candidate began serving
+    stays clipped); it can only be emptier, by at most a second."""
+    return float(math.ceil(now))
+
+
+@dataclass(frozen=True)
+class CheckQuery:
+    """One query of a check: as it reads for this rollout alone (what status shows), and, when its template
+    has a grouped form, as one query for every rollout of the namespace plus the labels of this rollout's
+    series in its answer. Either answers the same (tests/unit/test_promql_rules.py)."""
+
+    text: str
+    grouped: str = ""
+    group: tuple[tuple[str, str], ...] = ()
+
+
+def render_check_query(template: MetricTemplate, pick: Callable[[MetricTemplate], str],
+                       variables: QueryVariables) -> CheckQuery:
+    """The query ``pick`` chooses from ``template``, rendered for one rollout. Raises QueryError."""
+    text = render_query(pick(template), variables)
+    if template.grouped is None:
+        return CheckQuery(text)
+    group = tuple((label, variables.value(variable)) for label, variable in template.grouped.labels)
+    return CheckQuery(text, grouped=render_query(pick(template.grouped.template), variables), group=group)
+
+
 async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int,
                         window_s: float) -> _Gate | None:
     if min_requests <= 0:
         return None
     window = format_duration(window_s)
     try:
-        query = render_query(context.kind.request_count_query, context.variables(window_s))
+        asked = render_check_query(context.kind.request_count, _value, context.variables(window_s))
     except QueryError as exc:
         return _Gate(reason=f"cannot count requests: {exc}", error=str(exc))
-    outcome = await _ask(provider, query)
+    query = asked.text
+    outcome = await _ask(provider, asked)
     if outcome.error:
         return _Gate(reason=f"cannot count candidate requests: {outcome.error}", query=query, error=outcome.error)
     count = outcome.value or 0.0
@@ -162,7 +193,7 @@ async def _check(metric: Metric, window_s: float, context: AnalysisContext, prov
         return inconclusive(problem, error=problem)
     baseline = judge.needs_baseline or metric.judge is JudgeKind.COMPARE
     if shape is None:
-        measured, error = await _measure_value(template.value, window_s, context, provider, baseline)
+        measured, error = await _measure_value(template, window_s, context, provider, baseline)
     else:
         measured, error = await _measure_shape(template, shape, window_s, context, provider, baseline)
     if error:
@@ -259,15 +290,20 @@ def compare_settings_problem(metric: Metric, shape: Shape) -> str:
     return ""
 
 
-async def _measure_value(template: str, window_s: float, context: AnalysisContext, provider: MetricProvider,
-                         baseline: bool) -> tuple[Measurement, str]:
+def _value(template: MetricTemplate) -> str:
+    return template.value
+
+
+async def _measure_value(template: MetricTemplate, window_s: float, context: AnalysisContext,
+                         provider: MetricProvider, baseline: bool) -> tuple[Measurement, str]:
     window = format_duration(window_s)
     try:
-        query = render_query(template, context.variables(window_s))
+        asked = render_check_query(template, _value, context.variables(window_s))
     except QueryError as exc:
         return Measurement(value=None, window=window), str(exc)
-    outcome = await _ask(provider, query)
-    measured = Measurement(value=outcome.value, window=window, query=query, no_data_reason=outcome.no_data_reason)
+    outcome = await _ask(provider, asked)
+    measured = Measurement(value=outcome.value, window=window, query=asked.text,
+                           no_data_reason=outcome.no_data_reason)
     if outcome.error:
         return measured, outcome.error
     if baseline:
@@ -275,17 +311,17 @@ async def _measure_value(template: str, window_s: float, context: AnalysisContex
     return measured, ""
 
 
-async def _measure_baseline(measured: Measurement, template: str, window_s: float, context: AnalysisContext,
-                            provider: MetricProvider) -> Measurement:
+async def _measure_baseline(measured: Measurement, template: MetricTemplate, window_s: float,
+                            context: AnalysisContext, provider: MetricProvider) -> Measurement:
     """The stable model's value over the same window, by the same template. A baseline that cannot be had
     is no baseline (the judge says inconclusive), never a reason to skip the candidate's measurement."""
     try:
-        query = render_query(template, context.baseline_variables(window_s))
+        asked = render_check_query(template, _value, context.baseline_variables(window_s))
     except QueryError as exc:
         return replace(measured, baseline_no_data_reason=str(exc))
-    outcome = await _ask(provider, query)
+    outcome = await _ask(provider, asked)
     why = outcome.error or outcome.no_data_reason
-    return replace(measured, baseline=outcome.value, baseline_query=query, baseline_no_data_reason=why)
+    return replace(measured, baseline=outcome.value, baseline_query=asked.text, baseline_no_data_reason=why)
 
 
 async def _measure_shape(template: MetricTemplate, shape: Shape, window_s: float, context: AnalysisContext,
@@ -318,23 +354,45 @@ async def _side(template: MetricTemplate, shape: Shape, variables: QueryVariable
                 provider: MetricProvider) -> tuple[Side, str, str]:
     """One side measured: (the side, the main query as rendered, an error or ""). Raises QueryError."""
     if shape is Shape.PROPORTION:
-        assert template.proportion is not None
-        trials_query = render_query(template.proportion.trials, variables)
-        successes_query = render_query(template.proportion.successes, variables)
-        trials, successes = await asyncio.gather(_ask(provider, trials_query), _ask(provider, successes_query))
+        trials_asked = render_check_query(template, _trials, variables)
+        trials_query = trials_asked.text
+        trials, successes = await asyncio.gather(_ask(provider, trials_asked),
+                                                 _ask(provider, render_check_query(template, _successes, variables)))
         error = trials.error or successes.error
         if error:
             return Side(no_data_reason=error), trials_query, error
         if trials.value is None or successes.value is None:
             return Side(no_data_reason=trials.no_data_reason or successes.no_data_reason), trials_query, ""
         return Side(counts=(successes.value, trials.value)), trials_query, ""
+    counts = _bucket_counts if shape is Shape.HISTOGRAM else _class_counts
     part = template.histogram if shape is Shape.HISTOGRAM else template.distribution
     assert part is not None
-    query = render_query(part.counts, variables)
-    outcome = await _ask_by(provider, query, part.by)
+    asked = render_check_query(template, counts, variables)
+    query = asked.text
+    outcome = await _ask_by(provider, asked, part.by)
     if outcome.error:
         return Side(no_data_reason=outcome.error), query, outcome.error
     return Side(series=outcome.series, no_data_reason=outcome.no_data_reason), query, ""
+
+
+def _trials(template: MetricTemplate) -> str:
+    assert template.proportion is not None
+    return template.proportion.trials
+
+
+def _successes(template: MetricTemplate) -> str:
+    assert template.proportion is not None
+    return template.proportion.successes
+
+
+def _bucket_counts(template: MetricTemplate) -> str:
+    assert template.histogram is not None
+    return template.histogram.counts
+
+
+def _class_counts(template: MetricTemplate) -> str:
+    assert template.distribution is not None
+    return template.distribution.counts
 
 
 def _rate(side: Side) -> float | None:
@@ -367,16 +425,26 @@ async def _metric_template(metric: Metric, context: AnalysisContext,
     return found, ""
 
 
-async def _ask_by(provider: MetricProvider, query: str, label: str) -> QueryOutcome:
+async def _ask_by(provider: MetricProvider, asked: CheckQuery, label: str) -> QueryOutcome:
+    grouped = getattr(provider, "query_group", None)
     try:
-        return await provider.query_by(query, label)
+        if asked.grouped and callable(grouped):
+            outcome: QueryOutcome = await grouped(asked.grouped, asked.group, by=label)
+            return outcome
+        return await provider.query_by(asked.text, label)
     except Exception as exc:  # as _ask: a provider that raises (or cannot query by label) is an error
         return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
 
 
-async def _ask(provider: MetricProvider, query: str) -> QueryOutcome:
+async def _ask(provider: MetricProvider, asked: CheckQuery) -> QueryOutcome:
+    """One number. A provider that can answer grouped queries is asked the grouped form (its answer shared
+    with every rollout asking the same at the same instant); any other gets the rollout's own query."""
+    grouped = getattr(provider, "query_group", None)
     try:
-        return await provider.query(query)
+        if asked.grouped and callable(grouped):
+            outcome: QueryOutcome = await grouped(asked.grouped, asked.group)
+            return outcome
+        return await provider.query(asked.text)
     except Exception as exc:  # a provider should not raise; if one does, it is an error like any other
         return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
 

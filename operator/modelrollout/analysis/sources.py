@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..templates import DistributionQuery, MetricTemplate, ProportionQueries
@@ -16,6 +16,16 @@ class MetricProvider(Protocol):
 
     async def query_by(self, promql: str, label: str) -> QueryOutcome:
         """A query that returns one series per value of ``label``: ``QueryOutcome.series``."""
+        ...
+
+
+class GroupedMetricProvider(MetricProvider, Protocol):
+    """A provider that can also answer a template's grouped form (``templates.Grouping``): one query for
+    many rollouts, and this rollout's series out of its answer. The check runner asks it the grouped form
+    whenever a template has one; other providers are asked each rollout's own query."""
+
+    async def query_group(self, promql: str, group: Sequence[tuple[str, str]], by: str | None = None) -> QueryOutcome:
+        """The series whose labels hold ``group``'s (label, value) pairs: one number, or by ``by``."""
         ...
 
 
