@@ -50,6 +50,17 @@ class ObjectCache:
     def drop(self, namespace: str, name: str) -> None:
         self._objects.pop((namespace, name), None)
 
+    def apply(self, event: Mapping[str, Any]) -> None:
+        """A Kopf watch event: a deletion drops the copy, anything else (a listing, a change) puts it."""
+        raw = event.get("object")
+        if not isinstance(raw, Mapping):
+            return
+        if event.get("type") == "DELETED":
+            meta = raw.get("metadata") or {}
+            self.drop(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        else:
+            self.put(raw)
+
 
 class TargetIndex:
     """Which rollouts act on which deployment, so a change of the deployment wakes exactly those rollouts.

@@ -39,6 +39,16 @@ def test_a_late_event_older_than_what_we_wrote_does_not_replace_it() -> None:
     assert cache.get("ns", "r") is None and len(cache) == 0
 
 
+def test_a_watch_event_puts_the_copy_and_a_deletion_drops_it() -> None:
+    cache = ObjectCache()
+    cache.apply({"type": None, "object": obj("5")})  # listed
+    cache.apply({"type": "MODIFIED", "object": obj("6", "Paused")})
+    held = cache.get("ns", "r")
+    assert held is not None and held["status"]["phase"] == "Paused"
+    cache.apply({"type": "DELETED", "object": obj("7", "Paused")})
+    assert cache.get("ns", "r") is None and len(cache) == 0
+
+
 def cached_reconciler(cluster: Cluster, store: CachedStore) -> Reconciler:
     reconciler = cluster.reconciler()
     reconciler.store = store
