@@ -269,7 +269,8 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     deployments = ObjectCache()
     templates = ObjectCache()
     backends = make_backends(api_client, timeout, field_manager=manager, fence=fence,
-                             watched={"SeldonDeployment": deployments.get})
+                             watched={"SeldonDeployment": deployments.get},
+                             forget={"SeldonDeployment": deployments.drop})
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if elector is not None:
         events = FencedEvents(events, elector.write_budget)
