@@ -8,10 +8,17 @@ observations, and every traffic write reads the deployment afresh and writes con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
+
+# How long, and how many, deletions are remembered: long enough to outlast a read in flight when the
+# DELETED event came (a request timeout plus queueing in the Kubernetes threads), few enough to stay small.
+TOMBSTONE_TTL_S = 300.0
+TOMBSTONE_LIMIT = 10_000
 
 
 def version_of(obj: Mapping[str, Any]) -> str:
@@ -27,11 +34,28 @@ def _newer(incoming: str, held: str) -> bool:
     return True
 
 
-class ObjectCache:
-    """One kind of object by (namespace, name), fed by the watch and by the operator's own writes."""
+def _after_deletion(incoming: str, deleted: str) -> bool:
+    """Whether a copy at ``incoming`` is of an object (re-)created after a deletion at ``deleted``: a
+    later resourceVersion. Like ``_newer``, only integers are compared."""
+    if incoming.isdigit() and deleted.isdigit():
+        return int(incoming) > int(deleted)
+    return True
 
-    def __init__(self) -> None:
+
+class ObjectCache:
+    """One kind of object by (namespace, name), fed by the watch and by the operator's own writes.
+
+    A DELETED event leaves a tombstone at the deletion's resourceVersion: a read that started before the
+    deletion and answers after it (or a late event) must not bring the deleted object back.
+    """
+
+    def __init__(self, *, tombstone_ttl_s: float = TOMBSTONE_TTL_S, tombstone_limit: int = TOMBSTONE_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._objects: dict[Key, dict[str, Any]] = {}
+        self._tombstones: OrderedDict[Key, tuple[str, float]] = OrderedDict()  # -> (version, when), oldest first
+        self._tombstone_ttl_s = tombstone_ttl_s
+        self._tombstone_limit = tombstone_limit
+        self._clock = clock
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -44,11 +68,42 @@ class ObjectCache:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         held = self._objects.get(key)
-        if held is None or _newer(version_of(obj), version_of(held)):
+        if held is None:
+            self._expire()  # an expired tombstone refuses nothing
+            tombstone = self._tombstones.get(key)
+            if tombstone is not None:
+                if not _after_deletion(version_of(obj), tombstone[0]):
+                    return  # the object as it was before its deletion
+                del self._tombstones[key]  # re-created: its copy now guards against older ones
+            self._objects[key] = dict(obj)
+        elif _newer(version_of(obj), version_of(held)):
             self._objects[key] = dict(obj)
 
     def drop(self, namespace: str, name: str) -> None:
         self._objects.pop((namespace, name), None)
+
+    def apply(self, event: Mapping[str, Any]) -> None:
+        """A Kopf watch event: a deletion drops the copy, anything else (a listing, a change) puts it."""
+        raw = event.get("object")
+        if not isinstance(raw, Mapping):
+            return
+        if event.get("type") == "DELETED":
+            meta = raw.get("metadata") or {}
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            self.drop(*key)
+            self._tombstones.pop(key, None)  # re-inserted at the end: the order stays oldest first
+            self._tombstones[key] = (version_of(raw), self._clock())
+            self._expire()
+        else:
+            self.put(raw)
+
+    def _expire(self) -> None:
+        if not self._tombstones:
+            return
+        cutoff = self._clock() - self._tombstone_ttl_s
+        while self._tombstones and (len(self._tombstones) > self._tombstone_limit
+                                    or next(iter(self._tombstones.values()))[1] < cutoff):
+            self._tombstones.popitem(last=False)
 
 
 class TargetIndex:

@@ -269,7 +269,8 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
     deployments = ObjectCache()
     templates = ObjectCache()
     backends = make_backends(api_client, timeout, field_manager=manager, fence=fence,
-                             watched={"SeldonDeployment": deployments.get})
+                             watched={"SeldonDeployment": deployments.get},
+                             forget={"SeldonDeployment": deployments.drop})
     events: Any = telemetry.EventRecorder(k8s.CoreV1Api(api_client), request_timeout_s=timeout)
     if elector is not None:
         events = FencedEvents(events, elector.write_budget)
@@ -308,8 +309,8 @@ async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, na
         return
     rt = runtime(memo)
     key = (namespace, name)
+    rt.rollouts.apply(event)
     if event.get("type") == "DELETED":
-        rt.rollouts.drop(namespace, name)
         rt.dependents.forget(namespace, name)
         rt.seen.pop(key, None)
         rt.scheduler.forget(namespace, name)
@@ -317,7 +318,6 @@ async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, na
         return
     raw = event.get("object")
     if isinstance(raw, dict):
-        rt.rollouts.put(raw)
         rt.dependents.track(namespace, name, targets_of(raw, "SeldonDeployment"))
     seen = (body.metadata.get("generation"), body.metadata.annotations.get(ACTION_ANNOTATION),
             body.metadata.get("deletionTimestamp"))
@@ -335,11 +335,7 @@ async def watch_deployment(event: kopf.RawEvent, namespace: str | None, name: st
     if namespace is None:
         return
     rt = runtime(memo)
-    raw = event.get("object")
-    if event.get("type") == "DELETED":
-        rt.deployments.drop(namespace, name)
-    elif isinstance(raw, dict):
-        rt.deployments.put(raw)
+    rt.deployments.apply(event)
     for rollout in rt.dependents.rollouts_of(namespace, name):
         rt.scheduler.notify(namespace, rollout)
 
@@ -351,12 +347,7 @@ async def watch_template(event: kopf.RawEvent, namespace: str | None, name: str,
     next check of every rollout that references it."""
     if namespace is None:
         return
-    rt = runtime(memo)
-    raw = event.get("object")
-    if event.get("type") == "DELETED":
-        rt.templates.drop(namespace, name)
-    elif isinstance(raw, dict):
-        rt.templates.put(raw)
+    runtime(memo).templates.apply(event)
 
 
 @kopf.on.probe(id="tickLoop")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from modelrollout.api import Phase
@@ -37,6 +37,66 @@ def test_a_late_event_older_than_what_we_wrote_does_not_replace_it() -> None:
     assert cache.get("ns", "r")["metadata"]["resourceVersion"] == "13"  # type: ignore[index]
     cache.drop("ns", "r")
     assert cache.get("ns", "r") is None and len(cache) == 0
+
+
+def test_a_watch_event_puts_the_copy_and_a_deletion_drops_it() -> None:
+    cache = ObjectCache()
+    cache.apply({"type": None, "object": obj("5")})  # listed
+    cache.apply({"type": "MODIFIED", "object": obj("6", "Paused")})
+    held = cache.get("ns", "r")
+    assert held is not None and held["status"]["phase"] == "Paused"
+    cache.apply({"type": "DELETED", "object": obj("7", "Paused")})
+    assert cache.get("ns", "r") is None and len(cache) == 0
+
+
+def test_a_read_that_answers_after_the_deletion_does_not_bring_the_object_back() -> None:
+    """A GET sent before the deletion and answered after its DELETED event carries the object as it was;
+    so may a late event. Neither may put it back: ticks would go on acting on an object that is gone."""
+    cache = ObjectCache()
+    answers = [obj("12"), None]
+
+    class ApiServer:
+        async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+            if answers[0] is not None:  # the deletion's event lands while this GET is in flight
+                cache.apply({"type": "DELETED", "object": obj("14")})
+            return answers.pop(0)
+
+    store = CachedStore(cast(Any, ApiServer()), cache)
+    assert asyncio.run(store.get("ns", "r")) is not None  # this read's caller saw it; the cache must not keep it
+    assert cache.get("ns", "r") is None
+    cache.put(obj("13"))  # an event from before the deletion, late
+    assert cache.get("ns", "r") is None
+    assert asyncio.run(store.get("ns", "r")) is None and answers == []  # the next read asks the API server
+
+
+def test_an_object_re_created_under_a_deleted_ones_name_is_cached() -> None:
+    cache = ObjectCache()
+    cache.apply({"type": None, "object": obj("12")})
+    cache.apply({"type": "DELETED", "object": obj("14")})
+    cache.apply({"type": "ADDED", "object": obj("20", "Pending")})  # newer than the deletion: a new object
+    held = cache.get("ns", "r")
+    assert held is not None and held["status"]["phase"] == "Pending"
+    cache.put(obj("12"))  # the old one's copy, late: older than what is held
+    assert cache.get("ns", "r")["metadata"]["resourceVersion"] == "20"  # type: ignore[index]
+
+
+def test_deletions_are_remembered_for_a_while_and_a_bounded_number() -> None:
+    now = [0.0]
+    cache = ObjectCache(tombstone_ttl_s=60, tombstone_limit=2, clock=lambda: now[0])
+
+    def named(name: str, version: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": version}}
+
+    for name in ("a", "b", "c"):  # three deletions, two remembered: the oldest goes
+        cache.apply({"type": "DELETED", "object": named(name, "10")})
+    for name in ("b", "c"):
+        cache.put(named(name, "9"))
+        assert cache.get("ns", name) is None
+    cache.put(named("a", "9"))
+    assert cache.get("ns", "a") is not None
+    now[0] = 61.0  # and after their time, none
+    cache.put(named("b", "9"))
+    assert cache.get("ns", "b") is not None and not cache._tombstones
 
 
 def cached_reconciler(cluster: Cluster, store: CachedStore) -> Reconciler:

@@ -1,16 +1,20 @@
-"""Seldon v1 predictor transformations (pure): weights, promotion, rollback, what is kept."""
+"""Seldon v1 predictor transformations (pure): weights, promotion, rollback, what is kept; and the backend's
+use of the deployments' cache."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes.client.exceptions import ApiException
 from modelrollout.api import RolloutSpec
+from modelrollout.backends.factory import make_backends
 from modelrollout.backends.seldon_v1 import (
     OWNER_UID_ANNOTATION,
     SELDON_VERSION_ANNOTATION,
@@ -20,6 +24,7 @@ from modelrollout.backends.seldon_v1 import (
     model_node,
     observe_deployment,
 )
+from modelrollout.cache import ObjectCache
 from modelrollout.traffic import Readiness, TrafficChange, TrafficTarget, share_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -257,3 +262,33 @@ def test_a_shadow_is_rolled_back_like_any_candidate() -> None:
 def test_a_traffic_state_that_would_show_users_a_mirrored_answer_is_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         TrafficChange(**bad)
+
+
+@pytest.mark.parametrize("gone_at", ["read", "write"])
+def test_a_deployment_deleted_without_a_deleted_event_is_forgotten_when_a_traffic_write_finds_it_gone(
+        gone_at: str) -> None:
+    """After a watch re-lists, a deployment deleted meanwhile stays in the cache (no DELETED event): the
+    rollout would observe it as there and fail its traffic write every few seconds, never reporting its
+    target missing. The write's fresh read (or the write itself) answering 404 drops the copy."""
+
+    class Api:
+        def get_namespaced_custom_object(self, *_: Any, **__: Any) -> dict[str, Any]:
+            if gone_at == "read":
+                raise ApiException(status=404, reason="Not Found")
+            return copy.deepcopy(sdep)
+
+        def replace_namespaced_custom_object(self, *_: Any, **__: Any) -> dict[str, Any]:
+            raise ApiException(status=404, reason="Not Found")  # deleted between the read and the write
+
+    sdep = {**copy.deepcopy(SDEP), "metadata": {"namespace": "models", "name": SPEC.name, "resourceVersion": "7"}}
+    cache = ObjectCache()
+    cache.put(sdep)
+    backend = make_backends(cast(Any, object()), 5.0, watched={"SeldonDeployment": cache.get},
+                            forget={"SeldonDeployment": cache.drop})["SeldonDeployment"]
+    backend._api = Api()  # type: ignore[attr-defined]
+    assert asyncio.run(backend.observe("models", SPEC)).exists  # the ghost, from the cache
+    with pytest.raises((LookupError, ApiException)):
+        asyncio.run(backend.apply("models", SPEC, TrafficChange("weight", 10)))
+    assert cache.get("models", SPEC.name) is None
+    if gone_at == "read":  # the next tick reports the target missing (TargetNotFound)
+        assert not asyncio.run(backend.observe("models", SPEC)).exists

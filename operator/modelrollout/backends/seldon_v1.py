@@ -298,14 +298,20 @@ def desired_predictors(predictors: list[Predictor], target: TrafficTarget, chang
 # ------------------------------------------------------------------ the backend
 
 
+class DeploymentNotFound(LookupError):
+    """The deployment a traffic write reads afresh is gone."""
+
+
 class SeldonV1Backend:
     def __init__(self, api_client: ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S,
                  field_manager: str | None = None, fence: Callable[[], float] | None = None,
-                 watched: Callable[[str, str], Mapping[str, Any] | None] | None = None) -> None:
+                 watched: Callable[[str, str], Mapping[str, Any] | None] | None = None,
+                 forget: Callable[[str, str], None] | None = None) -> None:
         self._api = CustomObjectsApi(api_client)
         # The watch's copy of a deployment, for observations (a miss reads the API server); writes always
-        # read afresh and write conditionally.
+        # read afresh and write conditionally. ``forget`` drops a copy the API server says is gone.
         self._watched = watched
+        self._forget = forget
         self.request_timeout_s = request_timeout_s
         self._field_manager = field_manager  # who wrote, in the object's managedFields
         self._fence = fence  # leader election: seconds a write may still take; raises when it may not write
@@ -330,7 +336,7 @@ class SeldonV1Backend:
         for _ in range(CONFLICT_RETRIES):
             sdep = self._get(namespace, target.name)
             if sdep is None:
-                raise LookupError(f"SeldonDeployment {namespace}/{target.name} not found")
+                raise DeploymentNotFound(f"SeldonDeployment {namespace}/{target.name} not found")
             predictors = list(sdep.get("spec", {}).get("predictors") or [])
             desired = desired_predictors(predictors, target, change)
             if desired == predictors:
@@ -354,7 +360,14 @@ class SeldonV1Backend:
                            f"{CONFLICT_RETRIES} conflicting writes in a row")
 
     async def apply(self, namespace: str, target: TrafficTarget, change: TrafficChange) -> bool:
-        return await asyncio.to_thread(self._apply_sync, namespace, target, change)
+        try:
+            return await asyncio.to_thread(self._apply_sync, namespace, target, change)
+        except (DeploymentNotFound, ApiException) as exc:
+            # Gone, though the cache may still hold it: deleted while the watch re-listed, no DELETED event
+            # came. Forget it (here, on the loop, like the watch), so observations report it missing.
+            if self._forget is not None and (isinstance(exc, DeploymentNotFound) or exc.status == 404):
+                self._forget(namespace, target.name)
+            raise
 
 
 def _refusal(exc: ApiException) -> str:
