@@ -4,9 +4,19 @@ Prometheus.
     .venv/bin/python -m loadtests.bench_scale [--rollouts 100,1000,10000] [--interval 10s] [--probes 10]
 
 Per size N, in a namespace of its own: N SeldonDeployments that the local data plane does not serve and
-N ModelRollouts, one per deployment, held at 10% by an indefinite pause and analysed every --interval on
-a constant query that goes through the real Prometheus (AnalysisTemplate ``vector(1)``, min 0.5,
-minRequests 0: every check passes). Everything is created (--workers requests in parallel) before one
+N ModelRollouts, one per deployment, held at 10% by an indefinite pause and analysed every --interval.
+What they are analysed on (--metric):
+
+- ``builtin`` (the default): the builtin ``request-success-rate`` template (min 0.9, minRequests 10),
+  asked as grouped queries, on executor series (``localcluster.executor_exporter``, counts only) that
+  serve both predictors of every deployment 5 requests a second without errors, scraped every second by
+  a Prometheus of the benchmark's own: two grouped queries per instant (the request count and the success
+  rate), however many rollouts are checked in it;
+- ``constant``: an AnalysisTemplate of the user's kind, ``vector(1)`` (min 0.5, minRequests 0), through
+  the local cluster's Prometheus (or --prometheus-url): a query per rollout and check, as every
+  template was asked before grouped queries.
+
+Every check passes either way. Everything is created (--workers requests in parallel) before one
 operator process starts, watching only that namespace. Prints, per size:
 
 - set-up: the time to create the 2N objects (not the operator's);
@@ -20,13 +30,14 @@ operator process starts, watching only that namespace. Prints, per size:
   whether the operator keeps up: above 1 interval, checks come late);
 - over that steady period: the operator's ticks and analyses per second, API server requests per second
   (every client of the API server but this benchmark's own requests; the busiest verb and resource
-  pairs are printed below the table), Prometheus queries per second, the operator's CPU (cores);
+  pairs are printed below the table), Prometheus queries per second and per analysis interval, the
+  operator's CPU (cores);
 - the operator's peak RSS.
 
 Each phase is bounded by --deadline (default: 120 s, or 0.06 s per rollout when that is more): the wait
 for all N, and the new-rollout and abort probes, each phase as a whole. One that runs out prints "not
 reached: only X of N after T s" (probes: how many missed) and the run goes on. Figures only: nothing is
-asserted. Needs `make cluster-up` (its Prometheus unless --prometheus-url). At the end of each size the
+asserted. Needs `make cluster-up` (its Prometheus for ``constant`` unless --prometheus-url). At the end of each size the
 operator is stopped, then the rollouts' finalizers dropped and the namespace's objects and the namespace
 deleted.
 
@@ -96,7 +107,9 @@ from modelrollout.reconcile import ACTION_ANNOTATION  # noqa: E402
 from modelrollout.status import parse_time  # noqa: E402
 
 from localcluster import services as local_services  # noqa: E402
+from localcluster.executor_exporter import ExecutorExporter, Traffic  # noqa: E402
 from localcluster.processes import free_port  # noqa: E402
+from localcluster.prometheus import PrometheusServer  # noqa: E402
 from testkit.kube import Kube, running_cluster  # noqa: E402
 from testkit.processes import OperatorProcess  # noqa: E402
 from testkit.rollouts import model_rollout  # noqa: E402
@@ -105,6 +118,8 @@ from testkit.seldon import digits_sdep  # noqa: E402
 FIRST_WEIGHT = 10
 HOLD: list[dict[str, Any]] = [{"setWeight": FIRST_WEIGHT}, {"pause": {}}, {"setWeight": 100}]
 TEMPLATE = "always-pass"
+CANDIDATE = "main-candidate"  # the candidate predictor model_rollout's rollouts create
+SERVED = Traffic(rps=5.0)  # each predictor of each deployment, with --metric builtin
 SCRAPES_PER_WINDOW_S = 4.0  # OperatorProcess says scrapes come every 1s; a window must hold four
 PROBE_POLL_S = 0.05  # one object, read this often while a probe waits
 PAGE = 500  # rollouts per page of a full LIST
@@ -200,6 +215,7 @@ class SizeResult:
     abort: Timings = field(default_factory=Timings)
     staleness_s: list[float] = field(default_factory=list)
     never_checked: int = 0  # rollouts without a check, summed over the samples
+    metric: str = "constant"
     rates: Rates = field(default_factory=Rates)
     peak_rss_mib: float = 0.0
     operator_log: str = ""
@@ -400,11 +416,25 @@ def rates(before: Snapshot, after: Snapshot, own: Counter[str]) -> Rates:
 # ---------------------------------------------------------------- one size
 
 
-def analysis(interval: str, window_s: float) -> dict[str, Any]:
-    """Checked every interval on a constant through Prometheus: each check is one real query that passes."""
+def analysis(interval: str, window_s: float, builtin: bool) -> dict[str, Any]:
+    """Checked every interval: on the builtin success rate of the served series (grouped queries), or on a
+    constant through Prometheus (one query per check). Every check passes."""
+    if builtin:
+        return {"interval": interval, "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 10,
+                "metrics": [{"name": "success-rate", "template": "request-success-rate", "min": 0.9,
+                             "window": f"{window_s:g}s"}]}
     return {"interval": interval, "failureLimit": 2, "inconclusiveLimit": 3, "minRequests": 0,
             "metrics": [{"name": "constant", "templateRef": {"name": TEMPLATE}, "min": 0.5,
                          "window": f"{window_s:g}s"}]}
+
+
+def serve(exporter: ExecutorExporter | None, namespace: str, names: Iterable[str]) -> None:
+    """Both predictors of each deployment get requests, as far as Prometheus can tell (--metric builtin)."""
+    if exporter is None:
+        return
+    for name in names:
+        for predictor in ("main", CANDIDATE):
+            exporter.set(namespace, name, predictor, SERVED)
 
 
 def rollout_pair(name: str, spec_analysis: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -456,11 +486,12 @@ def status_of(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_new_rollouts(cluster: Cluster, namespace: str, count: int, spec_analysis: dict[str, Any],
-                       deadline_s: float) -> Timings:
+                       deadline_s: float, exporter: ExecutorExporter | None = None) -> Timings:
     """Apply -> first weight, one new rollout at a time (its deployment exists before the clock starts)."""
     timings, end = Timings(), time.monotonic() + deadline_s
     for i in range(count):
         sdep, mro = rollout_pair(f"probe-{i + 1:03d}", spec_analysis)
+        serve(exporter, namespace, [mro["metadata"]["name"]])
         cluster.create(namespace, SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, sdep)
         start = time.monotonic()
         cluster.create(namespace, GROUP, VERSION, PLURAL, mro)
@@ -567,17 +598,19 @@ class HeldRollouts:
 
 @contextlib.contextmanager
 def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path,
-                  prefix: str, label: str) -> Iterator[HeldRollouts]:
+                  prefix: str, label: str, exporter: ExecutorExporter | None = None) -> Iterator[HeldRollouts]:
     """Create N rollouts and their deployments, start the operator, wait until every rollout is at the
     first weight (or the deadline) and its first checks are due; after the body, always stop the operator,
-    then remove what was made (in that order: a running operator would race the clean-up's deletions)."""
+    then remove what was made (in that order: a running operator would race the clean-up's deletions).
+    With ``exporter``, the rollouts are judged on the builtin success rate of the series it serves."""
     cluster = Cluster(kube, settings.workers)
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     names = [f"digits-{i:05d}" for i in range(1, rollouts + 1)]
-    spec_analysis = analysis(settings.interval, settings.window_s)
+    spec_analysis = analysis(settings.interval, settings.window_s, builtin=exporter is not None)
     operator: OperatorProcess | None = None
     try:
         print(f"{label}: creating {rollouts} SeldonDeployments and ModelRollouts in {namespace}", flush=True)
+        serve(exporter, namespace, names)  # Prometheus takes seconds to scrape a new target: first
         started = time.monotonic()
         set_up(cluster, namespace, names, spec_analysis)
         setup_s = time.monotonic() - started
@@ -603,22 +636,28 @@ def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Sett
             operator.stop(timeout=60)
         clean_up(cluster, namespace)
         cluster.pool.shutdown()
+        if exporter is not None:
+            exporter.drop(namespace)
 
 
-def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path) -> SizeResult:
-    """Set up N rollouts, start the operator, measure; always stop it and remove what was made."""
+def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, workdir: Path,
+             exporter: ExecutorExporter | None = None) -> SizeResult:
+    """Set up N rollouts, start the operator, measure; always stop it and remove what was made. With
+    ``exporter`` (serving the series ``prometheus_url`` scrapes), the builtin success rate is the metric."""
     label = f"N={rollouts}"
     deadline_s = settings.deadline(rollouts)
-    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"scale-{rollouts}", label) as held:
+    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"scale-{rollouts}", label,
+                       exporter) as held:
         result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
-                            setup_s=held.setup_s, first_weight=held.first_weight, operator_log=held.operator_log)
+                            setup_s=held.setup_s, first_weight=held.first_weight, operator_log=held.operator_log,
+                            metric="builtin" if exporter is not None else "constant")
         print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
         steady_period(held.cluster, held.namespace, held.operator, held.metrics_url, prometheus_url, settings,
                       result)
 
         print(f"{label}: {settings.probes} new rollouts, then {settings.probes} aborts", flush=True)
         result.new_rollout = probe_new_rollouts(held.cluster, held.namespace, settings.probes, held.spec_analysis,
-                                                deadline_s)
+                                                deadline_s, exporter)
         chosen = random.Random(settings.seed).sample(held.names, min(settings.probes, rollouts))
         result.abort = probe_aborts(held.cluster, held.namespace, chosen, deadline_s)
         result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
@@ -696,8 +735,9 @@ class Churn:
     once the rollout has: the operator rolls the deployment's traffic back before it lets the rollout go."""
 
     def __init__(self, cluster: Cluster, namespace: str, names: Sequence[str], spec_analysis: dict[str, Any],
-                 per_round: int, seed: int) -> None:
+                 per_round: int, seed: int, serve: Callable[[Sequence[str]], None] = lambda _: None) -> None:
         self.cluster, self.namespace, self.spec_analysis = cluster, namespace, spec_analysis
+        self.serve = serve
         self.per_round = per_round
         self.random = random.Random(seed)
         self.live = list(names)  # neither aborted nor deleted
@@ -733,6 +773,7 @@ class Churn:
 
         newcomers = [f"digits-{number:05d}" for number in range(self.next_number, self.next_number + len(leaving))]
         self.next_number += len(newcomers)
+        self.serve(newcomers)
         pairs = [rollout_pair(name, self.spec_analysis) for name in newcomers]
         self.cluster.in_parallel(lambda sdep: self.cluster.create(
             self.namespace, SELDON_GROUP, SELDON_VERSION, SELDON_PLURAL, sdep), (sdep for sdep, _ in pairs))
@@ -786,15 +827,17 @@ def soak_loop(cluster: Cluster, namespace: str, operator_pid: int, metrics_url: 
 
 
 def run_soak(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings, soak: SoakSettings,
-             workdir: Path) -> SoakResult:
+             workdir: Path, exporter: ExecutorExporter | None = None) -> SoakResult:
     """The benchmark's set-up, then churn and memory samples for soak.duration_s; always stops the operator
     and removes what was made."""
     label = f"soak N={rollouts}"
-    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"soak-{rollouts}", label) as held:
+    with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"soak-{rollouts}", label,
+                       exporter) as held:
         result = SoakResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
                             settings=soak, setup_s=held.setup_s, first_weight=held.first_weight,
                             operator_log=held.operator_log)
-        churn = Churn(held.cluster, held.namespace, held.names, held.spec_analysis, soak.churn, settings.seed)
+        churn = Churn(held.cluster, held.namespace, held.names, held.spec_analysis, soak.churn, settings.seed,
+                      lambda names: serve(exporter, held.namespace, names))
         soak_loop(held.cluster, held.namespace, held.operator_pid, held.metrics_url, churn, soak, result, label)
         result.peak_rss_mib = memory_mib(held.operator_pid, "VmHWM")
     return result
@@ -827,14 +870,18 @@ def render(results: Sequence[SizeResult], interval: str) -> str:
         ("rollout watch events/s (KiB/s)",
          lambda r: f"{r.rates.rollout_watch_events:.1f} ({r.rates.rollout_watch_bytes / 1024:.0f})"),
         ("Prometheus queries/s", lambda r: f"{r.rates.prometheus_queries:.1f}"),
+        ("  per interval (analyses per interval)",
+         lambda r: f"{r.rates.prometheus_queries * r.interval_s:.0f} ({r.rates.analyses * r.interval_s:.0f})"),
         ("operator CPU, cores", lambda r: f"{r.rates.cpu_cores:.2f}"),
         ("operator peak RSS", lambda r: f"{r.peak_rss_mib:.0f} MiB"),
     ]
     cells = [[fn(r) for r in results] for _, fn in rows]
     widths = [max(len(f"N={r.rollouts}"), *(len(row[i]) for row in cells)) for i, r in enumerate(results)]
     first = max(len(name) for name, _ in rows)
+    metrics = sorted({r.metric for r in results})
+    on = {"builtin": "the builtin success rate, grouped queries", "constant": "a constant query per rollout"}
     lines = [f"\nOne operator replica, rollouts held at {FIRST_WEIGHT}% and analysed every {interval} "
-             "(a constant query through Prometheus)\n",
+             f"({'; '.join(on[m] for m in metrics)}, through Prometheus)\n",
              f"{'':<{first}}  " + "  ".join(f"{f'N={r.rollouts}':>{w}}" for r, w in zip(results, widths, strict=True))]
     for (name, _), row in zip(rows, cells, strict=True):
         lines.append(f"{name:<{first}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
@@ -893,7 +940,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=32, help="parallel requests while setting up")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between LISTs while waiting")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--prometheus-url", default=None, help="default: the local cluster's")
+    parser.add_argument("--metric", choices=("builtin", "constant"), default="builtin",
+                        help="builtin: the success rate of served series, grouped queries (default); constant: "
+                             "a query of the user's kind per rollout")
+    parser.add_argument("--prometheus-url", default=None, help="with --metric constant; default: the local "
+                        "cluster's")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per size (or the soak)")
     soak = parser.add_argument_group("soak (instead of the benchmark)")
     soak.add_argument("--soak", default=None, help="how long to soak, e.g. 30m")
@@ -936,26 +987,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     kube = running_cluster()
-    prometheus_url = args.prometheus_url
-    if prometheus_url is None:
-        services = local_services.Services.load()
-        if not local_services.healthy(services) or services is None:
-            raise SystemExit("the local cluster's Prometheus is not running: `make cluster-up` first")
-        prometheus_url = services.prometheus_url
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    if args.soak_settings is not None:
-        soaked = run_soak(kube, prometheus_url, args.sizes[0], args.settings, args.soak_settings, workdir)
-        print(render_soak(soaked))
-        if args.json:
-            print(json.dumps(soaked.summary()))
-        return 0
-    results = []
-    for size in args.sizes:
-        results.append(run_size(kube, prometheus_url, size, args.settings, workdir))
+    with contextlib.ExitStack() as stack:
+        exporter: ExecutorExporter | None = None
+        if args.metric == "builtin":
+            exporter = ExecutorExporter(workdir / "executors.json", buckets=False).start()
+            stack.callback(exporter.stop)
+            prometheus = PrometheusServer(workdir / "prometheus", [exporter.scrape_job()], scrape_interval="1s")
+            prometheus_url = prometheus.start().url
+            stack.callback(prometheus.stop)
+        elif args.prometheus_url is not None:
+            prometheus_url = args.prometheus_url
+        else:
+            services = local_services.Services.load()
+            if not local_services.healthy(services) or services is None:
+                raise SystemExit("the local cluster's Prometheus is not running: `make cluster-up` first")
+            prometheus_url = services.prometheus_url
+        if args.soak_settings is not None:
+            soaked = run_soak(kube, prometheus_url, args.sizes[0], args.settings, args.soak_settings, workdir,
+                              exporter)
+            print(render_soak(soaked))
+            if args.json:
+                print(json.dumps(soaked.summary()))
+            return 0
+        results = [run_size(kube, prometheus_url, size, args.settings, workdir, exporter) for size in args.sizes]
     print(render(results, args.interval))
     if args.json:
         for r in results:
-            print(json.dumps(r.summary()))
+            print(json.dumps(r.summary() | {"metric": r.metric}))
     return 0
 
 

@@ -11,7 +11,9 @@ in the executor's buckets, per namespace at ``/metrics/<namespace>`` and without
 writes a file_sd targets file with one target per namespace it knows (``watch`` or ``set``), and
 ``scrape_job`` gives the Prometheus job that relabels the namespace on, as a PodMonitor would. Each
 predictor behaves as if it received ``rps`` requests per second with a share ``error_ratio`` of 500s, all
-taking ``latency_s``. Counters advance with wall-clock time, so Prometheus sees real rates.
+taking ``latency_s``. Counters advance with wall-clock time, so Prometheus sees real rates. With
+``buckets=False`` it serves only each histogram's ``_count`` and ``_sum`` (what the success-rate and
+request-count queries read): the scale benchmark serves thousands of predictors with it.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ class _Series:
 
 
 class ExecutorExporter:
-    def __init__(self, targets_file: Path) -> None:
+    def __init__(self, targets_file: Path, buckets: bool = True) -> None:
         self.targets_file = targets_file
+        self.buckets = buckets
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._namespaces: set[str] = set()
@@ -109,6 +112,14 @@ class ExecutorExporter:
                 self._advance(series, time.monotonic())
                 series.traffic, series.version = traffic, version
 
+    def drop(self, namespace: str) -> None:
+        """Forget a namespace: its series and its target (its pods are gone)."""
+        with self._lock:
+            self._namespaces.discard(namespace)
+            for key in [key for key in self._series if key[0] == namespace]:
+                del self._series[key]
+        self._write_targets()
+
     def _write_targets(self) -> None:
         with self._lock:
             namespaces = sorted(self._namespaces)
@@ -145,7 +156,7 @@ class ExecutorExporter:
                     histogram.sum = series.seconds * share
                     labels = (deployment, predictor, series.version, service, method, code)
                     histograms[labels] = histogram
-        return render_histograms(METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, histograms)
+        return render_histograms(METRIC, EXECUTOR_HELP, EXECUTOR_LABELS, histograms, buckets=self.buckets)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         exporter = self

@@ -305,17 +305,19 @@ def format_labels(names: Sequence[str], values: Sequence[str], extra: str = "") 
 
 
 def render_histograms(name: str, help_text: str, label_names: Sequence[str],
-                      series: Mapping[tuple[str, ...], Histogram]) -> str:
-    """Prometheus text exposition of a histogram family ("" when it has no series, as the Go client omits it)."""
+                      series: Mapping[tuple[str, ...], Histogram], buckets: bool = True) -> str:
+    """Prometheus text exposition of a histogram family ("" when it has no series, as the Go client omits it);
+    without ``buckets``, only its _sum and _count series."""
     if not series:
         return ""
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for values, histogram in sorted(series.items()):
-        for bound, count in zip(histogram.bounds, histogram.cumulative(), strict=True):
-            le = f'le="{format_value(bound)}"'
-            lines.append(f"{name}_bucket{format_labels(label_names, values, le)} {format_value(count)}")
-        inf = format_labels(label_names, values, 'le="+Inf"')
-        lines.append(f"{name}_bucket{inf} {format_value(histogram.count)}")
+        if buckets:
+            for bound, count in zip(histogram.bounds, histogram.cumulative(), strict=True):
+                le = f'le="{format_value(bound)}"'
+                lines.append(f"{name}_bucket{format_labels(label_names, values, le)} {format_value(count)}")
+            inf = format_labels(label_names, values, 'le="+Inf"')
+            lines.append(f"{name}_bucket{inf} {format_value(histogram.count)}")
         lines.append(f"{name}_sum{format_labels(label_names, values)} {format_value(histogram.sum)}")
         lines.append(f"{name}_count{format_labels(label_names, values)} {format_value(histogram.count)}")
     return "\n".join(lines) + "\n"
