@@ -14,11 +14,14 @@ from typing import Any
 
 from kubernetes.client import CoreV1Api, CoreV1Event, V1EventSource, V1ObjectMeta, V1ObjectReference
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 from .api import Phase
 
 log = logging.getLogger(__name__)
+# No `_created` series beside every counter and histogram: they doubled the per-rollout series (Prometheus
+# stores each as a series of its own) and nothing reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry()
 
 ROLLOUTS = Gauge("modelrollout_rollouts", "ModelRollouts by phase", ["phase"], registry=REGISTRY)

@@ -136,3 +136,16 @@ def test_a_finished_rollouts_series_go_after_a_while_and_its_phase_stays_counted
         telemetry.record_phase("t", f"finished-{i}", None)
     telemetry.record_phase("t", "in-flight", None)
     assert rolled_back() == before
+
+
+def test_counters_expose_no_created_series_beside_them() -> None:
+    """A `_created` line per counter doubled every rollout's series in Prometheus, for nothing."""
+    from modelrollout import telemetry
+    from prometheus_client import generate_latest
+
+    telemetry.record_check("t", "created-lines", "success-rate", "Pass")
+    lines = [line for line in generate_latest(telemetry.REGISTRY).decode().splitlines()
+             if 'rollout="created-lines"' in line]
+    assert any(line.startswith("modelrollout_analysis_checks_total{") for line in lines), lines
+    assert not [line for line in lines if "_created" in line], lines
+    telemetry.record_phase("t", "created-lines", None)
