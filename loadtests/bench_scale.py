@@ -120,7 +120,7 @@ HOLD: list[dict[str, Any]] = [{"setWeight": FIRST_WEIGHT}, {"pause": {}}, {"setW
 TEMPLATE = "always-pass"
 CANDIDATE = "main-candidate"  # the candidate predictor model_rollout's rollouts create
 SERVED = Traffic(rps=5.0)  # each predictor of each deployment, with --metric builtin
-SCRAPES_PER_WINDOW_S = 4.0  # OperatorProcess says scrapes come every 1s; a window must hold four
+SCRAPES_PER_WINDOW = 4  # the operator refuses a window of fewer scrapes
 PROBE_POLL_S = 0.05  # one object, read this often while a probe waits
 PAGE = 500  # rollouts per page of a full LIST
 # A Table LIST returns the CRD's printer columns (Phase, Weight) instead of whole objects: the poll for
@@ -141,6 +141,8 @@ class Settings:
     workers: int = 32  # parallel requests while setting up and cleaning up
     poll_s: float = 1.0  # between LISTs while waiting for all rollouts
     seed: int = 1
+    scrape_interval_s: float = 1.0  # what the operator is told; with --metric builtin, how often it is so
+    operator_args: tuple[str, ...] = ()  # more options for the operator process
 
     @property
     def interval_s(self) -> float:
@@ -148,7 +150,7 @@ class Settings:
 
     @property
     def window_s(self) -> float:
-        return max(self.interval_s, SCRAPES_PER_WINDOW_S)
+        return max(self.interval_s, SCRAPES_PER_WINDOW * self.scrape_interval_s)
 
     def steady(self) -> float:
         return self.steady_s if self.steady_s is not None else max(30.0, 3 * self.interval_s)
@@ -620,6 +622,7 @@ def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Sett
         started = time.monotonic()
         operator = OperatorProcess(kube, log, extra_args=(
             "--namespace", namespace, "--prometheus-url", prometheus_url, "--metrics-port", str(metrics_port),
+            "--scrape-interval", f"{settings.scrape_interval_s:g}s", *settings.operator_args,
         )).start()
         assert operator.proc is not None
         first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, settings.deadline(rollouts),
@@ -940,6 +943,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=32, help="parallel requests while setting up")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between LISTs while waiting")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scrape-interval", default="1s", help="how often Prometheus scrapes, as the operator "
+                        "is told (--scrape-interval) and, with --metric builtin, as the benchmark's Prometheus "
+                        "does; windows hold at least 4 (default 1s; at 10,000 rollouts 2s, as one scrape of "
+                        "20,000 series takes the benchmark's exporter most of a second)")
+    parser.add_argument("--operator-arg", action="append", default=[], metavar="ARG",
+                        help="one more option for the operator process, e.g. --operator-arg=--concurrency=64 "
+                             "(repeatable)")
     parser.add_argument("--metric", choices=("builtin", "constant"), default="builtin",
                         help="builtin: the success rate of served series, grouped queries (default); constant: "
                              "a query of the user's kind per rollout")
@@ -957,9 +967,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.sizes = [int(n) for n in rollouts.split(",") if n.strip()]
     if not args.sizes or min(args.sizes) < 1:
         parser.error("--rollouts: sizes of at least 1, comma-separated")
-    args.settings = Settings(interval=args.interval, probes=max(0, args.probes), samples=max(1, args.samples),
-                             steady_s=args.steady, deadline_s=args.deadline, workers=max(1, args.workers),
-                             poll_s=args.poll, seed=args.seed)
 
     def seconds(option: str, text: str) -> float:
         """A duration option in seconds; a malformed one is refused before anything is created."""
@@ -969,6 +976,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(str(exc))  # it names the option
 
     interval_s = seconds("--interval", args.interval)
+    args.settings = Settings(interval=args.interval, probes=max(0, args.probes), samples=max(1, args.samples),
+                             steady_s=args.steady, deadline_s=args.deadline, workers=max(1, args.workers),
+                             poll_s=args.poll, seed=args.seed,
+                             scrape_interval_s=seconds("--scrape-interval", args.scrape_interval),
+                             operator_args=tuple(args.operator_arg))
     args.soak_settings = None
     if args.soak is not None:
         if len(args.sizes) != 1:
@@ -993,7 +1005,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.metric == "builtin":
             exporter = ExecutorExporter(workdir / "executors.json", buckets=False).start()
             stack.callback(exporter.stop)
-            prometheus = PrometheusServer(workdir / "prometheus", [exporter.scrape_job()], scrape_interval="1s")
+            prometheus = PrometheusServer(workdir / "prometheus", [exporter.scrape_job()],
+                                          scrape_interval=f"{args.settings.scrape_interval_s:g}s")
             prometheus_url = prometheus.start().url
             stack.callback(prometheus.stop)
         elif args.prometheus_url is not None:
