@@ -25,6 +25,11 @@ def version_of(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
 def _newer(incoming: str, held: str) -> bool:
     """Whether a copy at ``incoming`` may replace one at ``held``. resourceVersions are opaque to clients,
     but the API server's come from etcd's revision, a growing integer: when both are integers, an older
@@ -65,8 +70,7 @@ class ObjectCache:
         return self._objects.get((namespace, name))
 
     def put(self, obj: Mapping[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        key = _key_of(obj)
         held = self._objects.get(key)
         if held is None:
             self._expire()  # an expired tombstone refuses nothing
@@ -88,8 +92,7 @@ class ObjectCache:
         if not isinstance(raw, Mapping):
             return
         if event.get("type") == "DELETED":
-            meta = raw.get("metadata") or {}
-            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            key = _key_of(raw)
             self.drop(*key)
             self._tombstones.pop(key, None)  # re-inserted at the end: the order stays oldest first
             self._tombstones[key] = (version_of(raw), self._clock())
