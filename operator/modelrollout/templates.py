@@ -26,6 +26,16 @@ class Shape(enum.Enum):
     DISTRIBUTION = "distribution"
 
 
+class Part(enum.Enum):
+    """One of a template's queries, by what it answers."""
+
+    VALUE = "value"  # one number, what a threshold judges
+    SUCCESSES = "successes"  # a proportion's good outcomes
+    TRIALS = "trials"  # a proportion's outcomes
+    BUCKETS = "buckets"  # a histogram's cumulative counts by le
+    CLASSES = "classes"  # a distribution's counts by its label
+
+
 @dataclass(frozen=True)
 class ProportionQueries:
     successes: str  # one number: the count of good outcomes over {{interval}}
@@ -62,6 +72,18 @@ class MetricTemplate:
     # is a shadow, and not one of each model, so it cannot be compared with the stable's.
     shadow_only: bool = False
     grouped: Grouping | None = None  # the queries for many rollouts at once (None: each rollout asks alone)
+
+    def query(self, part: Part) -> str:
+        """The query for ``part``; ValueError when the template declares none (callers ask for the parts
+        its shape has)."""
+        queries = {Part.VALUE: self.value,
+                   Part.SUCCESSES: self.proportion.successes if self.proportion else "",
+                   Part.TRIALS: self.proportion.trials if self.proportion else "",
+                   Part.BUCKETS: self.histogram.counts if self.histogram else "",
+                   Part.CLASSES: self.distribution.counts if self.distribution else ""}
+        if not queries[part]:
+            raise ValueError(f"the template has no {part.value} query")
+        return queries[part]
 
     @property
     def shapes(self) -> tuple[Shape, ...]:

@@ -18,6 +18,7 @@ from modelrollout.analysis import AnalysisContext
 from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.api import Limits, RolloutSpec, SpecError
 from modelrollout.backends.seldon_v1_queries import BUILTIN_TEMPLATES
+from modelrollout.templates import Part
 
 from tests.unit.grouped_rules import with_grouped
 from tests.unit.test_promql_rules import run_promtool
@@ -38,9 +39,9 @@ def rendered(window_s: float = 15.0) -> dict[str, CheckQuery]:
     variables = AnalysisContext.from_spec(spec, NAMESPACE).variables(window_s)
     template = BUILTIN_TEMPLATES["shadow-agreement"]
     assert template.proportion is not None
-    return {"value": render_check_query(template, lambda t: t.value, variables),
-            "agree": render_check_query(template, lambda t: t.proportion.successes, variables),  # type: ignore[union-attr]
-            "compared": render_check_query(template, lambda t: t.proportion.trials, variables)}  # type: ignore[union-attr]
+    return {"value": render_check_query(template, Part.VALUE, variables),
+            "agree": render_check_query(template, Part.SUCCESSES, variables),
+            "compared": render_check_query(template, Part.TRIALS, variables)}
 
 
 @dataclass(frozen=True)

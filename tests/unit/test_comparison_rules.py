@@ -13,7 +13,7 @@ import yaml
 from modelrollout.analysis import AnalysisContext
 from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.backends.seldon_v1_queries import BUILTIN_TEMPLATES
-from modelrollout.templates import MetricTemplate
+from modelrollout.templates import MetricTemplate, Part
 
 from tests.unit.grouped_rules import with_grouped
 from tests.unit.test_promql_rules import (
@@ -50,12 +50,12 @@ def rendered(template: MetricTemplate) -> dict[str, CheckQuery]:
     sides = (("candidate", CONTEXT.variables(WINDOW_S)), ("stable", CONTEXT.baseline_variables(WINDOW_S)))
     for side, variables in sides:
         if template.proportion is not None:
-            out[f"{side}:successes"] = render_check_query(template, lambda t: t.proportion.successes, variables)  # type: ignore[union-attr]
-            out[f"{side}:trials"] = render_check_query(template, lambda t: t.proportion.trials, variables)  # type: ignore[union-attr]
+            out[f"{side}:successes"] = render_check_query(template, Part.SUCCESSES, variables)
+            out[f"{side}:trials"] = render_check_query(template, Part.TRIALS, variables)
         if template.histogram is not None:
-            out[f"{side}:counts"] = render_check_query(template, lambda t: t.histogram.counts, variables)  # type: ignore[union-attr]
+            out[f"{side}:counts"] = render_check_query(template, Part.BUCKETS, variables)
         if template.distribution is not None:
-            out[f"{side}:counts"] = render_check_query(template, lambda t: t.distribution.counts, variables)  # type: ignore[union-attr]
+            out[f"{side}:counts"] = render_check_query(template, Part.CLASSES, variables)
     return out
 
 
@@ -154,7 +154,7 @@ def test_predicted_classes_by_version_for_both_sides(tmp_path: Path) -> None:
 
 def evaluate_value(template: str, series: list[dict[str, str]], expected: list[dict[str, Any]],
                    tmp_path: Path) -> None:
-    query = render_check_query(BUILTIN_TEMPLATES[template], lambda t: t.value, CONTEXT.variables(WINDOW_S))
+    query = render_check_query(BUILTIN_TEMPLATES[template], Part.VALUE, CONTEXT.variables(WINDOW_S))
     recorded, assertions = with_grouped(
         [{"record": "value:x", "expr": query.text}],
         [{"expr": "round(value:x, 0.0001)", "eval_time": EVAL, "exp_samples": expected}], {"value:x": query})

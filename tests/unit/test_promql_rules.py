@@ -29,6 +29,7 @@ from modelrollout.analysis import AnalysisContext
 from modelrollout.analysis.runner import CheckQuery, render_check_query
 from modelrollout.api import Limits, RolloutSpec, SpecError, format_duration, parse_duration
 from modelrollout.backends.seldon_v1_queries import BUILTIN_QUERIES, BUILTIN_TEMPLATES, REQUEST_METRIC
+from modelrollout.templates import Part
 
 from tests.unit.grouped_rules import with_grouped
 
@@ -180,7 +181,7 @@ class Case:
         """Each builtin value query as the operator renders it: alone, and in its grouped form if it has one."""
         parsed = spec(self.analysis_interval, scrape_interval_s=self.scrape_interval_s)
         context = AnalysisContext.from_spec(parsed, NAMESPACE, namespace_label=self.namespace_label)
-        return {name: render_check_query(BUILTIN_TEMPLATES[name], lambda t: t.value, context.variables(window_s))
+        return {name: render_check_query(BUILTIN_TEMPLATES[name], Part.VALUE, context.variables(window_s))
                 for name in BUILTIN_QUERIES}
 
 

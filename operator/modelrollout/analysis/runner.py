@@ -11,13 +11,13 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..api import JudgeKind, Metric, RolloutSpec, format_duration
 from ..backends import TARGET_KINDS
 from ..status import CheckRecord, Verdict
-from ..templates import MetricTemplate, Shape
+from ..templates import MetricTemplate, Part, Shape
 from ..traffic import TargetKind
 from .judge import JUDGES, Judge, at_interim_confidence
 from .promql import QueryError, QueryVariables, render_query
@@ -136,14 +136,13 @@ class CheckQuery:
     group: tuple[tuple[str, str], ...] = ()
 
 
-def render_check_query(template: MetricTemplate, pick: Callable[[MetricTemplate], str],
-                       variables: QueryVariables) -> CheckQuery:
-    """The query ``pick`` chooses from ``template``, rendered for one rollout. Raises QueryError."""
-    text = render_query(pick(template), variables)
+def render_check_query(template: MetricTemplate, part: Part, variables: QueryVariables) -> CheckQuery:
+    """The template's ``part`` query, rendered for one rollout. Raises QueryError."""
+    text = render_query(template.query(part), variables)
     if template.grouped is None:
         return CheckQuery(text)
     group = tuple((label, variables.value(variable)) for label, variable in template.grouped.labels)
-    return CheckQuery(text, grouped=render_query(pick(template.grouped.template), variables), group=group)
+    return CheckQuery(text, grouped=render_query(template.grouped.template.query(part), variables), group=group)
 
 
 async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_requests: int,
@@ -152,7 +151,7 @@ async def _request_gate(context: AnalysisContext, provider: MetricProvider, min_
         return None
     window = format_duration(window_s)
     try:
-        asked = render_check_query(context.kind.request_count, _value, context.variables(window_s))
+        asked = render_check_query(context.kind.request_count, Part.VALUE, context.variables(window_s))
     except QueryError as exc:
         return _Gate(reason=f"cannot count requests: {exc}", error=str(exc))
     query = asked.text
@@ -290,15 +289,11 @@ def compare_settings_problem(metric: Metric, shape: Shape) -> str:
     return ""
 
 
-def _value(template: MetricTemplate) -> str:
-    return template.value
-
-
 async def _measure_value(template: MetricTemplate, window_s: float, context: AnalysisContext,
                          provider: MetricProvider, baseline: bool) -> tuple[Measurement, str]:
     window = format_duration(window_s)
     try:
-        asked = render_check_query(template, _value, context.variables(window_s))
+        asked = render_check_query(template, Part.VALUE, context.variables(window_s))
     except QueryError as exc:
         return Measurement(value=None, window=window), str(exc)
     outcome = await _ask(provider, asked)
@@ -316,7 +311,7 @@ async def _measure_baseline(measured: Measurement, template: MetricTemplate, win
     """The stable model's value over the same window, by the same template. A baseline that cannot be had
     is no baseline (the judge says inconclusive), never a reason to skip the candidate's measurement."""
     try:
-        asked = render_check_query(template, _value, context.baseline_variables(window_s))
+        asked = render_check_query(template, Part.VALUE, context.baseline_variables(window_s))
     except QueryError as exc:
         return replace(measured, baseline_no_data_reason=str(exc))
     outcome = await _ask(provider, asked)
@@ -354,45 +349,24 @@ async def _side(template: MetricTemplate, shape: Shape, variables: QueryVariable
                 provider: MetricProvider) -> tuple[Side, str, str]:
     """One side measured: (the side, the main query as rendered, an error or ""). Raises QueryError."""
     if shape is Shape.PROPORTION:
-        trials_asked = render_check_query(template, _trials, variables)
+        trials_asked = render_check_query(template, Part.TRIALS, variables)
         trials_query = trials_asked.text
-        trials, successes = await asyncio.gather(_ask(provider, trials_asked),
-                                                 _ask(provider, render_check_query(template, _successes, variables)))
+        trials, successes = await asyncio.gather(
+            _ask(provider, trials_asked), _ask(provider, render_check_query(template, Part.SUCCESSES, variables)))
         error = trials.error or successes.error
         if error:
             return Side(no_data_reason=error), trials_query, error
         if trials.value is None or successes.value is None:
             return Side(no_data_reason=trials.no_data_reason or successes.no_data_reason), trials_query, ""
         return Side(counts=(successes.value, trials.value)), trials_query, ""
-    counts = _bucket_counts if shape is Shape.HISTOGRAM else _class_counts
-    part = template.histogram if shape is Shape.HISTOGRAM else template.distribution
-    assert part is not None
-    asked = render_check_query(template, counts, variables)
+    counts = template.histogram if shape is Shape.HISTOGRAM else template.distribution
+    assert counts is not None
+    asked = render_check_query(template, Part.BUCKETS if shape is Shape.HISTOGRAM else Part.CLASSES, variables)
     query = asked.text
-    outcome = await _ask_by(provider, asked, part.by)
+    outcome = await _ask(provider, asked, by=counts.by)
     if outcome.error:
         return Side(no_data_reason=outcome.error), query, outcome.error
     return Side(series=outcome.series, no_data_reason=outcome.no_data_reason), query, ""
-
-
-def _trials(template: MetricTemplate) -> str:
-    assert template.proportion is not None
-    return template.proportion.trials
-
-
-def _successes(template: MetricTemplate) -> str:
-    assert template.proportion is not None
-    return template.proportion.successes
-
-
-def _bucket_counts(template: MetricTemplate) -> str:
-    assert template.histogram is not None
-    return template.histogram.counts
-
-
-def _class_counts(template: MetricTemplate) -> str:
-    assert template.distribution is not None
-    return template.distribution.counts
 
 
 def _rate(side: Side) -> float | None:
@@ -425,27 +399,17 @@ async def _metric_template(metric: Metric, context: AnalysisContext,
     return found, ""
 
 
-async def _ask_by(provider: MetricProvider, asked: CheckQuery, label: str) -> QueryOutcome:
+async def _ask(provider: MetricProvider, asked: CheckQuery, by: str | None = None) -> QueryOutcome:
+    """One number, or (``by`` a label) one number per value of that label. A provider that can answer
+    grouped queries is asked the grouped form (its answer shared with every rollout asking the same at the
+    same instant); any other gets the rollout's own query."""
     grouped = getattr(provider, "query_group", None)
     try:
         if asked.grouped and callable(grouped):
-            outcome: QueryOutcome = await grouped(asked.grouped, asked.group, by=label)
+            outcome: QueryOutcome = await grouped(asked.grouped, asked.group, by=by)
             return outcome
-        return await provider.query_by(asked.text, label)
-    except Exception as exc:  # as _ask: a provider that raises (or cannot query by label) is an error
-        return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
-
-
-async def _ask(provider: MetricProvider, asked: CheckQuery) -> QueryOutcome:
-    """One number. A provider that can answer grouped queries is asked the grouped form (its answer shared
-    with every rollout asking the same at the same instant); any other gets the rollout's own query."""
-    grouped = getattr(provider, "query_group", None)
-    try:
-        if asked.grouped and callable(grouped):
-            outcome: QueryOutcome = await grouped(asked.grouped, asked.group)
-            return outcome
-        return await provider.query(asked.text)
-    except Exception as exc:  # a provider should not raise; if one does, it is an error like any other
+        return await (provider.query(asked.text) if by is None else provider.query_by(asked.text, by))
+    except Exception as exc:  # a provider should not raise (or cannot query by label): an error like any other
         return QueryOutcome.failed(f"metric provider failed: {type(exc).__name__}: {exc}")
 
 
