@@ -24,12 +24,13 @@ operator process starts, watching only that namespace. Prints, per size:
 - new rollout: apply -> candidateWeight 10 for --probes rollouts created one at a time while the N are
   active (p50, p99);
 - abort: the abort annotation -> phase Aborted, for --probes of the N (p50, p99);
-- staleness: now minus each rollout's latest check (status.analysis.lastChecks[].at, whole seconds), at
-  --samples random moments of a steady period of --steady seconds, in seconds and analysis intervals
-  (rollouts that started together are checked in step, so p50 follows the moments drawn; p99 says
-  whether the operator keeps up: above 1 interval, checks come late);
+- staleness: now minus each rollout's latest check (the operator's metric
+  modelrollout_analysis_last_run_timestamp_seconds: the status shows a pass after a pass only at the
+  status heartbeat), at --samples random moments of a steady period of --steady seconds, in seconds and
+  analysis intervals (rollouts that started together are checked in step, so p50 follows the moments
+  drawn; p99 says whether the operator keeps up: above 1 interval, checks come late);
 - over that steady period: the operator's ticks and analyses per second, API server requests per second
-  (every client of the API server but this benchmark's own requests; the busiest verb and resource
+  (every client of the API server; the busiest verb and resource
   pairs are printed below the table), Prometheus queries per second and per analysis interval, the
   operator's CPU (cores);
 - the operator's peak RSS.
@@ -77,7 +78,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -104,7 +104,6 @@ from modelrollout.api import (  # noqa: E402
     parse_duration,
 )
 from modelrollout.reconcile import ACTION_ANNOTATION  # noqa: E402
-from modelrollout.status import parse_time  # noqa: E402
 
 from localcluster import services as local_services  # noqa: E402
 from localcluster.executor_exporter import ExecutorExporter, Traffic  # noqa: E402
@@ -401,9 +400,9 @@ def snapshot(cluster: Cluster, operator_pid: int, metrics_url: str, prometheus_u
                     watch_bytes=sizes, prometheus_queries=queries)
 
 
-def rates(before: Snapshot, after: Snapshot, own: Counter[str]) -> Rates:
+def rates(before: Snapshot, after: Snapshot) -> Rates:
     seconds = after.at - before.at
-    by_kind = {k: (after.api[k] - before.api.get(k, 0.0) - own.get(k, 0)) / seconds for k in after.api}
+    by_kind = {k: (after.api[k] - before.api.get(k, 0.0)) / seconds for k in after.api}
     by_kind = {k: v for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v > 0}
     return Rates(seconds=seconds, ticks=(after.ticks - before.ticks) / seconds,
                  analyses=(after.analyses - before.analyses) / seconds,
@@ -522,19 +521,13 @@ def probe_aborts(cluster: Cluster, namespace: str, names: Sequence[str], deadlin
     return timings
 
 
-def staleness(cluster: Cluster, namespace: str, own: Counter[str]) -> tuple[list[float], int]:
+def staleness(metrics_url: str, namespace: str, rollouts: int) -> tuple[list[float], int]:
     """Now minus every rollout's latest check, in seconds, and how many have no check yet."""
-    ages, never = [], 0
-    for arrived, items in cluster.rollout_pages(namespace):
-        own[f"LIST {PLURAL}"] += 1
-        for obj in items:
-            checks = (status_of(obj).get("analysis") or {}).get("lastChecks") or []
-            times = [t for t in (parse_time(c.get("at")) for c in checks) if t is not None]
-            if times:
-                ages.append(arrived - max(times).timestamp())
-            else:
-                never += 1
-    return ages, never
+    text = http_text(metrics_url)
+    now = time.time()
+    ages = [now - value for _, labels, value in samples(text, {"modelrollout_analysis_last_run_timestamp_seconds"})
+            if labels.get("namespace") == namespace]
+    return ages, max(0, rollouts - len(ages))
 
 
 def steady_period(cluster: Cluster, namespace: str, operator: OperatorProcess, metrics_url: str,
@@ -543,15 +536,14 @@ def steady_period(cluster: Cluster, namespace: str, operator: OperatorProcess, m
     assert operator.proc is not None
     length = settings.steady()
     moments = sorted(random.Random(settings.seed).uniform(0.1, 0.9) * length for _ in range(settings.samples))
-    own: Counter[str] = Counter()  # this benchmark's requests in the period, not the operator's
     before = snapshot(cluster, operator.proc.pid, metrics_url, prometheus_url)
     for moment in moments:
         time.sleep(max(0.0, before.at + moment - time.monotonic()))
-        ages, never = staleness(cluster, namespace, own)
+        ages, never = staleness(metrics_url, namespace, result.rollouts)
         result.staleness_s.extend(ages)
         result.never_checked += never
     time.sleep(max(0.0, before.at + length - time.monotonic()))
-    result.rates = rates(before, snapshot(cluster, operator.proc.pid, metrics_url, prometheus_url), own)
+    result.rates = rates(before, snapshot(cluster, operator.proc.pid, metrics_url, prometheus_url))
 
 
 def clean_up(cluster: Cluster, namespace: str) -> None:

@@ -20,17 +20,27 @@ if TYPE_CHECKING:
     from .handlers import OperatorConfig
 
 DEFAULT_SCRAPE_INTERVAL = "30s"  # kube-prometheus-stack's default scrape interval
+DEFAULT_STATUS_HEARTBEAT = "60s"
+
+
+def _duration(text: str, flag: str) -> float:
+    try:
+        return parse_duration(text.strip(), flag)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _scrape_interval(text: str) -> float:
     """argparse type of --scrape-interval: a duration such as 30s or 1s, in seconds, above zero."""
-    try:
-        seconds = parse_duration(text.strip(), "--scrape-interval")
-    except SpecError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
+    seconds = _duration(text, "--scrape-interval")
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above zero")
     return seconds
+
+
+def _status_heartbeat(text: str) -> float:
+    """argparse type of --status-heartbeat: a duration such as 60s or 5m; 0s writes every check."""
+    return _duration(text, "--status-heartbeat")
 
 
 def _prometheus_url(text: str) -> str:
@@ -113,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="rollouts that may tick at the same time")
     parser.add_argument("--provider-workers", type=_positive_int, default=8, metavar="N",
                         help="metric provider queries (Prometheus) that may run at the same time (default 8)")
+    parser.add_argument("--kube-workers", type=_positive_int, default=16, metavar="N",
+                        help="Kubernetes API requests that may run at the same time (default 16)")
+    parser.add_argument("--status-heartbeat", type=_status_heartbeat, metavar="DURATION",
+                        default=os.environ.get("MODELROLLOUT_STATUS_HEARTBEAT", DEFAULT_STATUS_HEARTBEAT),
+                        help="a check that changes no verdict, streak or phase (a pass after a pass) updates the "
+                             "status at most this often; any other change is written at once; 0s writes every "
+                             f"check (env MODELROLLOUT_STATUS_HEARTBEAT; default {DEFAULT_STATUS_HEARTBEAT})")
     parser.add_argument("--kube-request-timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
                         help="timeout of each Kubernetes API request the operator makes, in seconds (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -152,6 +169,8 @@ def configure(config: OperatorConfig, args: argparse.Namespace) -> None:
     config.allowed_prometheus_urls = args.allowed_prometheus_urls
     config.provider_workers = args.provider_workers
     config.kube_request_timeout_s = args.kube_request_timeout
+    config.kube_workers = args.kube_workers
+    config.status_heartbeat_s = args.status_heartbeat
     config.namespace_label = args.namespace_label
     if args.leader_election:
         config.leader_election = LeaderElection(

@@ -64,6 +64,7 @@ class OperatorConfig:
     provider_workers: int = 8  # threads for metric-provider I/O (apart from Kubernetes I/O)
     kube_workers: int = 16  # threads for Kubernetes I/O
     kube_request_timeout_s: float = 10.0  # every Kubernetes API call
+    status_heartbeat_s: float = 60.0  # readings alone (a pass after a pass) are written at most this often
     namespace_label: str = "namespace"  # the label the scrape puts the namespace in
     leader_election: LeaderElection | None = None  # None: this replica is the only one and always ticks
 
@@ -112,6 +113,9 @@ class KubernetesStore:
                 return None
             raise
         return cast(dict[str, Any], obj)
+
+    def hold_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
+        return False  # no copy to hold it in: CachedStore holds
 
     async def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
         # resourceVersion makes the write conditional: a concurrent change answers 409 and we re-read.
@@ -223,6 +227,9 @@ def _record(namespace: str, name: str, plan: Plan, stats: TickStats) -> None:
     if stats.traffic_kind:
         telemetry.TRAFFIC_CHANGES.labels(stats.traffic_kind).inc()
     if stats.checks:
+        last_run = plan.status.analysis.last_run_at
+        if last_run is not None:
+            telemetry.ANALYSIS_LAST_RUN.labels(namespace, name).set(last_run.timestamp())
         telemetry.PROVIDER_QUERIES.labels(namespace, name).inc()
         if stats.provider_error:
             telemetry.PROVIDER_ERRORS.labels(namespace, name).inc()
@@ -282,6 +289,7 @@ async def start(settings: kopf.OperatorSettings, logger: kopf.Logger, memo: kopf
         provider_for=_provider_factory(providers, provider_pool),
         limits=cfg.limits(),
         on_plan=_record,
+        status_heartbeat_s=cfg.status_heartbeat_s,
     )
 
     async def tick_this(namespace: str, name: str) -> float | None:

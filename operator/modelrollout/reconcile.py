@@ -2,7 +2,9 @@
 
 The write order is the point of this module:
 1. the finalizer, if the plan has traffic at stake (before anything that a deletion would have to undo);
-2. the status (the decision on record, conditional on the resourceVersion that was read);
+2. the status (the decision on record, conditional on the resourceVersion that was read); a status that
+   differs from the one read only in the readings of passing checks may be held in the cache instead, up
+   to ``status_heartbeat_s`` after the last write (``status.without_readings``);
 3. the traffic change;
 4. Events, and the removal of a handled action annotation;
 5. the finalizer's removal once nothing is at stake.
@@ -25,7 +27,7 @@ from .analysis import AnalysisContext, MetricProvider, TemplateSource, run_check
 from .api import GROUP, Limits, RolloutSpec, SpecError
 from .backends import TrafficBackend
 from .engine import ACTIVE_PHASES, Observations, Plan, PlannedCheck, decide, planned_checks, recorded_names
-from .status import CheckRecord, Reason, RolloutStatus, Verdict
+from .status import CheckRecord, Reason, RolloutStatus, Verdict, only_readings_differ
 from .traffic import ForeignPredictorError, TargetObservation, TrafficRefused, TrafficTarget
 
 ACTION_ANNOTATION = f"{GROUP}/action"
@@ -49,6 +51,11 @@ class RolloutStore(Protocol):
                            status: dict[str, Any]) -> str:
         """Replace the status if the object is still at resource_version (else raise Conflict); return the
         new resourceVersion."""
+        ...
+
+    def hold_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
+        """Keep ``status`` for the next read without writing it, if the object read is still at
+        resource_version; False if the store cannot (then it is written)."""
         ...
 
     async def set_finalizers(self, namespace: str, name: str, resource_version: str,
@@ -87,12 +94,17 @@ class Reconciler:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     analysis_deadline_s: float = ANALYSIS_DEADLINE_S
     on_plan: Callable[[str, str, Plan, TickStats], None] | None = None
+    # Readings alone (a check passed again) are written at most this often; 0 writes every change. Saves
+    # the API server a write per rollout per interval, which is most of what a steady operator sends.
+    status_heartbeat_s: float = 0.0
+    _status_written_at: dict[tuple[str, str], dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     async def tick(self, namespace: str, name: str) -> float | None:
         """One reconcile step; seconds until the next, or None: none until the rollout or its deployment
         changes (it finished, or no longer exists)."""
         obj = await self.store.get(namespace, name)
         if obj is None:
+            self._status_written_at.pop((namespace, name), None)
             return None
         metadata = obj.get("metadata") or {}
         generation = int(metadata.get("generation") or 0)
@@ -157,8 +169,9 @@ class Reconciler:
             finalizers.append(FINALIZER)
             version = await self.store.set_finalizers(namespace, name, version, finalizers)
             confirmed = True
-        if plan.status != before:
+        if plan.status != before and not self._held(namespace, name, version, before, plan, confirmed):
             version = await self.store.write_status(namespace, name, version, plan.status.to_dict())
+            self._status_written_at[(namespace, name)] = self.clock()
             confirmed = True
         stats = TickStats(checks=checks or (), provider_error=any(c.error for c in checks or ()))
         if plan.traffic is not None:
@@ -202,7 +215,22 @@ class Reconciler:
             await self.store.set_finalizers(namespace, name, version, [f for f in finalizers if f != FINALIZER])
         if self.on_plan is not None:
             self.on_plan(namespace, name, plan, stats)
+        if plan.requeue_after is None:
+            self._status_written_at.pop((namespace, name), None)
         return plan.requeue_after
+
+    def _held(self, namespace: str, name: str, version: str, before: RolloutStatus, plan: Plan,
+              wrote: bool) -> bool:
+        """Whether this tick's status is kept in the store's cache instead of written: only readings changed,
+        nothing else is written or posted this tick, and the last write is younger than the heartbeat."""
+        if self.status_heartbeat_s <= 0 or wrote or plan.traffic is not None or plan.events or plan.clear_action:
+            return False
+        if not only_readings_differ(before, plan.status):
+            return False
+        written_at = self._status_written_at.get((namespace, name))
+        if written_at is None or (self.clock() - written_at).total_seconds() >= self.status_heartbeat_s:
+            return False
+        return self.store.hold_status(namespace, name, version, plan.status.to_dict())
 
 
 def _traffic_target(spec: RolloutSpec | SpecError | None, status: RolloutStatus, uid: str,

@@ -371,3 +371,20 @@ class RolloutStatus:
             conditions=tuple(Condition.from_dict(c) for c in raw.get("conditions") or ()),
             history=tuple(HistoryEntry.from_dict(h) for h in raw.get("history") or ()),
         )
+
+
+# What a passing check refreshes without deciding anything new: the times, values and words of the latest
+# checks. A status that differs from another only in these may wait for a heartbeat instead of a write
+# (``reconcile.Reconciler.status_heartbeat_s``): if it is lost, the status on record is one the operator
+# wrote earlier with the same verdicts and streaks, and the worst that follows is a check made again.
+def without_readings(status: RolloutStatus) -> RolloutStatus:
+    """The status with the readings of its checks blanked: what must reach the API server at once when it
+    changes (a phase, a weight, a verdict, a streak, a condition's status or reason, ...)."""
+    checks = tuple(replace(c, value=None, message="", query="", window="", baseline=None, baseline_query="",
+                           at=None, window_start=None) for c in status.analysis.last_checks)
+    conditions = tuple(replace(c, message="") if c.type == ConditionType.HEALTHY else c for c in status.conditions)
+    return replace(status, analysis=AnalysisStatus(last_run_at=None, last_checks=checks), conditions=conditions)
+
+
+def only_readings_differ(before: RolloutStatus, after: RolloutStatus) -> bool:
+    return before != after and without_readings(before) == without_readings(after)

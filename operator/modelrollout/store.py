@@ -48,6 +48,15 @@ class CachedStore:
         self._written(namespace, name, version, status=copy.deepcopy(status))
         return version
 
+    def hold_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
+        """Keep ``status`` in the cached copy without writing it: the next tick decides from it. The API
+        server's copy stays as last written; a watch event or a read replaces the held status with it."""
+        held = self.cache.get(namespace, name)
+        if held is None or version_of(held) != resource_version:
+            return False
+        self.cache.put({**held, "status": copy.deepcopy(status)})
+        return True
+
     async def set_finalizers(self, namespace: str, name: str, resource_version: str, finalizers: list[str]) -> str:
         version = await self._conditional(namespace, name, self._inner.set_finalizers(
             namespace, name, resource_version, finalizers))

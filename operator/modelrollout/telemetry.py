@@ -32,6 +32,10 @@ CANDIDATE_MIRROR = Gauge("modelrollout_candidate_mirror_percent",
                          ["namespace", "rollout"], registry=REGISTRY)
 CHECKS = Counter("modelrollout_analysis_checks_total", "Analysis checks by metric and verdict",
                  ["namespace", "rollout", "metric", "verdict"], registry=REGISTRY)
+ANALYSIS_LAST_RUN = Gauge("modelrollout_analysis_last_run_timestamp_seconds",
+                          "When the rollout's latest analysis ran, in Unix seconds (a stalled analysis shows "
+                          "as time() minus this growing past the interval)", ["namespace", "rollout"],
+                          registry=REGISTRY)
 TICK_SECONDS = Histogram("modelrollout_tick_duration_seconds", "Time of one reconcile tick of one rollout",
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
 PROVIDER_ERRORS = Counter("modelrollout_provider_errors_total", "Analysis ticks with a metric-provider error",
@@ -101,7 +105,7 @@ def _forget_series(namespace: str, name: str) -> None:
     for metric, verdict in _checks.pop((namespace, name), set()):
         with contextlib.suppress(KeyError):
             CHECKS.remove(namespace, name, metric, verdict)
-    for per_rollout in (CANDIDATE_WEIGHT, CANDIDATE_MIRROR, PROVIDER_ERRORS, PROVIDER_QUERIES):
+    for per_rollout in (CANDIDATE_WEIGHT, CANDIDATE_MIRROR, ANALYSIS_LAST_RUN, PROVIDER_ERRORS, PROVIDER_QUERIES):
         with contextlib.suppress(KeyError):
             per_rollout.remove(namespace, name)
 

@@ -257,6 +257,16 @@ def test_prometheus_values_become_operator_flags(helm: str) -> None:
     assert parse_args(default).scrape_interval == 30.0 and parse_args(default).allowed_prometheus_urls == ()
 
 
+def test_scale_values_become_operator_flags(helm: str) -> None:
+    from modelrollout.__main__ import parse_args
+
+    default = parse_args(container_args(render(helm, [])))
+    assert (default.concurrency, default.kube_workers, default.status_heartbeat) == (16, 16, 60.0)
+    tuned = parse_args(container_args(render(helm, ["concurrency=256", "kubeWorkers=64", "statusHeartbeat=5m"])))
+    assert (tuned.concurrency, tuned.kube_workers, tuned.status_heartbeat) == (256, 64, 300.0)
+    assert parse_args(container_args(render(helm, ["statusHeartbeat=0s"]))).status_heartbeat == 0.0
+
+
 def test_service_monitor_is_off_by_default_and_well_formed_when_on(helm: str) -> None:
     assert not by_kind(render(helm, []), "ServiceMonitor")
     docs = render(helm, CASES["servicemonitor"])
@@ -283,6 +293,8 @@ def test_service_monitor_is_off_by_default_and_well_formed_when_on(helm: str) ->
     (["prometheus.scrapeInterval=30"], "prometheus.scrapeInterval must be a duration"),
     (["prometheus.scrapeInterval=soon"], "prometheus.scrapeInterval must be a duration"),
     (["prometheus.allowedUrls={prom:9090}"], "is not an http:// or https:// URL"),
+    (["statusHeartbeat=60"], "statusHeartbeat must be a duration"),
+    (["kubeWorkers=0"], "kubeWorkers must be at least 1"),
     (["prometheus.allowedUrls=http://prom:9090"], "prometheus.allowedUrls must be a list"),
 ])
 def test_values_that_cannot_work_are_refused(helm: str, sets: list[str], message: str) -> None:

@@ -76,6 +76,9 @@ class FakeStore:
         self.bump()
         return str(self.obj["metadata"]["resourceVersion"])
 
+    def hold_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
+        return False  # as the API server: a CachedStore in front of it holds
+
     async def set_finalizers(self, namespace: str, name: str, resource_version: str, finalizers: list[str]) -> str:
         self._write(resource_version, f"finalizers:{','.join(finalizers)}")
         self.obj["metadata"]["finalizers"] = list(finalizers)

@@ -75,6 +75,12 @@ Checks the values that cannot work together; every template includes it so that 
 {{- if regexMatch "^(0+(\\.0+)?(ms|s|m|h))+$" $interval }}
 {{- fail "prometheus.scrapeInterval must be above zero" }}
 {{- end }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" (toString .Values.statusHeartbeat)) }}
+{{- fail (printf "statusHeartbeat must be a duration such as 60s or 5m (0s writes every check), not %q" (toString .Values.statusHeartbeat)) }}
+{{- end }}
+{{- if lt (int .Values.kubeWorkers) 1 }}
+{{- fail "kubeWorkers must be at least 1" }}
+{{- end }}
 {{- if not (kindIs "slice" .Values.prometheus.allowedUrls) }}
 {{- fail "prometheus.allowedUrls must be a list of URLs" }}
 {{- end }}
