@@ -1,7 +1,8 @@
 """Objects as the watch last delivered them, so that a tick reads memory instead of the API server, and
 which rollouts a change of a deployment concerns.
 
-A cached copy can be behind the API server (a watch event on its way), never ahead of what was written.
+A cached copy can be behind the API server (a watch event on its way), never ahead of what was written,
+but for a ModelRollout status held until the heartbeat (``store.CachedStore.hold_status``: readings only).
 ``store.CachedStore`` says why that is safe for ModelRollouts; a deployment's copy only feeds
 observations, and every traffic write reads the deployment afresh and writes conditionally.
 """

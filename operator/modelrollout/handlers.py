@@ -322,6 +322,7 @@ async def watch(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, na
         rt.dependents.forget(namespace, name)
         rt.seen.pop(key, None)
         rt.scheduler.forget(namespace, name)
+        rt.reconciler.forget(namespace, name)
         telemetry.record_phase(namespace, name, None)
         return
     raw = event.get("object")

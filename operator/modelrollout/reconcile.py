@@ -104,7 +104,7 @@ class Reconciler:
         changes (it finished, or no longer exists)."""
         obj = await self.store.get(namespace, name)
         if obj is None:
-            self._status_written_at.pop((namespace, name), None)
+            self.forget(namespace, name)
             return None
         metadata = obj.get("metadata") or {}
         generation = int(metadata.get("generation") or 0)
@@ -216,8 +216,12 @@ class Reconciler:
         if self.on_plan is not None:
             self.on_plan(namespace, name, plan, stats)
         if plan.requeue_after is None:
-            self._status_written_at.pop((namespace, name), None)
+            self.forget(namespace, name)
         return plan.requeue_after
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The rollout finished or is gone: no heartbeat to keep for it."""
+        self._status_written_at.pop((namespace, name), None)
 
     def _held(self, namespace: str, name: str, version: str, before: RolloutStatus, plan: Plan,
               wrote: bool) -> bool:
@@ -228,7 +232,10 @@ class Reconciler:
         if not only_readings_differ(before, plan.status):
             return False
         written_at = self._status_written_at.get((namespace, name))
-        if written_at is None or (self.clock() - written_at).total_seconds() >= self.status_heartbeat_s:
+        if written_at is None:
+            return False
+        since = (self.clock() - written_at).total_seconds()
+        if not 0 <= since < self.status_heartbeat_s:  # due, or the clock went back: write
             return False
         return self.store.hold_status(namespace, name, version, plan.status.to_dict())
 

@@ -373,7 +373,7 @@ class RolloutStatus:
         )
 
 
-# What a passing check refreshes without deciding anything new: the times, values and words of the latest
+# What a check that passes again refreshes without deciding anything new: the times, values and words of the latest
 # checks. A status that differs from another only in these may wait for a heartbeat instead of a write
 # (``reconcile.Reconciler.status_heartbeat_s``): if it is lost, the status on record is one the operator
 # wrote earlier with the same verdicts and streaks, and the worst that follows is a check made again.
@@ -387,4 +387,9 @@ def without_readings(status: RolloutStatus) -> RolloutStatus:
 
 
 def only_readings_differ(before: RolloutStatus, after: RolloutStatus) -> bool:
-    return before != after and without_readings(before) == without_readings(after)
+    """Whether ``after`` only refreshes passing checks of ``before``: a record that is not a Pass on both
+    sides (an inconclusive look, a failure) is written whenever it changes."""
+    if before == after or without_readings(before) != without_readings(after):
+        return False
+    return all(old == new or old.verdict is new.verdict is Verdict.PASS
+               for old, new in zip(before.analysis.last_checks, after.analysis.last_checks, strict=True))

@@ -4,6 +4,10 @@ A cached copy can lag the API server (a watch event on its way). That is safe be
 reconciler writes: every write to a ModelRollout is conditional on the resourceVersion it read (a stale
 copy answers 409, the entry is dropped and read again), and before a traffic change the copy is confirmed
 current (``confirm``) unless a conditional write in the same tick already proved it.
+
+A copy can also be ahead of the API server in one way: a status that only refreshes passing checks, held
+until the heartbeat (``hold_status``). Losing it (a watch event, a read) loses nothing a decision needs, and
+``confirm`` refuses a copy whose status is not the one on record.
 """
 
 from __future__ import annotations
@@ -37,10 +41,15 @@ class CachedStore:
         return obj
 
     async def confirm(self, namespace: str, name: str, resource_version: str) -> None:
-        """Raise Conflict unless the API server still holds the object at ``resource_version``."""
+        """Raise Conflict unless the API server still holds the object at ``resource_version``, with the
+        status it was read with: a held status (``hold_status``) is not on record, so traffic must not
+        follow a decision made from it (the read below replaces it; the next tick decides again)."""
+        held = self.cache.get(namespace, name)
         current = await self._read(namespace, name)
         if current is None or version_of(current) != resource_version:
             raise Conflict(f"{namespace}/{name} changed since it was read")
+        if held is not None and version_of(held) == resource_version and held.get("status") != current.get("status"):
+            raise Conflict(f"{namespace}/{name} was read with a status not yet written")
 
     async def write_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
         version = await self._conditional(namespace, name, self._inner.write_status(

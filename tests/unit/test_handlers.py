@@ -103,3 +103,27 @@ def test_no_handler_needs_kopfs_diffbase_so_building_none_is_safe() -> None:
     assert registry._watching.get_all_handlers(), "the watch handlers are registered"
     assert not registry._changing.get_all_handlers()
     assert not registry._spawning.get_all_handlers()
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_rollout_is_forgotten_by_the_cache_the_scheduler_and_the_reconciler() -> None:
+    forgotten: list[tuple[str, str]] = []
+
+    class Reconciler:
+        def forget(self, namespace: str, name: str) -> None:
+            forgotten.append((namespace, name))
+
+    async def tick(namespace: str, name: str) -> float | None:
+        return None
+
+    runtime = handlers.Runtime(reconciler=cast(Any, Reconciler()), scheduler=TickScheduler(tick))
+    memo = kopf.Memo(runtime=runtime)
+    obj = {"metadata": {"namespace": "ns", "name": "digits-rollout", "generation": 1, "resourceVersion": "5"},
+           "spec": {}}
+    await handlers.watch(event=cast(Any, {"type": None, "object": obj}), body=kopf.Body(obj), namespace="ns",
+                         name="digits-rollout", memo=memo)
+    assert runtime.rollouts.get("ns", "digits-rollout") is not None and not forgotten
+    await handlers.watch(event=cast(Any, {"type": "DELETED", "object": obj}), body=kopf.Body(obj), namespace="ns",
+                         name="digits-rollout", memo=memo)
+    assert runtime.rollouts.get("ns", "digits-rollout") is None
+    assert forgotten == [("ns", "digits-rollout")]  # its status heartbeat goes with it

@@ -24,7 +24,7 @@ from modelrollout.analysis import StaticTemplates
 from modelrollout.api import Limits, Phase
 from modelrollout.cache import ObjectCache
 from modelrollout.engine import Event, Plan
-from modelrollout.reconcile import Reconciler
+from modelrollout.reconcile import Conflict, Reconciler
 from modelrollout.status import (
     AnalysisStatus,
     CheckRecord,
@@ -42,6 +42,7 @@ from modelrollout.traffic import TrafficChange
 
 from tests.unit.conftest import spec_dict
 from tests.unit.fakes import NAME, NAMESPACE, Cluster
+from tests.unit.test_reconcile import _earned
 
 HEARTBEAT_S = 60.0
 SUCCESS = {"name": "success-rate", "template": "request-success-rate", "min": 0.99}
@@ -56,7 +57,10 @@ class Run:
 
     @classmethod
     def make(cls, spec: dict[str, Any], heartbeat_s: float) -> Run:
-        cluster = Cluster.make(spec)
+        return cls.make_on(Cluster.make(spec), heartbeat_s)
+
+    @classmethod
+    def make_on(cls, cluster: Cluster, heartbeat_s: float) -> Run:
         cache = ObjectCache()
         reconciler = Reconciler(store=CachedStore(cluster.store, cache), backends={"SeldonDeployment": cluster.seldon},
                                 events=cluster.events, templates=StaticTemplates(),
@@ -93,8 +97,11 @@ def _steady(heartbeat_s: float, ticks: int) -> tuple[Run, int, list[float]]:
     """Ticks once a second with every check passing at a new value; returns the run, the status writes
     made after the first pass was on record, and the age of the API server's readings at every tick."""
     run = Run.make(_held_at_ten_percent(), heartbeat_s)
-    while not run.on_record.analysis.last_checks:
+    for _ in range(100):
+        if run.on_record.analysis.last_checks:
+            break
         run.tick()
+    assert run.on_record.analysis.last_checks, "no check on record after 100 s"
     writes_before, ages = run.status_writes(), []
     for i in range(ticks):
         run.cluster.prometheus.success_rate = 0.995 + (i % 5) * 0.001
@@ -132,7 +139,8 @@ def _flapping(seed: int) -> list[tuple[float, float, bool]]:
     return plan
 
 
-def _scenario(seed: int, heartbeat_s: float, lose_every: int = 0) -> tuple[Run, list[tuple[str, int]]]:
+def _scenario(seed: int, heartbeat_s: float, lose_every: int = 0,
+              restart_every: int = 0) -> tuple[Run, list[tuple[str, int]]]:
     steps = [{"setWeight": 10}, {"pause": {"duration": "2m"}}, {"setWeight": 30}, {"pause": {"duration": "2m"}},
              {"setWeight": 60}, {"pause": {"duration": "2m"}}]
     spec = spec_dict(steps, [SUCCESS, LATENCY], interval="10s", failureLimit=4, inconclusiveLimit=5)
@@ -145,6 +153,8 @@ def _scenario(seed: int, heartbeat_s: float, lose_every: int = 0) -> tuple[Run, 
         assert without_readings(run.on_record) == without_readings(run.held), f"tick {i}"
         if lose_every and i % lose_every == 0:
             run.lose_held_status()
+        if restart_every and i % restart_every == 0:  # a new process: an empty cache and no heartbeat yet
+            run = Run.make_on(run.cluster, heartbeat_s)
         if run.on_record.phase is not None and run.on_record.phase.terminal:
             break
     applied = [(change.kind, change.candidate_weight) for change, _ in run.cluster.seldon.applied]
@@ -160,22 +170,40 @@ def test_holding_readings_changes_no_decision_and_every_other_change_is_written_
     assert [reason for _, reason, _ in held.cluster.events.posted] == [
         reason for _, reason, _ in every.cluster.events.posted]
     assert held.status_writes() < every.status_writes()
+    _raises_were_earned(held)
+
+
+def _raises_were_earned(run: Run) -> None:
+    """Every weight raise followed a status on record whose checks all passed at the weight before."""
+    previous = 0
+    for change, on_record in run.cluster.seldon.applied:
+        if change.kind == "weight" and change.candidate_weight > previous > 0:
+            assert _earned(on_record, previous), (previous, change, on_record.analysis)
+        previous = change.candidate_weight if change.kind == "weight" else 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_lost_held_status_repeats_a_check_and_never_changes_the_outcome(seed: int) -> None:
+@pytest.mark.parametrize("loss", ["lost", "restart"])
+def test_a_lost_held_status_repeats_a_check_and_never_changes_the_outcome(seed: int, loss: str) -> None:
     every, applied_every = _scenario(seed, 0.0)
-    lossy, applied_lossy = _scenario(seed, HEARTBEAT_S, lose_every=3)
-    assert lossy.on_record.phase is every.on_record.phase
-    assert [kind for kind, _ in applied_lossy] == [kind for kind, _ in applied_every]
+    if loss == "lost":
+        lossy, applied_lossy = _scenario(seed, HEARTBEAT_S, lose_every=3)
+    else:
+        lossy, applied_lossy = _scenario(seed, HEARTBEAT_S, restart_every=7)
+    assert (lossy.on_record.phase, applied_lossy) == (every.on_record.phase, applied_every)
+    _raises_were_earned(lossy)
+    _raises_were_earned(every)
 
 
 def test_a_failure_after_held_passes_is_on_record_in_its_own_tick() -> None:
     run, _, _ = _steady(HEARTBEAT_S, 25)
     assert only_readings_differ(run.on_record, run.held)  # passes are being held
     run.cluster.prometheus.success_rate = 0.5
-    while run.held.analysis.consecutive_failures == 0:
+    for _ in range(30):
         run.tick()
+        if run.held.analysis.consecutive_failures:
+            break
+    assert run.held.analysis.consecutive_failures == 1
     assert run.on_record.analysis.consecutive_failures == 1
     assert run.on_record.phase is Phase.PROGRESSING or run.on_record.phase is Phase.PAUSED
 
@@ -233,6 +261,16 @@ def test_any_other_change_of_the_status_is_written(name: str) -> None:
     assert after != before and not only_readings_differ(before, after)
 
 
+@pytest.mark.parametrize("verdict", [Verdict.FAIL, Verdict.INCONCLUSIVE])
+def test_new_values_of_a_check_that_does_not_pass_are_written(verdict: Verdict) -> None:
+    """An inconclusive look that adds to no streak (interim, or evidence still gathering) still shows its
+    values at once; only a Pass repeating a Pass waits."""
+    record = CheckRecord(metric="m", verdict=verdict, value=0.97, message="undecided", at=T, interim=True)
+    before = _status_with(record)
+    after = _status_with(replace(record, value=0.98, message="still undecided", at=T + ONE))
+    assert not only_readings_differ(before, after)
+
+
 def test_only_the_healthy_condition_message_and_the_last_run_are_readings() -> None:
     before = _status_with(CheckRecord(metric="m", verdict=Verdict.PASS, value=1.0, message="ok"))
     healthy, progressing = before.conditions
@@ -258,4 +296,34 @@ def test_readings_are_written_in_a_tick_that_posts_events_moves_traffic_or_clear
                  Plan(status=after, traffic=TrafficChange(kind="weight", candidate_weight=10))):
         assert not run.reconciler._held(NAMESPACE, NAME, version, before, busy, wrote=False)
     assert not run.reconciler._held(NAMESPACE, NAME, version, before, quiet, wrote=True)
+    # A clock stepped back (the last write seems to lie ahead) writes rather than holding for longer.
+    run.reconciler._status_written_at[(NAMESPACE, NAME)] = run.cluster.now + dt.timedelta(minutes=10)
+    assert not run.reconciler._held(NAMESPACE, NAME, version, before, quiet, wrote=False)
     assert not run.reconciler._held(NAMESPACE, NAME, str(int(version) + 1), before, quiet, wrote=False)
+
+
+def test_traffic_never_follows_a_status_that_is_only_held() -> None:
+    """``confirm`` (before traffic moves on a tick that wrote nothing) refuses a copy whose status is not the
+    API server's; the copy read instead is the one on record, so the next tick decides from it."""
+    run, _, _ = _steady(HEARTBEAT_S, 15)
+    store = run.reconciler.store
+    version = str(run.cluster.store.obj["metadata"]["resourceVersion"])
+    assert only_readings_differ(run.on_record, run.held)
+    with pytest.raises(Conflict, match="not yet written"):
+        asyncio.run(store.confirm(NAMESPACE, NAME, version))
+    assert run.held == run.on_record  # the held readings are gone, nothing else
+    asyncio.run(store.confirm(NAMESPACE, NAME, version))  # the copy on record is confirmed
+
+
+def test_a_finished_or_deleted_rollout_leaves_no_heartbeat_behind() -> None:
+    run, _, _ = _steady(HEARTBEAT_S, 5)
+    assert (NAMESPACE, NAME) in run.reconciler._status_written_at
+    run.reconciler.forget(NAMESPACE, NAME)  # what the watch's DELETED event calls
+    assert not run.reconciler._status_written_at
+    run.cluster.prometheus.success_rate = 0.5
+    for _ in range(15):  # a failure is written at once, and starts the heartbeat again
+        run.tick()
+    assert (NAMESPACE, NAME) in run.reconciler._status_written_at
+    deleted, run.cluster.store.obj = run.cluster.store.obj, {}
+    run.cache.apply({"type": "DELETED", "object": deleted})  # gone while the scheduler still had a tick due
+    assert run.tick() is None and not run.reconciler._status_written_at
