@@ -41,9 +41,12 @@ def test_scale_bench_measures_a_small_size(cluster: Kube, prometheus: Prometheus
     assert result.staleness_s and max(result.staleness_s) < 10 * settings.interval_s, printed
     rates = result.rates
     assert rates.seconds >= 5
-    assert rates.ticks > 0 and rates.analyses > 0 and rates.api_requests > 0 and rates.prometheus_queries > 0
-    assert rates.rollout_watch_events > 0 and rates.cpu_cores > 0 and result.peak_rss_mib > 0
-    assert any(kind.startswith("PATCH modelrollouts") for kind in rates.api_by_kind), rates.api_by_kind
+    assert rates.ticks > 0 and rates.analyses > 0 and rates.prometheus_queries > 0
+    assert rates.cpu_cores > 0 and result.peak_rss_mib > 0
+    # Passes repeating passes wait for the status heartbeat (60 s, longer than the steady period): the
+    # API server sees a small share of a write per analysis (before: one each), and its watch as little.
+    writes = sum(v for kind, v in rates.api_by_kind.items() if kind.startswith("PATCH modelrollouts"))
+    assert writes <= rates.analyses / 4 and rates.rollout_watch_events <= rates.analyses / 4, printed
     # The builtin success rate, asked alone, is two queries per analysis (the request gate and the value);
     # grouped, two per instant for all the rollouts checked in it.
     assert result.metric == "builtin" and rates.prometheus_queries < rates.analyses, printed
