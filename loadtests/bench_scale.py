@@ -203,6 +203,8 @@ class Rates:
     rollout_watch_bytes: float = 0.0
     prometheus_queries: float = 0.0
     cpu_cores: float = 0.0
+    # Cores by process over the period ("machine": every process, from /proc/stat): which one is the wall.
+    cpu_by_process: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,6 +214,7 @@ class SizeResult:
     namespace: str
     setup_s: float = 0.0
     first_weight: Wait | None = None
+    first_check: Wait | None = None
     new_rollout: Timings = field(default_factory=Timings)
     abort: Timings = field(default_factory=Timings)
     staleness_s: list[float] = field(default_factory=list)
@@ -231,6 +234,8 @@ class SizeResult:
             "rollouts": self.rollouts, "interval_s": self.interval_s, "setup_s": round(self.setup_s, 2),
             "first_weight_s": round(first.seconds, 2) if first else None,
             "first_weight_reached": first.reached if first else 0,
+            "first_check_s": round(self.first_check.seconds, 2) if self.first_check else None,
+            "first_check_reached": self.first_check.reached if self.first_check else 0,
             "never_checked": self.never_checked, "peak_rss_mib": round(self.peak_rss_mib, 1)}
         for name, timings in (("new_rollout", self.new_rollout), ("abort", self.abort)):
             out |= {f"{name}_p50_s": pct(timings.seconds, 0.5), f"{name}_p99_s": pct(timings.seconds, 0.99),
@@ -344,6 +349,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The local cluster's processes the figures name, by the start of their command name (/proc/<pid>/comm).
+NAMED_PROCESSES = (("kube-apiserver", "kube-apiserver"), ("etcd", "etcd"), ("prometheus", "Prometheus"))
+
+
+def cpu_by_process(operator_pid: int) -> dict[tuple[str, int], float]:
+    """CPU seconds of the operator, this benchmark (its executor exporter serves from here), the local
+    cluster's named processes, and the whole machine (busy time of every CPU, pid 0)."""
+    found = {("operator", operator_pid): cpu_seconds(operator_pid),
+             ("benchmark and its exporter", os.getpid()): cpu_seconds(os.getpid())}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a process that ended meanwhile
+            comm = (entry / "comm").read_text().strip()
+            label = next((name for prefix, name in NAMED_PROCESSES if comm.startswith(prefix)), None)
+            if label is not None:
+                found[(label, int(entry.name))] = cpu_seconds(int(entry.name))
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    found[("machine", 0)] = (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cores_by_process(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float],
+                     seconds: float) -> dict[str, float]:
+    """Cores per label over the period, from processes alive at both ends."""
+    cores: dict[str, float] = {}
+    for key, used in after.items():
+        if key in before:
+            cores[key[0]] = cores.get(key[0], 0.0) + (used - before[key]) / seconds
+    return cores
+
+
 def memory_mib(pid: int, field: str) -> float:
     """A memory figure of a process in MiB, from /proc/<pid>/status: VmRSS (now) or VmHWM (its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -363,6 +401,7 @@ class Snapshot:
     watch_events: float
     watch_bytes: float
     prometheus_queries: float
+    cpu: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
 def snapshot(cluster: Cluster, operator_pid: int, metrics_url: str, prometheus_url: str) -> Snapshot:
@@ -397,7 +436,7 @@ def snapshot(cluster: Cluster, operator_pid: int, metrics_url: str, prometheus_u
                     ticks=total("modelrollout_tick_duration_seconds_count"),
                     analyses=total("modelrollout_provider_queries_total"),
                     tick_errors=total("modelrollout_tick_errors_total"), api=api, watch_events=events,
-                    watch_bytes=sizes, prometheus_queries=queries)
+                    watch_bytes=sizes, prometheus_queries=queries, cpu=cpu_by_process(operator_pid))
 
 
 def rates(before: Snapshot, after: Snapshot) -> Rates:
@@ -411,7 +450,8 @@ def rates(before: Snapshot, after: Snapshot) -> Rates:
                  rollout_watch_events=(after.watch_events - before.watch_events) / seconds,
                  rollout_watch_bytes=(after.watch_bytes - before.watch_bytes) / seconds,
                  prometheus_queries=(after.prometheus_queries - before.prometheus_queries) / seconds,
-                 cpu_cores=(after.cpu_s - before.cpu_s) / seconds)
+                 cpu_cores=(after.cpu_s - before.cpu_s) / seconds,
+                 cpu_by_process=cores_by_process(before.cpu, after.cpu, seconds))
 
 
 # ---------------------------------------------------------------- one size
@@ -467,6 +507,23 @@ def wait_all_at_first_weight(cluster: Cluster, namespace: str, total: int, start
             return Wait(now - started, reached, total)
         if now - reported >= 10:
             print(f"{label}: {reached} of {total} at {FIRST_WEIGHT}% after {now - started:.0f}s", flush=True)
+            reported = now
+        time.sleep(poll_s)
+
+
+def wait_all_checked(metrics_url: str, namespace: str, total: int, started: float, deadline_s: float,
+                     poll_s: float, label: str) -> Wait:
+    """Until every rollout's first check is done (the operator's last-run gauge names it): the steady
+    period measures checks that repeat, not the burst of first ones."""
+    reached, reported = 0, time.monotonic()
+    while True:
+        with contextlib.suppress(OSError):
+            reached = len(staleness(metrics_url, namespace, total)[0])
+        now = time.monotonic()
+        if reached >= total or now - started >= deadline_s:
+            return Wait(now - started, reached, total)
+        if now - reported >= 10:
+            print(f"{label}: {reached} of {total} checked after {now - started:.0f}s", flush=True)
             reported = now
         time.sleep(poll_s)
 
@@ -587,6 +644,7 @@ class HeldRollouts:
     metrics_url: str
     setup_s: float
     first_weight: Wait
+    first_check: Wait
     operator_log: str
 
 
@@ -620,12 +678,17 @@ def rollouts_held(kube: Kube, prometheus_url: str, rollouts: int, settings: Sett
         first_weight = wait_all_at_first_weight(cluster, namespace, rollouts, started, settings.deadline(rollouts),
                                                 settings.poll_s, label)
         print(f"{label}: all at {FIRST_WEIGHT}%: {first_weight.render()}", flush=True)
-        # Steady state once the first checks are due (one window after the weight), and one more interval.
-        time.sleep(settings.window_s + settings.interval_s)
+        # Steady state once every rollout's first check is done (its first window after the weight), and
+        # one more interval.
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        first_check = wait_all_checked(metrics_url, namespace, rollouts, started,
+                                       settings.deadline(rollouts) + settings.window_s, settings.poll_s, label)
+        print(f"{label}: all checked once: {first_check.render()}", flush=True)
+        time.sleep(settings.interval_s)
         yield HeldRollouts(cluster=cluster, namespace=namespace, names=names, spec_analysis=spec_analysis,
                            operator=operator, operator_pid=operator.proc.pid,
-                           metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", setup_s=setup_s,
-                           first_weight=first_weight, operator_log=str(log))
+                           metrics_url=metrics_url, setup_s=setup_s, first_weight=first_weight,
+                           first_check=first_check, operator_log=str(log))
     finally:
         if operator is not None:
             operator.stop(timeout=60)
@@ -644,7 +707,8 @@ def run_size(kube: Kube, prometheus_url: str, rollouts: int, settings: Settings,
     with rollouts_held(kube, prometheus_url, rollouts, settings, workdir, f"scale-{rollouts}", label,
                        exporter) as held:
         result = SizeResult(rollouts=rollouts, interval_s=settings.interval_s, namespace=held.namespace,
-                            setup_s=held.setup_s, first_weight=held.first_weight, operator_log=held.operator_log,
+                            setup_s=held.setup_s, first_weight=held.first_weight, first_check=held.first_check,
+                            operator_log=held.operator_log,
                             metric="builtin" if exporter is not None else "constant")
         print(f"{label}: steady period of {settings.steady():.0f}s", flush=True)
         steady_period(held.cluster, held.namespace, held.operator, held.metrics_url, prometheus_url, settings,
@@ -854,6 +918,7 @@ def render(results: Sequence[SizeResult], interval: str) -> str:
     rows: list[tuple[str, Callable[[SizeResult], str]]] = [
         ("set-up: create 2N objects", lambda r: f"{r.setup_s:.1f}s"),
         (f"operator start -> all at {FIRST_WEIGHT}%", lambda r: r.first_weight.render() if r.first_weight else "-"),
+        ("operator start -> all checked once", lambda r: r.first_check.render() if r.first_check else "-"),
         (f"new rollout -> {FIRST_WEIGHT}%, p50 / p99", lambda r: r.new_rollout.render()),
         ("abort -> Aborted, p50 / p99", lambda r: r.abort.render()),
         ("analysis staleness p50 / p99", lambda r: stale(r, False)),
@@ -883,6 +948,11 @@ def render(results: Sequence[SizeResult], interval: str) -> str:
     for r in results:
         busiest = ", ".join(f"{kind} {rate:.1f}" for kind, rate in list(r.rates.api_by_kind.items())[:6])
         lines.append(f"\nN={r.rollouts}: API server requests/s by verb and resource: {busiest or '-'}")
+        cpu = r.rates.cpu_by_process
+        if cpu:
+            named = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if k != "machine")
+            lines.append(f"N={r.rollouts}: CPU cores by process: {named}; the machine {cpu.get('machine', 0.0):.2f} "
+                         f"of {os.cpu_count()}")
         lines.append(f"N={r.rollouts}: steady period {r.rates.seconds:.0f}s, {len(r.staleness_s)} staleness "
                      f"readings; operator log {r.operator_log}")
     return "\n".join(lines)

@@ -34,6 +34,7 @@ def test_scale_bench_measures_a_small_size(cluster: Kube, prometheus: Prometheus
     assert result.setup_s > 0
     assert result.first_weight is not None and result.first_weight.done, printed
     assert result.first_weight.reached == ROLLOUTS
+    assert result.first_check is not None and result.first_check.done, printed  # steady means checked once
     assert len(result.new_rollout.seconds) == PROBES and not result.new_rollout.missed, printed
     assert len(result.abort.seconds) == PROBES and not result.abort.missed, printed
     # Two samples of every rollout, each checked once its first window had passed.
@@ -43,6 +44,8 @@ def test_scale_bench_measures_a_small_size(cluster: Kube, prometheus: Prometheus
     assert rates.seconds >= 5
     assert rates.ticks > 0 and rates.analyses > 0 and rates.prometheus_queries > 0
     assert rates.cpu_cores > 0 and result.peak_rss_mib > 0
+    cpu = rates.cpu_by_process
+    assert cpu["machine"] >= cpu["operator"] > 0 and "kube-apiserver" in cpu and "etcd" in cpu, cpu
     # Passes repeating passes wait for the status heartbeat (60 s, longer than the steady period): the
     # API server sees a small share of a write per analysis (before: one each), and its watch as little.
     writes = sum(v for kind, v in rates.api_by_kind.items() if kind.startswith("PATCH modelrollouts"))
