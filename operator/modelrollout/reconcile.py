@@ -229,13 +229,13 @@ class Reconciler:
         nothing else is written or posted this tick, and the last write is younger than the heartbeat."""
         if self.status_heartbeat_s <= 0 or wrote or plan.traffic is not None or plan.events or plan.clear_action:
             return False
-        if not only_readings_differ(before, plan.status):
-            return False
         written_at = self._status_written_at.get((namespace, name))
         if written_at is None:
             return False
         since = (self.clock() - written_at).total_seconds()
         if not 0 <= since < self.status_heartbeat_s:  # due, or the clock went back: write
+            return False
+        if not only_readings_differ(before, plan.status):
             return False
         return self.store.hold_status(namespace, name, version, plan.status.to_dict())
 

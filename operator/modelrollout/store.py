@@ -59,11 +59,12 @@ class CachedStore:
 
     def hold_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> bool:
         """Keep ``status`` in the cached copy without writing it: the next tick decides from it. The API
-        server's copy stays as last written; a watch event or a read replaces the held status with it."""
+        server's copy stays as last written; a watch event or a read replaces the held status with it.
+        The dict is kept as given (not copied: the reconciler builds it for this call alone)."""
         held = self.cache.get(namespace, name)
         if held is None or version_of(held) != resource_version:
             return False
-        self.cache.put({**held, "status": copy.deepcopy(status)})
+        self.cache.put({**held, "status": status})
         return True
 
     async def set_finalizers(self, namespace: str, name: str, resource_version: str, finalizers: list[str]) -> str:
