@@ -496,36 +496,36 @@ def set_up(cluster: Cluster, namespace: str, names: Sequence[str], spec_analysis
                         (mro for _, mro in pairs))
 
 
-def wait_all_at_first_weight(cluster: Cluster, namespace: str, total: int, started: float, deadline_s: float,
-                             poll_s: float, label: str) -> Wait:
-    reached, reported = 0, started
+def wait_until_all(count: Callable[[], int], total: int, started: float, deadline_s: float, poll_s: float,
+                   label: str, what: str) -> Wait:
+    """Poll ``count`` (a failed read counts as "not yet") until it reaches ``total`` or the deadline,
+    printing progress every 10 s."""
+    reached, reported = 0, time.monotonic()
     while True:
-        with contextlib.suppress(ApiException, OSError):  # a LIST that failed is "not yet"
-            reached = sum(1 for _, weight in cluster.weights(namespace).values() if weight == FIRST_WEIGHT)
+        with contextlib.suppress(ApiException, OSError):
+            reached = count()
         now = time.monotonic()
         if reached >= total or now - started >= deadline_s:
             return Wait(now - started, reached, total)
         if now - reported >= 10:
-            print(f"{label}: {reached} of {total} at {FIRST_WEIGHT}% after {now - started:.0f}s", flush=True)
+            print(f"{label}: {reached} of {total} {what} after {now - started:.0f}s", flush=True)
             reported = now
         time.sleep(poll_s)
+
+
+def wait_all_at_first_weight(cluster: Cluster, namespace: str, total: int, started: float, deadline_s: float,
+                             poll_s: float, label: str) -> Wait:
+    return wait_until_all(
+        lambda: sum(1 for _, weight in cluster.weights(namespace).values() if weight == FIRST_WEIGHT),
+        total, started, deadline_s, poll_s, label, f"at {FIRST_WEIGHT}%")
 
 
 def wait_all_checked(metrics_url: str, namespace: str, total: int, started: float, deadline_s: float,
                      poll_s: float, label: str) -> Wait:
     """Until every rollout's first check is done (the operator's last-run gauge names it): the steady
     period measures checks that repeat, not the burst of first ones."""
-    reached, reported = 0, time.monotonic()
-    while True:
-        with contextlib.suppress(OSError):
-            reached = len(staleness(metrics_url, namespace, total)[0])
-        now = time.monotonic()
-        if reached >= total or now - started >= deadline_s:
-            return Wait(now - started, reached, total)
-        if now - reported >= 10:
-            print(f"{label}: {reached} of {total} checked after {now - started:.0f}s", flush=True)
-            reported = now
-        time.sleep(poll_s)
+    return wait_until_all(lambda: len(staleness(metrics_url, namespace, total)[0]), total, started, deadline_s,
+                          poll_s, label, "checked")
 
 
 def poll_one(cluster: Cluster, namespace: str, name: str, until: Callable[[dict[str, Any]], bool],
